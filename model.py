@@ -1,0 +1,276 @@
+"""The DenseDepth network (Alhashim & Wonka 2018): a DenseNet encoder and an up-sampling decoder.
+
+    from model import create_model, load_model
+    net = create_model()                       # DenseNet-169, ImageNet weights, full-width decoder
+    net = create_model(weights=None, decoder_width=0.5)   # the reference code's half-width variant
+    net = load_model("nyu.h5")                 # the authors' Keras 2 file, or a .keras file we saved
+
+The network maps RGB in [0, 1] of any size to the normalised depth target at half the input resolution
+(see utils.depth_norm). `python model.py` prints the summary and parameter counts.
+"""
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from utils import InputError
+
+ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201}
+ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920}
+# Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
+SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
+BLOCK_NAMES = ("up1", "up2", "up3", "up4")
+BLOCK_CONVS = ("convA", "convB")
+LEAKY_RELU_SLOPE = 0.2
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="densedepth")
+class ResizeToMatch(keras.layers.Layer):
+    """Bilinear resize of `x` to the height and width of `skip`: 2x up-sampling for sizes divisible by 32.
+
+    Taking the size from the skip tensor at run time lets any input size (250x333, say) and several sizes
+    in one process work. align_corners=True is what the reference code's BilinearUpSampling2D did, so the
+    authors' weights give their predictions.
+    """
+
+    def __init__(self, align_corners=True, **kwargs):
+        super().__init__(**kwargs)
+        self.align_corners = align_corners
+
+    def call(self, x, skip):
+        size = tf.shape(skip)[1:3]
+        resized = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=self.align_corners,
+                                            half_pixel_centers=not self.align_corners)
+        return tf.cast(resized, x.dtype)  # the op always returns float32; keep mixed precision intact
+
+    def compute_output_shape(self, x_shape, skip_shape):
+        return (x_shape[0], skip_shape[1], skip_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "align_corners": self.align_corners}
+
+
+def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
+                 leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, align_corners=True,
+                 input_shape=(None, None, 3)):
+    """The DenseDepth network as a functional tf.keras model.
+
+    Args:
+        encoder: "densenet169" (the paper) or "densenet201" (its ablation).
+        weights: "imagenet" (downloaded by Keras), None / "none", or a path to an encoder weights file.
+        decoder_width: channels of `conv2` as a fraction of the encoder's output channels; 1.0 is the
+            paper's decoder (1664 on DenseNet-169), 0.5 the reference code's default.
+        leaky_relu_after: which convolutions of each up-sampling block a LeakyReLU(0.2) follows; the
+            paper has both, the authors' kitti.h5 only one.
+        imagenet_normalization: subtract ImageNet mean and divide by std inside the model (off in the
+            paper, whose inputs are RGB in [0, 1] as they are).
+        align_corners: the up-sampling's pixel convention (True in the reference code).
+
+    Example:
+        >>> net = create_model(weights=None)
+        >>> net(np.zeros((1, 64, 64, 3), "float32")).shape
+        TensorShape([1, 32, 32, 1])
+    """
+    if encoder not in ENCODERS:
+        raise InputError(f"unknown encoder '{encoder}': choose one of {', '.join(ENCODERS)}")
+    if not 0.0 < decoder_width <= 4.0:
+        raise InputError(f"decoder_width must be in (0, 4], got {decoder_width}")
+    image = keras.Input(shape=input_shape, name="image")
+    x = imagenet_normalizer()(image) if imagenet_normalization else image
+    base = encoder_network(encoder, weights, x)
+    filters = int(ENCODER_CHANNELS[encoder] * decoder_width)
+    x = keras.layers.Conv2D(filters, 1, padding="same", name="conv2")(base.output)
+    for name, skip in zip(BLOCK_NAMES, SKIP_LAYERS):
+        filters //= 2
+        x = upsampling_block(x, base.get_layer(skip).output, filters, name, leaky_relu_after,
+                             align_corners)
+    # Float32 output keeps the loss exact under mixed precision.
+    depth = keras.layers.Conv2D(1, 3, padding="same", name="conv3", dtype="float32")(x)
+    return keras.Model(image, depth, name=f"densedepth_{encoder}")
+
+
+def imagenet_normalizer():
+    """A weightless layer computing (x - mean) / std with ImageNet's RGB statistics."""
+    scale = [1.0 / s for s in IMAGENET_STD]
+    offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    return keras.layers.Rescaling(scale=scale, offset=offset, name="imagenet_norm")
+
+
+def encoder_network(encoder, weights, input_tensor):
+    """The Keras DenseNet without its classifier, built on input_tensor, with the requested weights."""
+    if isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise InputError(f"{weights}: encoder weights file not found (use 'imagenet', 'none' or a path)")
+    try:
+        return ENCODERS[encoder](include_top=False, weights=weights, input_tensor=input_tensor)
+    except Exception as err:  # download errors come as URLError, HTTPError, OSError, ValueError...
+        if weights == "imagenet":
+            raise InputError(
+                f"could not download the ImageNet weights of {encoder} ({type(err).__name__}: {err}); "
+                f"with no network, pass a local '{encoder}_weights_tf_dim_ordering_tf_kernels_notop.h5' "
+                "as the weights path, or 'none' to start from random weights") from None
+        raise InputError(f"{weights}: not {encoder} encoder weights ({type(err).__name__}: {err})") from None
+
+
+def upsampling_block(x, skip, filters, name, leaky_relu_after=BLOCK_CONVS, align_corners=True):
+    """Up-sample x to skip's size, concatenate them, then two 3x3 convolutions (LeakyReLU as asked)."""
+    x = ResizeToMatch(align_corners=align_corners, name=f"{name}_upsampling2d")(x, skip)
+    x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
+    for conv in BLOCK_CONVS:
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_{conv}")(x)
+        if conv in leaky_relu_after:
+            x = keras.layers.LeakyReLU(negative_slope=LEAKY_RELU_SLOPE, name=f"{name}_{conv}_leakyrelu")(x)
+    return x
+
+
+def parameter_counts(model):
+    """(trainable, total) parameter counts."""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return trainable, trainable + sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading: our .keras files and the authors' Keras 2.2.4 HDF5 files (nyu.h5, kitti.h5)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_model(path):
+    """A DenseDepth model from a .keras file we saved or a legacy whole-model HDF5 file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+    if path.suffix in (".h5", ".hdf5"):
+        return load_legacy_h5(path)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:
+        raise InputError(f"{path}: not a readable Keras model file ({type(err).__name__}: {err})") from None
+
+
+def load_legacy_h5(path):
+    """Rebuild the network a Keras 2 whole-model HDF5 file describes and load its weights by layer name."""
+    import h5py
+
+    path = Path(path)
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file (corrupt or truncated download?)")
+    with h5py.File(path, "r") as f:
+        config = _legacy_model_config(f, path)
+        architecture = legacy_architecture(config, path)
+        file_weights = _legacy_weights(f, path)
+    model = create_model(weights=None, **architecture)
+    _assign_weights_by_name(model, file_weights, path)
+    return model
+
+
+def _as_str(value):
+    """h5py 3 returns legacy string attributes as bytes; older files store str."""
+    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+def _legacy_model_config(f, path):
+    """The JSON model_config attribute of a whole-model HDF5 file, parsed."""
+    if "model_config" not in f.attrs:
+        raise InputError(f"{path}: no model_config attribute: not a whole-model Keras HDF5 file")
+    try:
+        return json.loads(_as_str(f.attrs["model_config"]))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: model_config is not valid JSON ({err})") from None
+
+
+def _normalized(name):
+    """Keras 2 DenseNet layer names use '/' (conv1/conv) where Keras 3 uses '_'."""
+    return name.replace("/", "_")
+
+
+def legacy_architecture(config, path="model"):
+    """create_model arguments (encoder, decoder_width, leaky_relu_after) read from a Keras 2 config."""
+    layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
+    if "conv2" not in layers or "conv3" not in layers:
+        raise InputError(f"{path}: not a DenseDepth model (no 'conv2'/'conv3' decoder layers)")
+    encoder = "densenet201" if "conv4_block48_concat" in layers else "densenet169"
+    filters = layers["conv2"]["config"]["filters"]
+    consumers = _consumer_classes(config["config"]["layers"])
+    per_block = {
+        tuple(conv for conv in BLOCK_CONVS if "LeakyReLU" in consumers.get(f"{block}_{conv}", ()))
+        for block in BLOCK_NAMES
+    }
+    if len(per_block) != 1:
+        raise InputError(f"{path}: up-sampling blocks differ in their LeakyReLU layout: {sorted(per_block)}")
+    return {"encoder": encoder, "decoder_width": filters / ENCODER_CHANNELS[encoder],
+            "leaky_relu_after": per_block.pop()}
+
+
+def _consumer_classes(layers):
+    """For each layer name, the class names of the layers that take its output (Keras 2 node format)."""
+    consumers = {}
+    for layer in layers:
+        for node in layer.get("inbound_nodes", []):
+            for inbound in node:
+                consumers.setdefault(_normalized(inbound[0]), set()).add(layer["class_name"])
+    return consumers
+
+
+def _legacy_weights(f, path):
+    """{normalised layer name: [arrays]} for every layer with weights in the file."""
+    group = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" not in group.attrs:
+        raise InputError(f"{path}: no layer_names attribute: not a Keras HDF5 weights layout")
+    weights = {}
+    for layer_name in map(_as_str, group.attrs["layer_names"]):
+        layer_group = group[layer_name]
+        names = [_as_str(n) for n in layer_group.attrs.get("weight_names", [])]
+        if names:
+            weights[_normalized(layer_name)] = [np.asarray(layer_group[n]) for n in names]
+    return weights
+
+
+def _assign_weights_by_name(model, file_weights, path):
+    """Set each layer's weights from the file, refusing at the first layer whose name or shapes differ."""
+    remaining = dict(file_weights)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = remaining.pop(layer.name, None)
+        if arrays is None:
+            raise InputError(f"{path}: layer '{layer.name}' of the network is missing from the file")
+        expected = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(a.shape) for a in arrays]
+        if expected != found:
+            raise InputError(f"{path}: layer '{layer.name}' does not match: file has {found}, "
+                             f"network expects {expected}")
+        layer.set_weights(arrays)
+    if remaining:
+        raise InputError(f"{path}: layer '{next(iter(remaining))}' in the file has no counterpart in the network")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Build the DenseDepth network and print its summary and size.")
+    parser.add_argument("--encoder", default="densenet169", choices=sorted(ENCODERS),
+                        help="DenseNet encoder (the paper: densenet169; ablation: densenet201)")
+    parser.add_argument("--decoder-width", type=float, default=1.0,
+                        help="conv2 channels as a fraction of the encoder's (paper 1.0, reference code 0.5)")
+    parser.add_argument("--summary", action="store_true", help="print the full layer-by-layer summary")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    net = create_model(args.encoder, weights=None, decoder_width=args.decoder_width)
+    if args.summary:
+        net.summary(line_length=120)
+    trainable, total = parameter_counts(net)
+    print(f"{net.name}: {trainable / 1e6:.2f}M trainable parameters, {total / 1e6:.2f}M in all")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The network: size, shapes at any input size, decoder structure, saving and loading (ours and legacy)."""
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from keras2_h5 import write_keras2_h5
+from model import (BLOCK_CONVS, BLOCK_NAMES, ResizeToMatch, create_model, legacy_architecture,
+                   load_model, parameter_counts)
+from loss import depth_loss_function
+from utils import InputError
+
+
+@pytest.mark.parametrize("encoder, width, trainable_m, total_m", [
+    ("densenet169", 1.0, 42.66, 42.82),   # the paper's network
+    ("densenet169", 0.5, 21.37, 21.52),   # the reference code's default decoder
+    ("densenet201", 1.0, 57.81, 58.04),
+    ("densenet201", 0.5, 29.69, 29.92),
+])
+def test_parameter_counts(encoder, width, trainable_m, total_m):
+    trainable, total = parameter_counts(create_model(encoder, weights=None, decoder_width=width))
+    assert round(trainable / 1e6, 2) == trainable_m
+    assert round(total / 1e6, 2) == total_m
+
+
+def test_full_width_decoder_filters(full_model):
+    filters = [full_model.get_layer(n).filters for n in ("conv2", "up1_convA", "up2_convA", "up3_convA",
+                                                          "up4_convA", "conv3")]
+    assert filters == [1664, 832, 416, 208, 104, 1]
+
+
+@pytest.mark.parametrize("height, width, out_hw", [(480, 640, (240, 320)), (250, 333, (125, 167)),
+                                                   (64, 64, (32, 32))])
+def test_output_is_half_the_input(full_model, height, width, out_hw):
+    out = full_model(np.random.default_rng(0).random((1, height, width, 3), dtype=np.float32))
+    assert tuple(out.shape) == (1, *out_hw, 1)
+    assert np.all(np.isfinite(out))
+
+
+def test_leaky_relu_follows_both_convolutions_and_decoder_has_no_batchnorm(full_model):
+    for block in BLOCK_NAMES:
+        for conv in BLOCK_CONVS:
+            act = full_model.get_layer(f"{block}_{conv}_leakyrelu")
+            assert isinstance(act, keras.layers.LeakyReLU)
+            assert act.negative_slope == pytest.approx(0.2)
+            assert act.input is full_model.get_layer(f"{block}_{conv}").output
+    start = full_model.layers.index(full_model.get_layer("conv2"))
+    decoder = full_model.layers[start:]
+    assert len(decoder) == 1 + 4 * 6 + 1
+    assert not [layer for layer in decoder if isinstance(layer, keras.layers.BatchNormalization)]
+    leaky = [layer for layer in full_model.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    assert len(leaky) == 8
+
+
+def test_leaky_relu_layout_is_configurable():
+    net = create_model(weights=None, decoder_width=0.125, leaky_relu_after=("convB",))
+    names = [layer.name for layer in net.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    assert names == [f"{b}_convB_leakyrelu" for b in BLOCK_NAMES]
+
+
+def test_resize_layer_matches_skip_size_and_is_bilinear():
+    x = np.arange(4, dtype=np.float32).reshape(1, 2, 2, 1)   # [[0, 1], [2, 3]]
+    skip = np.zeros((1, 3, 3, 5), np.float32)
+    out = np.asarray(ResizeToMatch()(x, skip))[0, ..., 0]
+    # align_corners: corners keep their values, the centre is the mean of the four.
+    np.testing.assert_allclose(out, [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]], atol=1e-6)
+
+
+def test_compiled_train_step_accepts_several_input_sizes():
+    keras.utils.set_random_seed(1)
+    net = create_model(weights=None, decoder_width=0.125)
+    net.compile(optimizer=keras.optimizers.Adam(1e-4), loss=depth_loss_function)
+    rng = np.random.default_rng(0)
+    for h, w in ((64, 64), (96, 128), (72, 88)):
+        x = rng.random((2, h, w, 3), dtype=np.float32)
+        y = rng.uniform(1, 100, (2, h // 2, w // 2, 1)).astype(np.float32)
+        loss = net.train_on_batch(x, y)
+        assert np.isfinite(loss)
+
+
+def test_imagenet_normalization_option_changes_the_input():
+    keras.utils.set_random_seed(2)
+    plain = create_model(weights=None, decoder_width=0.125)
+    normed = create_model(weights=None, decoder_width=0.125, imagenet_normalization=True)
+    assert parameter_counts(plain) == parameter_counts(normed)
+    probe = keras.Model(normed.input, normed.get_layer("imagenet_norm").output)
+    out = np.asarray(probe(np.full((1, 32, 32, 3), 0.5, np.float32)))[0, 0, 0]
+    np.testing.assert_allclose(out, (0.5 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
+                               rtol=1e-5)
+
+
+def test_bad_arguments_give_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="unknown encoder 'resnet50'"):
+        create_model("resnet50", weights=None)
+    with pytest.raises(InputError, match="decoder_width"):
+        create_model(weights=None, decoder_width=0)
+    with pytest.raises(InputError, match="encoder weights file not found"):
+        create_model(weights=str(tmp_path / "missing.h5"))
+
+
+def test_keras_file_round_trip(tmp_path):
+    keras.utils.set_random_seed(3)
+    net = create_model(weights=None, decoder_width=0.125)
+    x = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
+    net.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(x), net(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_legacy_h5_full_width_round_trip(full_model, tmp_path, as_bytes):
+    path = tmp_path / "nyu.h5"
+    write_keras2_h5(full_model, path, as_bytes=as_bytes)
+    with h5py.File(path) as f:  # the layout of the released files
+        assert "conv1" in f["model_weights"] and "conv1/conv/kernel:0" in f["model_weights/conv1/conv"]
+    loaded = load_model(path)
+    assert loaded.get_layer("conv2").filters == 1664
+    x = np.random.default_rng(1).random((1, 96, 128, 3), dtype=np.float32)
+    np.testing.assert_allclose(loaded(x), full_model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_legacy_h5_half_width_single_leaky_relu(tmp_path):
+    """kitti.h5's reported layout: one LeakyReLU per block; width and layout come from the file."""
+    keras.utils.set_random_seed(4)
+    source = create_model(weights=None, decoder_width=0.5, leaky_relu_after=("convB",))
+    write_keras2_h5(source, tmp_path / "kitti.h5")
+    loaded = load_model(tmp_path / "kitti.h5")
+    assert loaded.get_layer("conv2").filters == 832
+    assert [layer.name for layer in loaded.layers if isinstance(layer, keras.layers.LeakyReLU)] == \
+        [f"{b}_convB_leakyrelu" for b in BLOCK_NAMES]
+    x = np.random.default_rng(2).random((1, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(loaded(x), source(x), rtol=1e-4, atol=1e-4)
+
+
+def test_legacy_architecture_detects_densenet201(tmp_path):
+    keras.utils.set_random_seed(5)
+    source = create_model("densenet201", weights=None, decoder_width=0.25)
+    write_keras2_h5(source, tmp_path / "m201.h5")
+    with h5py.File(tmp_path / "m201.h5") as f:
+        import json
+        arch = legacy_architecture(json.loads(f.attrs["model_config"]))
+    assert arch == {"encoder": "densenet201", "decoder_width": 0.25, "leaky_relu_after": ("convA", "convB")}
+
+
+def test_mismatched_legacy_file_names_the_first_bad_layer(tmp_path):
+    keras.utils.set_random_seed(6)
+    source = create_model(weights=None, decoder_width=0.125)
+    path = tmp_path / "bad.h5"
+    write_keras2_h5(source, path)
+    with h5py.File(path, "a") as f:
+        group = f["model_weights/up2_convB"]
+        del group["up2_convB/kernel:0"]
+        group.create_dataset("up2_convB/kernel:0", data=np.zeros((1, 1, 26, 26), np.float32))
+    with pytest.raises(InputError, match=r"bad\.h5: layer 'up2_convB' does not match"):
+        load_model(path)
+
+
+def test_missing_and_corrupt_model_files(tmp_path):
+    with pytest.raises(InputError, match=r"nope\.h5: no such model file"):
+        load_model(tmp_path / "nope.h5")
+    (tmp_path / "corrupt.h5").write_bytes(b"\x89HDF\r\n junk" * 100)
+    with pytest.raises(InputError, match=r"corrupt\.h5: not an HDF5 file"):
+        load_model(tmp_path / "corrupt.h5")
+    (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(InputError, match=r"corrupt\.keras: not a readable Keras model file"):
+        load_model(tmp_path / "corrupt.keras")
+    with h5py.File(tmp_path / "weights_only.h5", "w") as f:
+        f.attrs["layer_names"] = [b"conv2"]
+    with pytest.raises(InputError, match="no model_config"):
+        load_model(tmp_path / "weights_only.h5")

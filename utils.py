@@ -1,0 +1,274 @@
+"""Shared constants and helpers: depth normalisation, prediction, metrics, image I/O, colouring.
+
+Every constant of the method (depth ranges, image sizes, crops, intrinsics) is defined here once and
+imported everywhere else. Nothing in this module needs TensorFlow at import time, so the data tools and
+the synthetic renderer can use it cheaply.
+
+    from utils import NYU, depth_norm, predict, compute_errors
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepthRange:
+    """The depth range of a dataset, in metres.
+
+    max_m is both the cap and the numerator m of the target y = m / depth. min_m clips targets during
+    training and predictions at inference. eval_min_m: ground truth at or below it is not evaluated.
+    """
+
+    min_m: float
+    max_m: float
+    eval_min_m: float = 1e-3
+
+    @property
+    def max_target(self):
+        return self.max_m / self.min_m
+
+
+# The paper's appendix clips NYU targets to [0.4, 10] m; the reference code uses [0.1, 10] m.
+NYU = DepthRange(min_m=0.4, max_m=10.0)
+NYU_REFERENCE = DepthRange(min_m=0.1, max_m=10.0)
+# KITTI: 80 m cap; min chosen so that targets span [1, 100] as in the reference NYU convention.
+KITTI = DepthRange(min_m=0.8, max_m=80.0)
+DEPTH_RANGES = {"nyu": NYU, "nyu_reference": NYU_REFERENCE, "kitti": KITTI}
+
+# SSIM's dynamic range in the loss: the reference code's target range, 1000 cm / 10 cm.
+SSIM_DYNAMIC_RANGE = 100.0
+
+NYU_IMAGE_HW = (480, 640)  # input (height, width)
+NYU_DEPTH_HW = (240, 320)  # output: half the input, as the network predicts
+# Eigen crop of the 480x640 NYU test images: rows 20..459 and columns 24..615, inclusive.
+EIGEN_CROP = (20, 459, 24, 615)
+# Kinect intrinsics of NYU Depth v2 at 640x480 (pixels).
+NYU_INTRINSICS = {"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362}
+
+# KITTI: crops as fractions of (height, height, width, width): top, bottom, left, right.
+KITTI_GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+KITTI_EIGEN_CROP = (0.3324324, 0.91351351, 0.0359477, 0.96405229)
+KITTI_TRAIN_HW = (352, 1216)  # fixed-size training crop, the largest multiple of 32 inside every frame
+KITTI_DEPTH_SCALE = 256.0  # 16-bit PNG value = metres * 256
+
+# The paper's threshold for the edge F1 quality measure.
+EDGE_THRESHOLD = 0.5
+
+
+class InputError(Exception):
+    """A user mistake (bad file, path, flag): scripts print it as one line, without a traceback."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Depth normalisation: the transform and its inverse side by side
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _array_module(x):
+    """NumPy for arrays, TensorFlow's NumPy API for tensors, so tf.data graphs can share these functions."""
+    if type(x).__module__.startswith("tensorflow"):
+        import tensorflow.experimental.numpy as tnp
+
+        return tnp
+    return np
+
+
+def depth_norm(depth_m, depth_range=NYU):
+    """Training target y = max_m / depth_m, depth first clipped to the range.
+
+    Holes (zero, negative, NaN, inf) are treated as the far limit, giving the finite target 1; the data
+    pipeline also masks them out where ground truth is sparse.
+    """
+    xp = _array_module(depth_m)
+    valid = xp.isfinite(depth_m) & (depth_m > 0)
+    depth_m = xp.where(valid, depth_m, depth_range.max_m)
+    return depth_range.max_m / xp.clip(depth_m, depth_range.min_m, depth_range.max_m)
+
+
+def inverse_depth_norm(target, depth_range=NYU):
+    """Metric depth in metres from a network output y: clip(max_m / y, min_m, max_m)."""
+    xp = _array_module(target)
+    positive = target > 0
+    depth_m = depth_range.max_m / xp.where(positive, target, 1.0)
+    # A non-positive output has no depth meaning; it maps to the far limit, like a tiny positive one.
+    depth_m = xp.where(positive, depth_m, depth_range.max_m)
+    return xp.clip(depth_m, depth_range.min_m, depth_range.max_m)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------------------
+
+
+def to_model_input(images):
+    """Float32 RGB in [0, 1], shape (N, H, W, 3), from uint8 / uint16 / float images or a single image."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"expected RGB images of shape (N, H, W, 3), got {images.shape}")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    if images.dtype == np.uint16:
+        return images.astype(np.float32) / 65535.0
+    images = images.astype(np.float32)
+    if images.size and (images.min() < 0.0 or images.max() > 1.0):
+        raise InputError("float images must lie in [0, 1]")
+    return images
+
+
+def predict(model, images, batch_size=2, depth_range=NYU, flip=False):
+    """Metric depth in metres, shape (N, H/2, W/2), from RGB images (uint8 or float in [0, 1]).
+
+    flip=True averages with the mirrored prediction of the mirrored image (the paper's test-time
+    augmentation).
+    """
+    x = to_model_input(images)
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        y = _predict_targets(model, batch)
+        if flip:
+            y = 0.5 * (y + _predict_targets(model, batch[:, :, ::-1])[:, :, ::-1])
+        outputs.append(y)
+    return inverse_depth_norm(np.concatenate(outputs)[..., 0], depth_range).astype(np.float32)
+
+
+def _predict_targets(model, batch):
+    """The network's raw output (normalised targets) as float32 NumPy."""
+    return np.asarray(model(np.ascontiguousarray(batch), training=False), dtype=np.float32)
+
+
+def scale_up(images, scale=2):
+    """Bilinear up-sampling of (N, H, W) or (H, W) maps by an integer factor, as the reference code does."""
+    from skimage.transform import resize
+
+    images = np.asarray(images, dtype=np.float32)
+    shape = images.shape[:-2] + (images.shape[-2] * scale, images.shape[-1] * scale)
+    resized = resize(images, shape, order=1, mode="reflect", preserve_range=True, anti_aliasing=False)
+    return resized.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics: pure functions of (ground truth, prediction); ground truth always comes first
+# ---------------------------------------------------------------------------------------------------------
+
+METRIC_NAMES = ("a1", "a2", "a3", "abs_rel", "rmse", "log10")
+
+
+def valid_mask(gt, mask=None, min_depth_m=0.0):
+    """Pixels that carry ground truth: finite, above min_depth_m (and above zero), and inside mask."""
+    gt = np.asarray(gt)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > max(min_depth_m, 0.0))
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    return valid
+
+
+def _errors_on_pixels(gt, pred):
+    """The six metrics over 1-D arrays of valid pixels."""
+    if gt.size == 0:
+        raise ValueError("no valid ground-truth pixels to evaluate")
+    if not np.all(np.isfinite(pred)) or np.any(pred <= 0):
+        raise ValueError("predictions must be positive and finite wherever ground truth is valid")
+    thresh = np.maximum(gt / pred, pred / gt)
+    return {
+        "a1": float(np.mean(thresh < 1.25)),
+        "a2": float(np.mean(thresh < 1.25**2)),
+        "a3": float(np.mean(thresh < 1.25**3)),
+        "abs_rel": float(np.mean(np.abs(gt - pred) / gt)),
+        "rmse": float(np.sqrt(np.mean((gt - pred) ** 2))),
+        "log10": float(np.mean(np.abs(np.log10(gt) - np.log10(pred)))),
+    }
+
+
+def compute_errors(gt, pred, mask=None, min_depth_m=0.0):
+    """The six metrics pooled over every valid pixel of every image (the reference evaluation).
+
+    gt, pred: metric depths of the same shape, (H, W) or (N, H, W). Pixels whose ground truth is zero,
+    negative, not finite, at or below min_depth_m, or outside mask are ignored.
+    """
+    gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    valid = valid_mask(gt, mask, min_depth_m)
+    return _errors_on_pixels(gt[valid], pred[valid])
+
+
+def compute_errors_per_image(gt, pred, mask=None, min_depth_m=0.0):
+    """The six metrics computed on each image, then averaged over images (rmse is per-image rms)."""
+    per_image = per_image_errors(gt, pred, mask, min_depth_m)
+    return {k: float(np.mean([e[k] for e in per_image])) for k in METRIC_NAMES}
+
+
+def per_image_errors(gt, pred, mask=None, min_depth_m=0.0):
+    """A list with the six metrics of each image of (N, H, W) ground truth and prediction."""
+    gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    if gt.ndim == 2:
+        gt, pred = gt[None], pred[None]
+    valid = valid_mask(gt, mask, min_depth_m)
+    return [_errors_on_pixels(g[v], p[v]) for g, p, v in zip(gt, pred, valid)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images in and out
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_image(path):
+    """RGB float32 image in [0, 1], shape (H, W, 3), from RGB, RGBA, grayscale, 8- or 16-bit files."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _pil_to_rgb_float(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
+
+
+def _pil_to_rgb_float(im):
+    """Float RGB in [0, 1] from any PIL image mode; alpha is dropped, gray replicated, 16 bits rescaled."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(im, dtype=np.float32) / 65535.0
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
+    if im.mode == "F":
+        gray = np.asarray(im, dtype=np.float32)
+        gray = (gray - gray.min()) / max(float(np.ptp(gray)), 1e-12)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_images(paths):
+    """A list of RGB float32 images in [0, 1] (sizes may differ); the first unreadable file raises InputError."""
+    return [load_image(p) for p in paths]
+
+
+def colorize(depth, vmin=None, vmax=None, cmap="plasma"):
+    """An RGB uint8 picture of a depth map through a matplotlib colormap; NaN and inf show black.
+
+    vmin/vmax default to the map's finite min and max.
+    """
+    import matplotlib
+
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim == 3 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    finite = np.isfinite(depth)
+    lo = float(np.min(depth[finite])) if vmin is None and finite.any() else (vmin or 0.0)
+    hi = float(np.max(depth[finite])) if vmax is None and finite.any() else (vmax or 1.0)
+    scaled = (np.where(finite, depth, lo) - lo) / max(hi - lo, 1e-12)
+    rgb = matplotlib.colormaps[cmap](np.clip(scaled, 0.0, 1.0))[..., :3]
+    rgb[~finite] = 0.0
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
