@@ -1,0 +1,39 @@
+"""The paper's augmentation (section 3.3) as TensorFlow ops for tf.data pipelines, seeded and stateless.
+
+- horizontal mirror of image and depth together, probability 0.5;
+- permutation of the image's RGB channels, probability 0.25 (the reference code: 0.5); when it fires,
+  one of the five orderings that differ from RGB is drawn, so the observed rate is the probability.
+  Depth is never colour-permuted.
+
+    ds = ds.enumerate().map(lambda i, pair: augment(*pair, seed=seed_for(i, base_seed)))
+
+Stateless ops keyed by (base seed, sample index) make a run reproducible and a resumed run draw the
+same augmentations as an uninterrupted one.
+"""
+import itertools
+
+import tensorflow as tf
+
+FLIP_PROBABILITY = 0.5
+PERMUTE_PROBABILITY = 0.25          # the paper
+REFERENCE_PERMUTE_PROBABILITY = 0.5  # the reference code
+CHANNEL_ORDERS = tf.constant([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])
+
+
+def seed_for(index, base_seed):
+    """A stateless-op seed, shape (2,), for sample number `index` of a run seeded with base_seed."""
+    return tf.stack([tf.cast(base_seed, tf.int64), tf.cast(index, tf.int64)])
+
+
+def augment(image, target, seed, flip_probability=FLIP_PROBABILITY, permute_probability=PERMUTE_PROBABILITY):
+    """(image, target) mirrored together and the image's channels permuted, at the given rates.
+
+    image: (H, W, 3); target: (h, w, C) depth target (and mask channels), mirrored but never permuted.
+    """
+    draws = tf.random.stateless_uniform([3], seed=seed)
+    flip = draws[0] < flip_probability
+    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    target = tf.cond(flip, lambda: tf.reverse(target, axis=[1]), lambda: target)
+    order = CHANNEL_ORDERS[tf.cast(draws[2] * len(CHANNEL_ORDERS), tf.int32) % len(CHANNEL_ORDERS)]
+    image = tf.cond(draws[1] < permute_probability, lambda: tf.gather(image, order, axis=-1), lambda: image)
+    return image, target

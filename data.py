@@ -1,0 +1,627 @@
+"""Datasets and tf.data input pipelines: NYU Depth v2, the Eigen test arrays, KITTI, and synthetic rooms.
+
+`--data` takes, in every script, one of:
+    synthetic            the built-in procedural dataset (rendered and cached on first use, no download);
+                         synthetic:N:M renders N training and M test pairs
+    nyu / nyu_test       nyu_data.zip / nyu_test.zip in the current folder
+    path/to/file.zip     an NYU-format zip (data/nyu2_train.csv, data/nyu2_test.csv), read in place,
+                         or the Eigen test arrays zip (eigen_test_rgb.npy, eigen_test_depth.npy, ...)
+    path/to/folder       the same NYU layout unpacked (your own RGB-D data: CSVs plus images), or a
+                         folder holding the Eigen .npy arrays, or a KITTI root with its split files
+    path/to/split.txt    a KITTI split file: lines "rgb.png depth.png [focal]" relative to its folder
+
+Make a synthetic NYU-format zip, and look at a few pairs of any dataset:
+    python data.py --make-synthetic synthetic.zip --train 1000 --test 100
+    python data.py --data synthetic --show pairs.png
+"""
+import argparse
+import csv
+import io
+import os
+import struct
+import sys
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utils import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW, InputError, depth_norm
+
+DEFAULT_TRAIN_DATA = "nyu_data.zip"
+DEFAULT_EVAL_DATA = "nyu_test.zip"
+NAMED_DATA = {"nyu": DEFAULT_TRAIN_DATA, "nyu_test": DEFAULT_EVAL_DATA}
+NYU_CSV = {"train": "data/nyu2_train.csv", "test": "data/nyu2_test.csv"}
+EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.npy")
+KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
+NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
+NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
+SYNTHETIC_DEFAULT_COUNTS = (200, 50)  # (train, test) pairs of `--data synthetic`
+SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not reused
+HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One RGB-D pair: file names inside the dataset (or array index), and where it was listed."""
+
+    rgb: str
+    depth: str
+    where: str  # "data/nyu2_train.csv row 12", for messages
+    index: int = -1
+
+    @property
+    def name(self):
+        return self.rgb
+
+    @property
+    def scene(self):
+        return str(Path(self.rgb).parent)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files inside a zip (read in place) or a folder
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ZipFiles:
+    """Members of a zip archive, read without extracting; one handle per thread (ZipFile is not thread-safe)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                self.names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError) as err:
+            raise InputError(f"{self.path}: not a readable zip archive ({err})") from None
+        self._local = threading.local()
+
+    def exists(self, name):
+        return name in self.names
+
+    def read(self, name):
+        if not hasattr(self._local, "archive"):
+            self._local.archive = zipfile.ZipFile(self.path)
+        try:
+            return self._local.archive.read(name)
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as err:
+            raise InputError(f"{self.path}:{name}: cannot read from the archive ({err})") from None
+
+    def label(self, name):
+        return f"{self.path}:{name}"
+
+
+class FolderFiles:
+    """Files under a folder, named by paths relative to it."""
+
+    def __init__(self, root):
+        self.path = Path(root)
+
+    def exists(self, name):
+        return (self.path / name).is_file()
+
+    def read(self, name):
+        try:
+            return (self.path / name).read_bytes()
+        except OSError as err:
+            raise InputError(f"{self.path / name}: cannot read ({err.strerror})") from None
+
+    def label(self, name):
+        return str(self.path / name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------------------
+
+
+def decode_rgb(data, label):
+    """uint8 RGB (H, W, 3) from encoded image bytes (JPEG, PNG, any mode)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                gray = (np.asarray(im, dtype=np.float32) / 257.0 + 0.5).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=-1)
+            return np.asarray(im.convert("RGB"))
+    except Exception as err:  # PIL raises many types for broken files
+        raise InputError(f"{label}: cannot decode image ({type(err).__name__}: {err})") from None
+
+
+def decode_depth(data, label, full_scale_8bit_m, units_per_m_16bit):
+    """float32 depth in metres (H, W) from a depth PNG: 8-bit (255 = full scale) or 16-bit (units per m)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            raw = np.asarray(im)
+    except Exception as err:
+        raise InputError(f"{label}: cannot decode depth image ({type(err).__name__}: {err})") from None
+    if raw.ndim == 3:  # an RGB-saved depth map: all channels carry the same value
+        raw = raw[..., 0]
+    if raw.dtype == np.uint8:
+        return raw.astype(np.float32) * np.float32(full_scale_8bit_m / 255.0)
+    if raw.dtype.kind in "ui":
+        return raw.astype(np.float32) / np.float32(units_per_m_16bit)
+    return raw.astype(np.float32)  # float images already hold metres
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------------------
+
+
+class DepthDataset:
+    """RGB-D pairs listed per split, read from a zip or a folder.
+
+    kind "nyu" or "kitti" selects the depth units, range and evaluation protocol; sparse datasets
+    (KITTI's LiDAR) carry a validity mask through the pipeline.
+    """
+
+    def __init__(self, name, files, splits, kind="nyu", validation="test", seed=0):
+        self.name, self.files, self.kind = name, files, kind
+        self.depth_range = KITTI if kind == "kitti" else NYU
+        self.sparse = kind == "kitti"
+        self.train_hw = KITTI_TRAIN_HW if kind == "kitti" else NYU_IMAGE_HW
+        self.depth_units = (NYU_8BIT_FULL_SCALE_M, KITTI_DEPTH_SCALE if kind == "kitti" else NYU_16BIT_UNITS_PER_M)
+        self._splits = _with_validation(splits, validation, seed)
+
+    def samples(self, split):
+        if split not in self._splits or not self._splits[split]:
+            raise InputError(f"{self.name}: no {split} samples")
+        return self._splits[split]
+
+    def read(self, sample):
+        """(rgb uint8 (H, W, 3), depth in metres float32 (H, W)) at full resolution."""
+        rgb = decode_rgb(self.files.read(sample.rgb), self.files.label(sample.rgb))
+        depth = decode_depth(self.files.read(sample.depth), self.files.label(sample.depth), *self.depth_units)
+        return rgb, depth
+
+
+class EigenArrays:
+    """The Eigen NYU test split as arrays (nyu_test.zip): memory-mapped in place where the zip stores them."""
+
+    kind, sparse, depth_range, train_hw = "nyu", False, NYU, NYU_IMAGE_HW
+
+    def __init__(self, name, arrays):
+        self.name = name
+        self.rgb, self.depth, crop = arrays
+        self.crop = tuple(int(c) for c in np.asarray(crop).ravel())
+        if len(self.rgb) != len(self.depth):
+            raise InputError(f"{name}: {len(self.rgb)} images but {len(self.depth)} depth maps")
+
+    def samples(self, split):
+        if split not in ("test", "val"):
+            raise InputError(f"{self.name}: the Eigen arrays hold only a test split, no {split} split")
+        return [Sample(f"eigen_test_rgb.npy[{i}]", f"eigen_test_depth.npy[{i}]", f"index {i}", i)
+                for i in range(len(self.rgb))]
+
+    def read(self, sample):
+        return np.asarray(self.rgb[sample.index]), np.asarray(self.depth[sample.index], dtype=np.float32)
+
+
+def _with_validation(splits, validation, seed):
+    """Splits plus 'val': the test split (as the reference code validates), or held-out training scenes."""
+    splits = dict(splits)
+    if validation == "test":
+        splits["val"] = splits.get("test", [])
+    elif validation == "holdout":
+        train = splits.get("train", [])
+        scenes = sorted({s.scene for s in train})
+        rng = np.random.default_rng(seed)
+        held = set(rng.choice(scenes, max(1, round(HOLDOUT_FRACTION * len(scenes))), replace=False)) if scenes else set()
+        splits["train"] = [s for s in train if s.scene not in held]
+        splits["val"] = [s for s in train if s.scene in held]
+    else:
+        raise InputError(f"unknown validation '{validation}': use 'test' or 'holdout'")
+    return splits
+
+
+def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None):
+    """The dataset a --data value names (see the module docstring); InputError if it cannot be used.
+
+    skip_bad: drop listed pairs whose files are missing (counted in dataset.skipped) instead of failing.
+    """
+    spec = str(spec)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return open_dataset(synthetic_dataset_path(spec, cache_dir), validation, skip_bad, seed)
+    path = Path(NAMED_DATA.get(spec, spec))
+    if not path.exists():
+        if spec in NAMED_DATA:
+            raise InputError(f"{path}: not found. Download it from the DenseDepth authors "
+                             "(github.com/ialhashim/DenseDepth), or use --data synthetic to work offline")
+        known = ", ".join(["synthetic", *NAMED_DATA])
+        raise InputError(f"unknown --data '{spec}': not a dataset name ({known}) and no such file or folder")
+    if path.suffix == ".txt":
+        return _kitti_dataset(path, {"train": path, "test": path}, validation, skip_bad, seed)
+    files = ZipFiles(path) if path.is_file() else FolderFiles(path)
+    if all(files.exists(name) for name in EIGEN_FILES):
+        return EigenArrays(str(path), [_load_npy(files, name) for name in EIGEN_FILES])
+    if any(files.exists(name) for name in NYU_CSV.values()):
+        return _nyu_dataset(path, files, validation, skip_bad, seed)
+    if path.is_dir() and any((path / name).is_file() for name in KITTI_SPLIT_FILES.values()):
+        lists = {split: path / name for split, name in KITTI_SPLIT_FILES.items() if (path / name).is_file()}
+        return _kitti_dataset(path, lists, validation, skip_bad, seed)
+    raise InputError(f"{path}: not a dataset: expected {NYU_CSV['train']} / {NYU_CSV['test']}, "
+                     f"the Eigen arrays ({', '.join(EIGEN_FILES)}) or KITTI split files")
+
+
+def _nyu_dataset(path, files, validation, skip_bad, seed):
+    splits, skipped = {}, []
+    for split, csv_name in NYU_CSV.items():
+        if files.exists(csv_name):
+            rows = _csv_rows(files.read(csv_name).decode("utf-8", errors="replace"), files.label(csv_name))
+            splits[split] = _existing_samples(rows, files, csv_name, skip_bad, skipped)
+    dataset = DepthDataset(str(path), files, splits, "nyu", validation, seed)
+    dataset.skipped = skipped
+    return dataset
+
+
+def _csv_rows(text, label):
+    """[(row number, rgb, depth)] from an NYU CSV (no header); a malformed row raises naming it."""
+    rows = []
+    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        fields = [f.strip() for f in fields if f.strip()]
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise InputError(f"{label} row {number}: expected 'rgb_path,depth_path', got {','.join(fields)!r}")
+        rows.append((number, fields[0], fields[1]))
+    if not rows:
+        raise InputError(f"{label}: empty, no samples listed")
+    return rows
+
+
+def _existing_samples(rows, files, list_name, skip_bad, skipped):
+    """Samples whose two files exist; a missing file raises naming the row, or is skipped and counted."""
+    samples = []
+    for number, rgb, depth in rows:
+        where = f"{list_name} row {number}"
+        missing = next((name for name in (rgb, depth) if not files.exists(name)), None)
+        if missing is None:
+            samples.append(Sample(rgb, depth, where))
+        elif skip_bad:
+            skipped.append(f"{files.label(missing)}: missing ({where})")
+        else:
+            raise InputError(f"{files.label(list_name)} {where.split(' ', 1)[1]}: {missing} not found "
+                             f"in {files.path}")
+    return samples
+
+
+def _kitti_dataset(root, lists, validation, skip_bad, seed):
+    """KITTI from split files whose lines are 'rgb depth [focal]' relative to the split file's folder.
+
+    Depth paths are also looked for under train/ and val/ (the data_depth_annotated layout); lines
+    whose depth is 'None' have no ground truth and are left out.
+    """
+    root = Path(root)
+    splits, skipped = {}, []
+    for split, list_path in lists.items():
+        base = FolderFiles(list_path.parent)
+        rows = []
+        for number, line in enumerate(list_path.read_text().splitlines(), start=1):
+            fields = line.split()
+            if len(fields) < 2 or fields[1] == "None":
+                continue
+            depth = next((d for d in (fields[1], f"train/{fields[1]}", f"val/{fields[1]}") if base.exists(d)),
+                         fields[1])
+            rows.append((number, fields[0], depth))
+        if not rows:
+            raise InputError(f"{list_path}: no samples with ground truth listed")
+        splits[split] = _existing_samples(rows, base, list_path.name, skip_bad, skipped)
+    files = FolderFiles(next(iter(lists.values())).parent)
+    dataset = DepthDataset(str(root), files, splits, "kitti", validation, seed)
+    dataset.skipped = skipped
+    return dataset
+
+
+def _load_npy(files, name):
+    """A .npy array from a folder (memory-mapped) or a zip: memory-mapped in place when stored uncompressed."""
+    if isinstance(files, FolderFiles):
+        return np.load(files.path / name, mmap_mode="r")
+    with zipfile.ZipFile(files.path) as archive:
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(name) as f:  # compressed: no way around reading it whole
+                return np.load(f)
+    with open(files.path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    return np.memmap(files.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The built-in synthetic dataset
+# ---------------------------------------------------------------------------------------------------------
+
+
+def synthetic_counts(spec):
+    """(train, test) pair counts of 'synthetic' or 'synthetic:N:M'."""
+    parts = spec.split(":")[1:]
+    if not parts:
+        return SYNTHETIC_DEFAULT_COUNTS
+    try:
+        train, test = (int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--data {spec}: expected synthetic:TRAIN:TEST with two whole numbers") from None
+    if train < 1 or test < 1:
+        raise InputError(f"--data {spec}: needs at least one training and one test pair")
+    return train, test
+
+
+def synthetic_dataset_path(spec="synthetic", cache_dir=None):
+    """The cached synthetic zip for spec, rendered on first use."""
+    train, test = synthetic_counts(spec)
+    cache = Path(cache_dir or os.environ.get("DENSEDEPTH_CACHE", Path.home() / ".cache" / "densedepth"))
+    path = cache / f"synthetic_v{SYNTHETIC_VERSION}_{train}_{test}.zip"
+    if not path.exists():
+        print(f"Rendering the synthetic dataset ({train} train + {test} test pairs) into {path}", file=sys.stderr)
+        make_synthetic_zip(path, train, test)
+    return path
+
+
+def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
+    """Render pairs in parallel and write an NYU-format zip (8-bit training depth, 16-bit mm test depth)."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    jobs = [("train", i, seed * 1_000_003 + i) for i in range(n_train)]
+    jobs += [("test", i, seed * 1_000_003 + 500_000 + i) for i in range(n_test)]
+    rows = {"train": [], "test": []}
+    partial = path.with_name(path.name + ".partial")
+    # spawn: a forked child of a process that has started TensorFlow can hang.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
+        for split, i, files in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
+                                    desc="rendering", unit="pair"):
+            for name, data in files.items():
+                archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+            rows[split].append(",".join(files))
+        for split, csv_name in NYU_CSV.items():
+            archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
+    partial.replace(path)
+    return path
+
+
+def encoded_pair(job):
+    """Render one synthetic scene and encode it as NYU does: {zip member name: bytes}, RGB first.
+
+    Training pairs: JPEG RGB and 8-bit PNG depth (255 = 10 m); test pairs: PNG RGB and 16-bit PNG depth
+    in millimetres.
+    """
+    import synthetic
+
+    split, i, seed = job
+    rgb, depth_m = synthetic.render_scene(seed)
+    if split == "train":
+        stem = f"data/nyu2_train/synthetic_{i // 10:04d}/{i % 10}"
+        depth = np.round(np.clip(depth_m / NYU_8BIT_FULL_SCALE_M, 0, 1) * 255).astype(np.uint8)
+        return split, i, {f"{stem}.jpg": encode_image(rgb, "JPEG"), f"{stem}.png": encode_image(depth, "PNG")}
+    stem = f"data/nyu2_test/{i:05d}"
+    depth = np.round(depth_m * NYU_16BIT_UNITS_PER_M).astype(np.uint16)
+    return split, i, {f"{stem}_colors.png": encode_image(rgb, "PNG"), f"{stem}_depth.png": encode_image(depth, "PNG")}
+
+
+def encode_image(array, image_format):
+    """PNG or JPEG (quality 95) bytes of a uint8 / uint16 array."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tf.data pipelines
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SampleErrors:
+    """Bad samples met while reading (thread-safe): the first message, and a count when skipping."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.messages = []
+
+    def record(self, message):
+        with self._lock:
+            self.messages.append(message)
+
+    @property
+    def count(self):
+        return len(self.messages)
+
+    @property
+    def first(self):
+        return self.messages[0] if self.messages else None
+
+
+def pipeline(dataset, split, batch_size, input_hw=None, seed=0, training=True, skip_bad=False,
+             errors=None, flip_probability=None, permute_probability=None, start_index=0, shard=(1, 0)):
+    """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
+
+    training: shuffled with the seed, repeated, augmented and with whole batches only; otherwise one
+    ordered pass over every sample. Targets are utils.depth_norm of the depth resized to the output
+    size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
+    shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
+    n-th sample of that stream from the i-th (one input pipeline per worker machine).
+    """
+    import tensorflow as tf
+
+    from augment import FLIP_PROBABILITY, PERMUTE_PROBABILITY, augment, seed_for
+
+    samples = dataset.samples(split)
+    input_hw = tuple(input_hw or dataset.train_hw)
+    errors = errors if errors is not None else SampleErrors()
+    read = _sample_reader(dataset, samples, skip_bad, errors)
+    ds = tf.data.Dataset.range(len(samples))
+    if training:
+        ds = ds.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.enumerate().skip(start_index).shard(*shard)
+    ds = ds.map(lambda k, i: (k, *read(i)), num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_bad:
+        ds = ds.filter(lambda k, image, depth, ok: ok)
+    flip = FLIP_PROBABILITY if flip_probability is None else flip_probability
+    permute = PERMUTE_PROBABILITY if permute_probability is None else permute_probability
+
+    def to_pair(k, image, depth, ok):
+        image, target = training_pair(image, depth, input_hw, dataset, seed_for(k, seed), training)
+        if training:
+            image, target = augment(image, target, seed_for(k, seed + 1), flip, permute)
+        return image, target
+
+    ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def _sample_reader(dataset, samples, skip_bad, errors):
+    """A tf function index -> (uint8 image, depth metres, ok) that reads one sample in Python."""
+    import tensorflow as tf
+
+    def read_numpy(index):
+        sample = samples[int(index)]
+        try:
+            rgb, depth = dataset.read(sample)
+            return rgb, depth, True
+        except InputError as err:
+            errors.record(f"{err} ({sample.where})")
+            if not skip_bad:
+                raise
+            return np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32), False
+
+    def read(index):
+        rgb, depth, ok = tf.numpy_function(read_numpy, [index], [tf.uint8, tf.float32, tf.bool], stateful=False)
+        rgb.set_shape([None, None, 3])
+        depth.set_shape([None, None])
+        ok.set_shape([])
+        return rgb, depth, ok
+
+    return read
+
+
+def training_pair(rgb, depth_m, input_hw, dataset, seed, training):
+    """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size."""
+    import tensorflow as tf
+
+    image = tf.image.convert_image_dtype(rgb, tf.float32)
+    depth_m = depth_m[..., None]
+    if dataset.kind == "kitti":
+        image, depth_m = _kitti_crop(image, depth_m, seed, training)
+    image = _resized(image, input_hw, "bilinear")
+    out_hw = (input_hw[0] // 2, input_hw[1] // 2)
+    if dataset.sparse:
+        # LiDAR points must not be blended with holes: nearest keeps measured values only.
+        depth_m = tf.image.resize(depth_m, out_hw, method="nearest")
+        mask = tf.cast(depth_m > dataset.depth_range.eval_min_m, tf.float32)
+        return image, tf.concat([depth_norm(depth_m, dataset.depth_range), mask], axis=-1)
+    depth_m = tf.image.resize(depth_m, out_hw, method="area")
+    return image, depth_norm(depth_m, dataset.depth_range)
+
+
+def _resized(image, hw, method):
+    import tensorflow as tf
+
+    if tuple(image.shape[:2]) == tuple(hw):
+        return image
+    return tf.image.resize(image, hw, method=method, antialias=True)
+
+
+def _kitti_crop(image, depth_m, seed, training):
+    """The fixed KITTI training size: a random window when training, the bottom-centre one otherwise."""
+    import tensorflow as tf
+
+    crop_h, crop_w = KITTI_TRAIN_HW
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    if training:
+        top = tf.random.stateless_uniform([], seed, 0, height - crop_h + 1, dtype=tf.int32)
+        left = tf.random.stateless_uniform([], seed + 7, 0, width - crop_w + 1, dtype=tf.int32)
+    else:
+        top, left = height - crop_h, (width - crop_w) // 2
+    both = tf.concat([image, depth_m], axis=-1)[top:top + crop_h, left:left + crop_w]
+    both.set_shape([crop_h, crop_w, 4])
+    return both[..., :3], both[..., 3:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def save_preview(dataset, path, count=4, split="train"):
+    """A figure of a few RGB | depth pairs of the dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils import colorize
+
+    samples = dataset.samples(split)[:count]
+    fig, axes = plt.subplots(len(samples), 2, figsize=(8, 3 * len(samples)), squeeze=False)
+    for row, sample in zip(axes, samples):
+        rgb, depth = dataset.read(sample)
+        row[0].imshow(rgb)
+        row[1].imshow(colorize(depth, vmin=0.0, vmax=dataset.depth_range.max_m))
+        row[0].set_title(sample.name, fontsize=8)
+        row[1].set_title(f"depth {np.nanmin(depth):.2f}-{np.nanmax(depth):.2f} m", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make-synthetic", metavar="ZIP", help="render a synthetic NYU-format zip to this path")
+    parser.add_argument("--train", type=int, default=1000, help="training pairs to render (default 1000)")
+    parser.add_argument("--test", type=int, default=100, help="test pairs to render (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
+    parser.add_argument("--workers", type=int, default=None, help="render processes (default: all cores)")
+    parser.add_argument("--data", help="a dataset to describe (see above for the accepted values)")
+    parser.add_argument("--show", metavar="PNG", help="with --data: save a figure of a few training pairs")
+    args = parser.parse_args(argv)
+    if args.train < 0 or args.test < 0 or (args.make_synthetic and args.train + args.test == 0):
+        parser.error("--train and --test must be non-negative and not both zero")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if not args.make_synthetic and not args.data:
+        parser.error("nothing to do: give --make-synthetic ZIP or --data D")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.make_synthetic:
+            make_synthetic_zip(args.make_synthetic, args.train, args.test, args.seed, args.workers)
+            print(f"wrote {args.make_synthetic}: {args.train} train + {args.test} test pairs")
+        if args.data:
+            dataset = open_dataset(args.data)
+            for split in ("train", "val", "test"):
+                try:
+                    print(f"{dataset.name} [{dataset.kind}] {split}: {len(dataset.samples(split))} pairs")
+                except InputError:
+                    print(f"{dataset.name} [{dataset.kind}] {split}: none")
+            if args.show:
+                split = "train" if not isinstance(dataset, EigenArrays) else "test"
+                save_preview(dataset, args.show, split=split)
+                print(f"wrote {args.show}")
+    except InputError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

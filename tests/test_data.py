@@ -1,0 +1,177 @@
+"""Datasets in every format: decoded values and units, pipelines, errors, the synthetic dataset."""
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import EigenArrays, SampleErrors, open_dataset, pipeline, synthetic_dataset_path
+from datagen import eigen_members, kitti_folder, nyu_members, write_folder, write_zip
+from utils import InputError
+
+
+def first_batch(dataset, split="test", batch_size=8, **kwargs):
+    hw = kwargs.pop("input_hw", (32, 48))
+    return next(iter(pipeline(dataset, split, batch_size, input_hw=hw, training=False, **kwargs)))
+
+
+@pytest.fixture
+def nyu_zip(tmp_path):
+    return write_zip(tmp_path / "nyu_data.zip", nyu_members())
+
+
+def test_nyu_zip_units_and_targets(nyu_zip):
+    dataset = open_dataset(nyu_zip)
+    assert len(dataset.samples("train")) == 3 and len(dataset.samples("test")) == 2
+    _, depth = dataset.read(dataset.samples("train")[0])
+    np.testing.assert_allclose(depth, 51 / 255 * 10, rtol=1e-6)   # 8-bit: 255 = 10 m -> 2 m
+    rgb, depth = dataset.read(dataset.samples("test")[0])
+    assert rgb.dtype == np.uint8 and rgb.shape == (32, 48, 3)
+    np.testing.assert_allclose(depth, 2.5, rtol=1e-6)             # 16-bit millimetres
+    images, targets = first_batch(dataset, "test")
+    assert images.shape == (2, 32, 48, 3) and targets.shape == (2, 16, 24, 1)
+    np.testing.assert_allclose(targets, 10 / 2.5, rtol=1e-5)      # target = 10 m / depth
+    _, targets = first_batch(dataset, "train")
+    np.testing.assert_allclose(targets, 10 / 2.0, rtol=1e-5)
+
+
+def test_nyu_folder_layout_reads_the_same(tmp_path):
+    root = write_folder(tmp_path / "mydata", nyu_members())
+    dataset = open_dataset(root)
+    _, depth = dataset.read(dataset.samples("test")[1])
+    np.testing.assert_allclose(depth, 2.5, rtol=1e-6)
+    images, targets = first_batch(dataset, "train")
+    assert images.shape == (3, 32, 48, 3)
+    np.testing.assert_allclose(targets, 5.0, rtol=1e-5)
+
+
+def test_images_are_scaled_to_unit_range(nyu_zip):
+    dataset = open_dataset(nyu_zip)
+    rgb, _ = dataset.read(dataset.samples("test")[0])
+    images, _ = first_batch(dataset, "test")
+    np.testing.assert_allclose(images[0].numpy(), rgb / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_eigen_arrays_zip(tmp_path, compression):
+    members, rgb, depth = eigen_members()
+    dataset = open_dataset(write_zip(tmp_path / "nyu_test.zip", members, compression))
+    assert isinstance(dataset, EigenArrays) and dataset.crop == (20, 459, 24, 615)
+    if compression == zipfile.ZIP_STORED:
+        assert isinstance(dataset.rgb, np.memmap)  # read in place, not loaded whole
+    got_rgb, got_depth = dataset.read(dataset.samples("test")[1])
+    np.testing.assert_array_equal(got_rgb, rgb[1])
+    np.testing.assert_array_equal(got_depth, depth[1])
+    with pytest.raises(InputError, match="only a test split"):
+        dataset.samples("train")
+
+
+def test_kitti_sparse_depth_and_mask(tmp_path):
+    dataset = open_dataset(kitti_folder(tmp_path / "kitti"))
+    assert dataset.kind == "kitti" and dataset.sparse
+    assert len(dataset.samples("train")) == 2  # the 'None' line has no ground truth
+    _, depth = dataset.read(dataset.samples("test")[0])
+    assert depth.shape == (375, 1242)
+    np.testing.assert_allclose(depth.ravel()[::7], 20.0)     # metres x 256
+    assert np.count_nonzero(depth) == depth.ravel()[::7].size
+    _, targets = first_batch(dataset, "test", input_hw=(352, 1216))
+    assert targets.shape == (2, 176, 608, 2)
+    target, mask = targets[..., 0].numpy(), targets[..., 1].numpy()
+    assert 0.05 < mask.mean() < 0.3
+    np.testing.assert_allclose(target[mask > 0], 80 / 20.0, rtol=1e-5)  # 80 m cap / depth
+    assert np.all(np.isfinite(target))
+
+
+def test_kitti_training_crop_is_fixed_size(tmp_path):
+    dataset = open_dataset(kitti_folder(tmp_path / "kitti"))
+    images, targets = next(iter(pipeline(dataset, "train", 2, training=True)))
+    assert images.shape == (2, 352, 1216, 3) and targets.shape == (2, 176, 608, 2)
+
+
+def test_depth_holes_never_become_inf_or_nan(tmp_path):
+    members = nyu_members(test_depth_mm=0)  # all holes
+    dataset = open_dataset(write_zip(tmp_path / "holes.zip", members))
+    _, targets = first_batch(dataset, "test")
+    assert np.all(np.isfinite(targets)) and np.all(targets.numpy() == 1.0)
+
+
+def test_training_pipeline_is_seeded_and_resumable(nyu_zip):
+    dataset = open_dataset(nyu_zip)
+    run = lambda seed, start=0: [b[0].numpy() for b in
+                                  pipeline(dataset, "train", 2, (32, 48), seed=seed, start_index=start).take(4)]
+    a, b, c = run(1), run(1), run(2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    # Skipping 4 samples (2 batches) gives the third and fourth batches of the uninterrupted run.
+    resumed = run(1, start=4)
+    np.testing.assert_array_equal(resumed[0], a[2])
+    np.testing.assert_array_equal(resumed[1], a[3])
+
+
+def test_validation_holds_out_whole_training_scenes(nyu_zip):
+    dataset = open_dataset(nyu_zip, validation="holdout")
+    val_scenes = {s.scene for s in dataset.samples("val")}
+    train_scenes = {s.scene for s in dataset.samples("train")}
+    assert val_scenes and not val_scenes & train_scenes
+    assert len(dataset.samples("val")) + len(dataset.samples("train")) == 3
+    assert open_dataset(nyu_zip).samples("val") == open_dataset(nyu_zip).samples("test")
+
+
+def test_corrupt_image_in_zip_is_named_or_skipped_and_counted(tmp_path):
+    members = nyu_members()
+    members["data/nyu2_test/00001_colors.png"] = b"\x89PNG\r\n\x1a\n broken"
+    dataset = open_dataset(write_zip(tmp_path / "bad.zip", members))
+    errors = SampleErrors()
+    with pytest.raises(tf.errors.OpError):
+        first_batch(dataset, "test", errors=errors)
+    assert errors.first.startswith(f"{tmp_path / 'bad.zip'}:data/nyu2_test/00001_colors.png: cannot decode image")
+    assert "data/nyu2_test.csv row 2" in errors.first
+    errors = SampleErrors()
+    images, _ = first_batch(dataset, "test", errors=errors, skip_bad=True)
+    assert images.shape[0] == 1 and errors.count == 1
+
+
+def test_csv_row_naming_a_missing_file(tmp_path):
+    members = nyu_members()
+    del members["data/nyu2_train/scene_1/1.png"]
+    path = write_zip(tmp_path / "missing.zip", members)
+    with pytest.raises(InputError, match=r"missing\.zip:data/nyu2_train\.csv row 2: "
+                                         r"data/nyu2_train/scene_1/1\.png not found"):
+        open_dataset(path)
+    dataset = open_dataset(path, skip_bad=True)
+    assert len(dataset.samples("train")) == 2 and len(dataset.skipped) == 1
+
+
+def test_bad_data_specs(tmp_path):
+    with pytest.raises(InputError, match="unknown --data 'imagenet'"):
+        open_dataset("imagenet")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a dataset"):
+        open_dataset(tmp_path / "empty")
+    members = nyu_members()
+    members["data/nyu2_train.csv"] = b"\n"
+    with pytest.raises(InputError, match=r"nyu2_train\.csv: empty"):
+        open_dataset(write_zip(tmp_path / "empty.zip", members))
+    (tmp_path / "fake.zip").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match=r"fake\.zip: not a readable zip"):
+        open_dataset(tmp_path / "fake.zip")
+    with pytest.raises(InputError, match="synthetic:TRAIN:TEST"):
+        open_dataset("synthetic:x:1")
+
+
+def test_synthetic_dataset_is_rendered_once_and_matches_the_renderer(tmp_path):
+    import synthetic
+
+    path = synthetic_dataset_path("synthetic:2:1", cache_dir=tmp_path)
+    mtime = path.stat().st_mtime
+    assert synthetic_dataset_path("synthetic:2:1", cache_dir=tmp_path) == path
+    assert path.stat().st_mtime == mtime
+    dataset = open_dataset("synthetic:2:1", cache_dir=tmp_path)
+    assert len(dataset.samples("train")) == 2 and len(dataset.samples("test")) == 1
+    rgb, depth = dataset.read(dataset.samples("test")[0])
+    expected_rgb, expected_depth = synthetic.render_scene(500_000)
+    np.testing.assert_array_equal(rgb, expected_rgb)            # PNG: lossless
+    np.testing.assert_allclose(depth, expected_depth, atol=0.0005 + 1e-6)  # millimetres
+    _, depth = dataset.read(dataset.samples("train")[1])
+    _, expected_depth = synthetic.render_scene(1)
+    np.testing.assert_allclose(depth, expected_depth, atol=10 / 255 / 2 + 1e-5)  # 8-bit steps of 3.9 cm
