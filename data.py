@@ -37,7 +37,7 @@ EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.np
 KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
 NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
 NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
-SYNTHETIC_DEFAULT_COUNTS = (200, 50)  # (train, test) pairs of `--data synthetic`
+SYNTHETIC_DEFAULT_COUNTS = (600, 100)  # (train, test) pairs of `--data synthetic`: about a minute to render
 SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not reused
 HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
 
@@ -231,7 +231,7 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
         return open_dataset(synthetic_dataset_path(spec, cache_dir), validation, skip_bad, seed)
     path = Path(NAMED_DATA.get(spec, spec))
     if not path.exists():
-        if spec in NAMED_DATA:
+        if spec in NAMED_DATA or spec in NAMED_DATA.values():
             raise InputError(f"{path}: not found. Download it from the DenseDepth authors "
                              "(github.com/ialhashim/DenseDepth), or use --data synthetic to work offline")
         known = ", ".join(["synthetic", *NAMED_DATA])
