@@ -37,29 +37,29 @@ class ResizeToMatch(keras.layers.Layer):
     """Bilinear resize of `x` to the height and width of `skip`: 2x up-sampling for sizes divisible by 32.
 
     Taking the size from the skip tensor at run time lets any input size (250x333, say) and several sizes
-    in one process work. align_corners=True is what the reference code's BilinearUpSampling2D did, so the
-    authors' weights give their predictions.
+    in one process work. half_pixel_centers=True is TensorFlow 2's tf.image.resize, which the reference
+    code uses today; False is TensorFlow 1's resize, under which the authors trained nyu.h5 and kitti.h5.
     """
 
-    def __init__(self, align_corners=True, **kwargs):
+    def __init__(self, half_pixel_centers=True, **kwargs):
         super().__init__(**kwargs)
-        self.align_corners = align_corners
+        self.half_pixel_centers = half_pixel_centers
 
     def call(self, x, skip):
         size = tf.shape(skip)[1:3]
-        resized = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=self.align_corners,
-                                            half_pixel_centers=not self.align_corners)
+        resized = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=False,
+                                            half_pixel_centers=self.half_pixel_centers)
         return tf.cast(resized, x.dtype)  # the op always returns float32; keep mixed precision intact
 
     def compute_output_shape(self, x_shape, skip_shape):
         return (x_shape[0], skip_shape[1], skip_shape[2], x_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "align_corners": self.align_corners}
+        return {**super().get_config(), "half_pixel_centers": self.half_pixel_centers}
 
 
 def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
-                 leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, align_corners=True,
+                 leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, half_pixel_centers=True,
                  input_shape=(None, None, 3)):
     """The DenseDepth network as a functional tf.keras model.
 
@@ -72,7 +72,8 @@ def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
             paper has both, the authors' kitti.h5 only one.
         imagenet_normalization: subtract ImageNet mean and divide by std inside the model (off in the
             paper, whose inputs are RGB in [0, 1] as they are).
-        align_corners: the up-sampling's pixel convention (True in the reference code).
+        half_pixel_centers: the up-sampling's pixel convention: True for TensorFlow 2's resize, False
+            for TensorFlow 1's (the authors' released models).
 
     Example:
         >>> net = create_model(weights=None)
@@ -91,7 +92,7 @@ def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
     for name, skip in zip(BLOCK_NAMES, SKIP_LAYERS):
         filters //= 2
         x = upsampling_block(x, base.get_layer(skip).output, filters, name, leaky_relu_after,
-                             align_corners)
+                             half_pixel_centers)
     # Float32 output keeps the loss exact under mixed precision.
     depth = keras.layers.Conv2D(1, 3, padding="same", name="conv3", dtype="float32")(x)
     return keras.Model(image, depth, name=f"densedepth_{encoder}")
@@ -121,9 +122,9 @@ def encoder_network(encoder, weights, input_tensor):
         raise InputError(f"{weights}: not {encoder} encoder weights ({type(err).__name__}: {err})") from None
 
 
-def upsampling_block(x, skip, filters, name, leaky_relu_after=BLOCK_CONVS, align_corners=True):
+def upsampling_block(x, skip, filters, name, leaky_relu_after=BLOCK_CONVS, half_pixel_centers=True):
     """Up-sample x to skip's size, concatenate them, then two 3x3 convolutions (LeakyReLU as asked)."""
-    x = ResizeToMatch(align_corners=align_corners, name=f"{name}_upsampling2d")(x, skip)
+    x = ResizeToMatch(half_pixel_centers, name=f"{name}_upsampling2d")(x, skip)
     x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
     for conv in BLOCK_CONVS:
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_{conv}")(x)
@@ -193,7 +194,10 @@ def _normalized(name):
 
 
 def legacy_architecture(config, path="model"):
-    """create_model arguments (encoder, decoder_width, leaky_relu_after) read from a Keras 2 config."""
+    """create_model arguments (encoder, decoder_width, leaky_relu_after, ...) read from a Keras 2 config.
+
+    Keras 2 files come from TensorFlow 1, whose bilinear resize had no half-pixel centres.
+    """
     layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
     if "conv2" not in layers or "conv3" not in layers:
         raise InputError(f"{path}: not a DenseDepth model (no 'conv2'/'conv3' decoder layers)")
@@ -207,7 +211,7 @@ def legacy_architecture(config, path="model"):
     if len(per_block) != 1:
         raise InputError(f"{path}: up-sampling blocks differ in their LeakyReLU layout: {sorted(per_block)}")
     return {"encoder": encoder, "decoder_width": filters / ENCODER_CHANNELS[encoder],
-            "leaky_relu_after": per_block.pop()}
+            "leaky_relu_after": per_block.pop(), "half_pixel_centers": False}
 
 
 def _consumer_classes(layers):

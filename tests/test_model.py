@@ -59,11 +59,14 @@ def test_leaky_relu_layout_is_configurable():
 
 
 def test_resize_layer_matches_skip_size_and_is_bilinear():
-    x = np.arange(4, dtype=np.float32).reshape(1, 2, 2, 1)   # [[0, 1], [2, 3]]
-    skip = np.zeros((1, 3, 3, 5), np.float32)
-    out = np.asarray(ResizeToMatch()(x, skip))[0, ..., 0]
-    # align_corners: corners keep their values, the centre is the mean of the four.
-    np.testing.assert_allclose(out, [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]], atol=1e-6)
+    x = np.array([0.0, 1.0], np.float32).reshape(1, 1, 2, 1)
+    skip = np.zeros((1, 2, 4, 5), np.float32)
+    half_pixel = np.asarray(ResizeToMatch()(x, skip))[0, ..., 0]
+    np.testing.assert_allclose(half_pixel, [[0, 0.25, 0.75, 1]] * 2, atol=1e-6)  # TensorFlow 2's resize
+    legacy = np.asarray(ResizeToMatch(half_pixel_centers=False)(x, skip))[0, ..., 0]
+    np.testing.assert_allclose(legacy, [[0, 0.5, 1, 1]] * 2, atol=1e-6)          # TensorFlow 1's resize
+    odd = np.asarray(ResizeToMatch()(x, np.zeros((1, 3, 3, 1), np.float32)))
+    assert odd.shape == (1, 3, 3, 1)
 
 
 def test_compiled_train_step_accepts_several_input_sizes():
@@ -107,22 +110,29 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(x), net(x), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def legacy_model():
+    """The paper's network as the authors' Keras 2 / TensorFlow 1 files hold it (no half-pixel resize)."""
+    keras.utils.set_random_seed(7)
+    return create_model(weights=None, half_pixel_centers=False)
+
+
 @pytest.mark.parametrize("as_bytes", [True, False])
-def test_legacy_h5_full_width_round_trip(full_model, tmp_path, as_bytes):
+def test_legacy_h5_full_width_round_trip(legacy_model, tmp_path, as_bytes):
     path = tmp_path / "nyu.h5"
-    write_keras2_h5(full_model, path, as_bytes=as_bytes)
+    write_keras2_h5(legacy_model, path, as_bytes=as_bytes)
     with h5py.File(path) as f:  # the layout of the released files
         assert "conv1" in f["model_weights"] and "conv1/conv/kernel:0" in f["model_weights/conv1/conv"]
     loaded = load_model(path)
     assert loaded.get_layer("conv2").filters == 1664
     x = np.random.default_rng(1).random((1, 96, 128, 3), dtype=np.float32)
-    np.testing.assert_allclose(loaded(x), full_model(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(loaded(x), legacy_model(x), rtol=1e-4, atol=1e-4)
 
 
 def test_legacy_h5_half_width_single_leaky_relu(tmp_path):
     """kitti.h5's reported layout: one LeakyReLU per block; width and layout come from the file."""
     keras.utils.set_random_seed(4)
-    source = create_model(weights=None, decoder_width=0.5, leaky_relu_after=("convB",))
+    source = create_model(weights=None, decoder_width=0.5, leaky_relu_after=("convB",), half_pixel_centers=False)
     write_keras2_h5(source, tmp_path / "kitti.h5")
     loaded = load_model(tmp_path / "kitti.h5")
     assert loaded.get_layer("conv2").filters == 832
@@ -139,7 +149,8 @@ def test_legacy_architecture_detects_densenet201(tmp_path):
     with h5py.File(tmp_path / "m201.h5") as f:
         import json
         arch = legacy_architecture(json.loads(f.attrs["model_config"]))
-    assert arch == {"encoder": "densenet201", "decoder_width": 0.25, "leaky_relu_after": ("convA", "convB")}
+    assert arch == {"encoder": "densenet201", "decoder_width": 0.25, "leaky_relu_after": ("convA", "convB"),
+                    "half_pixel_centers": False}
 
 
 def test_mismatched_legacy_file_names_the_first_bad_layer(tmp_path):
