@@ -66,7 +66,7 @@ class Sample:
 
 
 class ZipFiles:
-    """Members of a zip archive, read without extracting; one handle per thread (ZipFile is not thread-safe)."""
+    """Members of a zip archive, read in place without extracting, through one handle shared by all threads."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -75,16 +75,19 @@ class ZipFiles:
                 self.names = set(archive.namelist())
         except (zipfile.BadZipFile, OSError) as err:
             raise InputError(f"{self.path}: not a readable zip archive ({err})") from None
-        self._local = threading.local()
+        self._archive, self._lock = None, threading.Lock()
 
     def exists(self, name):
         return name in self.names
 
     def read(self, name):
-        if not hasattr(self._local, "archive"):
-            self._local.archive = zipfile.ZipFile(self.path)
+        # One handle opened once: tf.data runs numpy_function on threads whose Python state does not last,
+        # so a per-thread handle was reopened on every read, parsing NYU's 100k-member directory each time.
         try:
-            return self._local.archive.read(name)
+            with self._lock:
+                if self._archive is None:
+                    self._archive = zipfile.ZipFile(self.path)
+                return self._archive.read(name)
         except (KeyError, zipfile.BadZipFile, OSError, EOFError) as err:
             raise InputError(f"{self.path}:{name}: cannot read from the archive ({err})") from None
 
@@ -535,7 +538,9 @@ def _resized(image, hw, method):
 
     if tuple(image.shape[:2]) == tuple(hw):
         return image
-    return tf.image.resize(image, hw, method=method, antialias=True)
+    # Decoded images have no static size: check at run time too, a same-size resize costs a full pass.
+    same = tf.reduce_all(tf.shape(image)[:2] == tf.constant(hw))
+    return tf.cond(same, lambda: image, lambda: tf.image.resize(image, hw, method=method, antialias=True))
 
 
 def _kitti_crop(image, depth_m, seed, training):
