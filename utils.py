@@ -125,18 +125,23 @@ def to_model_input(images):
 def predict(model, images, batch_size=2, depth_range=NYU, flip=False):
     """Metric depth in metres, shape (N, H/2, W/2), from RGB images (uint8 or float in [0, 1]).
 
-    flip=True averages with the mirrored prediction of the mirrored image (the paper's test-time
-    augmentation).
+    flip=True averages, in metres as the reference evaluation does, with the mirrored prediction of the
+    mirrored image (the paper's test-time augmentation).
     """
     x = to_model_input(images)
     outputs = []
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
-        y = _predict_targets(model, batch)
+        depth = _predict_depth(model, batch, depth_range)
         if flip:
-            y = 0.5 * (y + _predict_targets(model, batch[:, :, ::-1])[:, :, ::-1])
-        outputs.append(y)
-    return inverse_depth_norm(np.concatenate(outputs)[..., 0], depth_range).astype(np.float32)
+            depth = 0.5 * (depth + _predict_depth(model, batch[:, :, ::-1], depth_range)[:, :, ::-1])
+        outputs.append(depth)
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def _predict_depth(model, batch, depth_range):
+    """Metres (N, h, w) from the network's normalised output."""
+    return inverse_depth_norm(_predict_targets(model, batch)[..., 0], depth_range)
 
 
 def _predict_targets(model, batch):
@@ -146,12 +151,8 @@ def _predict_targets(model, batch):
 
 def scale_up(images, scale=2):
     """Bilinear up-sampling of (N, H, W) or (H, W) maps by an integer factor, as the reference code does."""
-    from skimage.transform import resize
-
     images = np.asarray(images, dtype=np.float32)
-    shape = images.shape[:-2] + (images.shape[-2] * scale, images.shape[-1] * scale)
-    resized = resize(images, shape, order=1, mode="reflect", preserve_range=True, anti_aliasing=False)
-    return resized.astype(np.float32)
+    return resize_depth(images, images.shape[-2] * scale, images.shape[-1] * scale)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -272,3 +273,96 @@ def colorize(depth, vmin=None, vmax=None, cmap="plasma"):
     rgb = matplotlib.colormaps[cmap](np.clip(scaled, 0.0, 1.0))[..., :3]
     rgb[~finite] = 0.0
     return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Choosing and loading a model for the command-line scripts
+# ---------------------------------------------------------------------------------------------------------
+
+AUTHORS_MODEL = "nyu.h5"  # the authors' released NYU model, looked for in the current folder
+# --precision values and the Keras policy each sets; mixed policies compute in 16 bits, keep float32 weights.
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def find_default_model(runs_dir="runs"):
+    """The model to use when none is named: nyu.h5 here, else the newest *.keras under runs_dir.
+
+    Files inside checkpoint folders are skipped: a run's final.keras / best.keras are the ones to use.
+    """
+    if Path(AUTHORS_MODEL).is_file():
+        return Path(AUTHORS_MODEL)
+    runs = Path(runs_dir)
+    candidates = [p for p in runs.rglob("*.keras") if "checkpoints" not in p.relative_to(runs).parts[:-1]]
+    if candidates:
+        return max(candidates, key=lambda p: p.stat().st_mtime)
+    raise InputError(f"no model given, no {AUTHORS_MODEL} here and no *.keras under {runs}/: pass --model, "
+                     "train one (python train.py --data synthetic --smoke), or download nyu.h5 from the "
+                     "authors (github.com/ialhashim/DenseDepth)")
+
+
+def set_precision(precision):
+    """Set Keras' global dtype policy; models built afterwards compute at that precision."""
+    import keras
+
+    if precision not in PRECISION_POLICIES:
+        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISION_POLICIES)}")
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[precision])
+
+
+def load_model_at_precision(path, precision="float32"):
+    """A model file (model.load_model) that computes at precision; its output layers stay float32.
+
+    A .keras file records every layer's dtype policy, so setting the global policy before loading is not
+    enough: such a model is rebuilt layer by layer under the new policy and keeps its weights.
+    """
+    import keras
+
+    from model import load_model
+
+    set_precision(precision)
+    model = load_model(path)
+    policy = keras.mixed_precision.global_policy().name
+    output_layers = {id(tensor._keras_history[0]) for tensor in model.outputs}
+    inner = [layer for layer in model.layers if id(layer) not in output_layers and layer.weights]
+    if all(layer.dtype_policy.name == policy for layer in inner):
+        return model
+
+    def at_policy(layer):
+        config = layer.get_config()
+        if id(layer) not in output_layers:
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    rebuilt = keras.models.clone_model(model, clone_function=at_policy)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def resize_depth(depth, height, width):
+    """Bilinear resize of (H, W) or (N, H, W) depth maps to height x width; 2x is exactly scale_up."""
+    from skimage.transform import resize
+
+    depth = np.asarray(depth, dtype=np.float32)
+    shape = depth.shape[:-2] + (height, width)
+    resized = resize(depth, shape, order=1, mode="reflect", preserve_range=True, anti_aliasing=False)
+    return resized.astype(np.float32)
+
+
+def scaled_intrinsics(height, width):
+    """Pinhole intrinsics {fx, fy, cx, cy} in pixels: NYU's Kinect scaled from 640x480 to width x height."""
+    k = NYU_INTRINSICS
+    sx, sy = width / NYU_IMAGE_HW[1], height / NYU_IMAGE_HW[0]
+    return {"fx": k["fx"] * sx, "fy": k["fy"] * sy, "cx": k["cx"] * sx, "cy": k["cy"] * sy}
+
+
+def back_project(depth, intrinsics):
+    """Camera-frame points (H, W, 3) in metres, x right, y down, z forward, from z-depth (H, W).
+
+    Pixel (row v, column u) is the ray through its centre (u + 0.5, v + 0.5), as in synthetic.py.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    height, width = depth.shape
+    x = (np.arange(width) + 0.5 - intrinsics["cx"]) / intrinsics["fx"]
+    y = (np.arange(height) + 0.5 - intrinsics["cy"]) / intrinsics["fy"]
+    rays = np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.ones((1, 1))), axis=-1)
+    return depth[..., None] * rays

@@ -1,0 +1,251 @@
+"""Inference speed of DenseDepth: images/s and peak memory for 480x640 prediction at batch 1 and 8, in
+float32 and bfloat16, with and without XLA; the network's FLOPs per image; and how far bfloat16 moves the
+evaluation metrics from float32 on the same images.
+
+    python bench/bench_infer.py                                    # the full table: minutes on 2 CPU cores
+    python bench/bench_infer.py --batch-sizes 1 --repeats 1 --xla off --metric-images 2   # a quick look
+    python bench/bench_infer.py --model runs/x/final.keras --precisions float32 bfloat16 float16
+
+Each configuration runs in a process of its own, so that its dtype policy and its peak memory are its
+alone: the process's peak resident memory on CPU (model, TensorFlow runtime and activations), TensorFlow's
+peak allocation on a GPU. The first call, which traces (and with XLA compiles) the graph, is timed apart.
+FLOPs are counted analytically from the layer shapes at the benchmark size: 2 x the multiply-accumulates
+of every convolution, which hold nearly all the work (batch norm, activations, pooling and resizing are
+left out). Achieved GFLOP/s = images/s x GFLOP per image; compare it with the machine's peak
+(--peak-tflops prints the fraction). The metric comparison renders --metric-images synthetic rooms and
+evaluates them as evaluate.py does (flip, 2x up-sampling, Eigen crop) at each precision: it needs a trained
+model (--model, else nyu.h5 or the newest under runs/) to mean anything.
+"""
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from anywhere: the repo root holds the modules
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+from utils import METRIC_NAMES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, find_default_model
+
+DECODER_LAYERS = ("conv2", "up1_", "up2_", "up3_", "up4_", "conv3")  # name prefixes of the decoder's layers
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model file to time (default: nyu.h5 or the newest run; if none, the "
+                                        "paper's network with random weights)")
+    parser.add_argument("--decoder-width", type=float, default=1.0,
+                        help="decoder width of the random-weight network when there is no model (default 1.0)")
+    parser.add_argument("--height", type=int, default=NYU_IMAGE_HW[0], help="input height (default 480)")
+    parser.add_argument("--width", type=int, default=NYU_IMAGE_HW[1], help="input width (default 640)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=tuple(PRECISION_POLICIES),
+                        help="compute precisions (default float32 bfloat16)")
+    parser.add_argument("--xla", nargs="+", default=["off", "on"], choices=("off", "on"),
+                        help="run without and/or with XLA jit_compile (default off on)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per configuration after the first "
+                                                               "(default 2)")
+    parser.add_argument("--metric-images", type=int, default=4,
+                        help="synthetic images for the bfloat16-vs-float32 metric comparison (0: skip; default 4)")
+    parser.add_argument("--peak-tflops", type=float, help="the machine's peak TFLOP/s, to print the fraction reached")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one configuration, run in a fresh process
+    args = parser.parse_args(argv)
+    if min(args.batch_sizes) < 1 or args.repeats < 1 or args.metric_images < 0:
+        parser.error("--batch-sizes and --repeats must be at least 1, --metric-images at least 0")
+    if args.height < 32 or args.width < 32:
+        parser.error("--height and --width must be at least 32")
+    return args
+
+
+def build_model(model_path, decoder_width, precision):
+    """The model to time at precision: the file's, or the paper's network with seeded random weights."""
+    import keras
+
+    from model import create_model
+    from utils import load_model_at_precision, set_precision
+
+    if model_path:
+        return load_model_at_precision(model_path, precision)
+    set_precision(precision)
+    keras.utils.set_random_seed(0)
+    return create_model(weights=None, decoder_width=decoder_width)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One configuration, in its own process
+# ---------------------------------------------------------------------------------------------------------
+
+
+def peak_memory_mib():
+    """Peak memory so far: TensorFlow's on a GPU, else the process's maximum resident set."""
+    import resource
+
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def time_configuration(config):
+    """{first_call_s, seconds per timed call, peak memory} of one (precision, xla, batch) configuration."""
+    import tensorflow as tf
+
+    model = build_model(config["model"], config["decoder_width"], config["precision"])
+    memory_before = peak_memory_mib()
+    forward = tf.function(lambda x: model(x, training=False), jit_compile=config["xla"])
+    x = tf.constant(np.random.default_rng(0).random((config["batch"], config["height"], config["width"], 3),
+                                                    dtype=np.float32))
+    start = time.perf_counter()
+    forward(x).numpy()
+    first = time.perf_counter() - start
+    seconds = []
+    for _ in range(config["repeats"]):
+        start = time.perf_counter()
+        forward(x).numpy()  # .numpy() waits for the result
+        seconds.append(time.perf_counter() - start)
+    return {"first_call_s": first, "call_s": float(np.median(seconds)), "memory_model_mib": memory_before,
+            "peak_memory_mib": peak_memory_mib()}
+
+
+def run_child(config):
+    """time_configuration in a fresh Python process; its JSON result."""
+    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True,
+                            text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"configuration {config} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FLOPs, counted over the layers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def conv_flops(model, height, width):
+    """(encoder, decoder) FLOPs per image: 2 x multiply-accumulates of every Conv2D at height x width."""
+    import keras
+
+    # A copy with a fixed input size, so that every layer's output shape is known.
+    model = keras.models.clone_model(model, input_tensors=keras.Input((height, width, 3)))
+    encoder = decoder = 0
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Conv2D):
+            continue
+        _, height, width, _ = layer.output.shape
+        kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
+        flops = 2 * height * width * kernel_h * kernel_w * channels_in * channels_out
+        if layer.name.startswith(DECODER_LAYERS):
+            decoder += flops
+        else:
+            encoder += flops
+    return encoder, decoder
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bfloat16 against float32 on the same images
+# ---------------------------------------------------------------------------------------------------------
+
+
+def metrics_by_precision(model_path, decoder_width, precisions, count, height, width):
+    """{precision: pooled metrics} on `count` synthetic rooms, plus each precision's delta1 against float32."""
+    import keras
+
+    import synthetic
+    from evaluate import evaluation_mask, predict_depth
+    from utils import compute_errors
+
+    pairs = [synthetic.render_scene(seed, height, width) for seed in range(1000, 1000 + count)]
+    rgb = np.stack([p[0] for p in pairs])
+    gt = np.stack([p[1] for p in pairs])
+    mask = np.stack([evaluation_mask(g) for g in gt])
+    predictions, results = {}, {}
+    reference = build_model(model_path, decoder_width, "float32")
+    if not model_path:
+        # Random weights predict ~0, clipped to 10 m everywhere; scaled into the range, the depth varies
+        # and the comparison at least measures bfloat16's numerical drift through the whole network.
+        kernel, bias = reference.get_layer("conv3").get_weights()
+        reference.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    for precision in dict.fromkeys(["float32", *precisions]):
+        model = build_model(model_path, decoder_width, precision)
+        model.set_weights(reference.get_weights())  # the very same weights at every precision
+        predictions[precision] = predict_depth(model, rgb, height, width, batch_size=2)
+        results[precision] = compute_errors(gt, predictions[precision], mask)
+        # Agreement with float32's prediction, taken as ground truth: share of pixels within 1.25.
+        results[precision]["a1_vs_float32"] = compute_errors(predictions["float32"], predictions[precision],
+                                                             mask)["a1"]
+    keras.mixed_precision.set_global_policy("float32")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(time_configuration(json.loads(args.child))))
+        return
+    try:
+        model_path = str(args.model or find_default_model())
+    except InputError:
+        model_path = None
+    if model_path and not Path(model_path).is_file():
+        sys.exit(f"error: {model_path}: no such model file")
+    import tensorflow as tf
+
+    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
+    described = model_path or f"the paper's network, random weights, decoder width {args.decoder_width}"
+    print(f"{described} at {args.width}x{args.height} on {device}")
+    encoder, decoder = conv_flops(build_model(model_path, args.decoder_width, "float32"), args.height, args.width)
+    gflop = (encoder + decoder) / 1e9
+    print(f"FLOPs per image (2 x conv multiply-accumulates): {gflop:.1f} GFLOP, of which decoder "
+          f"{decoder / 1e9:.1f} ({decoder / (encoder + decoder):.0%}), encoder {encoder / 1e9:.1f}")
+
+    header = f"{'precision':<10}{'XLA':<5}{'batch':>6}{'images/s':>10}{'ms/image':>10}{'first call s':>14}" \
+             f"{'peak MiB':>10}{'model MiB':>11}{'GFLOP/s':>9}" + ("  of peak" if args.peak_tflops else "")
+    print(header)
+    for precision, xla, batch in itertools.product(args.precisions, args.xla, args.batch_sizes):
+        config = {"model": model_path, "decoder_width": args.decoder_width, "precision": precision,
+                  "xla": xla == "on", "batch": batch, "height": args.height, "width": args.width,
+                  "repeats": args.repeats}
+        try:
+            result = run_child(config)
+        except RuntimeError as err:
+            print(f"{precision:<10}{xla:<5}{batch:>6}  failed: {str(err).splitlines()[-1]}")
+            continue
+        images_per_s = batch / result["call_s"]
+        row = f"{precision:<10}{xla:<5}{batch:>6}{images_per_s:>10.2f}{1000 / images_per_s:>10.0f}" \
+              f"{result['first_call_s']:>14.1f}{result['peak_memory_mib']:>10.0f}{result['memory_model_mib']:>11.0f}" \
+              f"{images_per_s * gflop:>9.0f}"
+        if args.peak_tflops:
+            row += f"{images_per_s * gflop / (1000 * args.peak_tflops):>9.1%}"
+        print(row, flush=True)
+
+    if args.metric_images:
+        if not model_path:
+            print("metric comparison: random weights (output scaled into the depth range) measure only "
+                  "numerical drift; pass --model for metrics that mean something")
+        results = metrics_by_precision(model_path, args.decoder_width, args.precisions, args.metric_images,
+                                       args.height, args.width)
+        print(f"\nmetrics on {args.metric_images} synthetic rooms (flip, Eigen crop), pooled:")
+        print(f"{'precision':<10}" + "".join(f"{k:>9}" for k in METRIC_NAMES) + "  a1 vs float32")
+        for precision, values in results.items():
+            print(f"{precision:<10}" + "".join(f"{values[k]:>9.4f}" for k in METRIC_NAMES)
+                  + f"{values['a1_vs_float32']:>15.4f}")
+        for precision in results:
+            if precision != "float32":
+                delta = results[precision]["a1"] - results["float32"]["a1"]
+                print(f"{precision} moves delta1 by {delta:+.4f} (target: within 0.005)")
+
+
+if __name__ == "__main__":
+    main()

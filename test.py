@@ -1,0 +1,249 @@
+"""Predict depth for your own pictures with a trained DenseDepth model, and write it in several forms.
+
+    python test.py --input examples/*.png
+    python test.py --input photos/ "more/*.jpg" --model runs/synthetic/final.keras --output out --npy --ply
+
+--input takes files, globs and folders; pictures of any size and mode (grayscale, RGBA, 16-bit). Each one
+goes through the network at its own size (scaled down first if its longer side exceeds --max-side), and the
+half-resolution prediction is upsampled back, so every output lines up pixel for pixel with its input.
+For an input NAME.png, --output receives:
+
+    NAME_depth_color.png  the depth through matplotlib's plasma colormap, near dark and far bright, scaled
+                          to the picture's own nearest and farthest depth
+    NAME_depth_mm.png     16-bit grayscale, depth in millimetres (65535 = 65.5 m and beyond)
+    NAME_depth_m.npy      float32 depth in metres (with --npy)
+    NAME.ply              a coloured point cloud in metres, camera frame x right, y down, z forward, from
+                          the pinhole intrinsics --fx --fy --cx --cy (with --ply)
+    montage.png           the inputs beside their depth maps, as in the paper's figures
+
+An unreadable file is reported by name and the others are still processed; the script then exits with an
+error that lists the files it skipped. With no --model: nyu.h5 here if present, else the newest model
+under runs/.
+"""
+import argparse
+import glob
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
+
+import numpy as np
+from tqdm import tqdm
+
+from utils import (DEPTH_RANGES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize,
+                   find_default_model, load_image, load_model_at_precision, predict, resize_depth,
+                   scaled_intrinsics)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+MIN_SIDE = 32  # the encoder divides the picture by 32; smaller pictures are scaled up to this
+MM_PER_M = 1000.0
+MONTAGE_MAX_ROWS = 12
+PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def expand_inputs(patterns):
+    """(image paths in the order given, patterns that matched nothing): files, folders, globs."""
+    paths, unmatched = [], []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+        if found:
+            paths.extend(p for p in found if p not in paths)
+        else:
+            unmatched.append(pattern)
+    return paths, unmatched
+
+
+def output_stems(paths):
+    """A distinct file stem per input: photo, photo_2, ... when two inputs share a name."""
+    stems, seen = [], {}
+    for path in paths:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}_{seen[path.stem]}")
+    return stems
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------------------
+
+
+def network_size(height, width, max_side):
+    """(height, width) at which the network sees a picture: within max_side (0: any), at least MIN_SIDE."""
+    scale = min(1.0, max_side / max(height, width)) if max_side else 1.0
+    scale = max(scale, MIN_SIDE / min(height, width))
+    return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
+
+
+def predict_picture(model, image, depth_range, max_side):
+    """Depth in metres (H, W) for a float RGB picture (H, W, 3) in [0, 1], at the picture's own size."""
+    from skimage.transform import resize
+
+    height, width = image.shape[:2]
+    size = network_size(height, width, max_side)
+    if size != (height, width):
+        image = resize(image, size, order=1, anti_aliasing=size[0] < height, preserve_range=True)
+    depth = predict(model, image.astype(np.float32)[None], depth_range=depth_range)[0]
+    return resize_depth(depth, height, width)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def depth_mm_image(depth_m):
+    """uint16 depth in millimetres, saturating at 65535."""
+    return np.clip(np.round(depth_m * MM_PER_M), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def point_cloud(depth_m, image, intrinsics):
+    """A structured array of coloured points (x, y, z in metres, camera frame; red, green, blue)."""
+    points = back_project(depth_m, intrinsics).reshape(-1, 3)
+    colors = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8).reshape(-1, 3)
+    vertices = np.empty(len(points), PLY_VERTEX)
+    for i, axis in enumerate("xyz"):
+        vertices[axis] = points[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        vertices[channel] = colors[:, i]
+    return vertices
+
+
+def write_ply(path, vertices):
+    """A binary little-endian PLY file of the vertices point_cloud makes."""
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              "comment DenseDepth prediction: metres, camera frame x right, y down, z forward\n"
+              f"element vertex {len(vertices)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+              "end_header\n")
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(vertices.tobytes())
+
+
+def write_outputs(folder, stem, image, depth_m, intrinsics, npy=False, ply=False):
+    """Every file promised for one picture; returns their paths."""
+    from PIL import Image
+
+    paths = [folder / f"{stem}_depth_color.png", folder / f"{stem}_depth_mm.png"]
+    Image.fromarray(colorize(depth_m)).save(paths[0])
+    Image.fromarray(depth_mm_image(depth_m)).save(paths[1])
+    if npy:
+        paths.append(folder / f"{stem}_depth_m.npy")
+        np.save(paths[-1], depth_m.astype(np.float32))
+    if ply:
+        paths.append(folder / f"{stem}.ply")
+        write_ply(paths[-1], point_cloud(depth_m, image, intrinsics))
+    return paths
+
+
+def save_montage(items, path):
+    """One figure: each input beside its depth map (plasma, with a colour bar in metres)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = items[:MONTAGE_MAX_ROWS]
+    fig, axes = plt.subplots(len(items), 2, figsize=(9, 3.2 * len(items)), squeeze=False)
+    for (name, image, depth_m), (left, right) in zip(items, axes):
+        left.imshow(image)
+        left.set_title(name, fontsize=8)
+        shown = right.imshow(depth_m, cmap="plasma")
+        fig.colorbar(shown, ax=right, fraction=0.046, pad=0.02, label="depth (m)")
+        for ax in (left, right):
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", nargs="+", default=["examples"],
+                        help="image files, globs (quote them) or folders (default: examples)")
+    parser.add_argument("--model", help="model file: .keras (ours) or the authors' .h5 (default: nyu.h5 if "
+                                        "present, else the newest *.keras under runs/)")
+    parser.add_argument("--output", default="outputs", help="folder for the results (default: outputs)")
+    parser.add_argument("--npy", action="store_true", help="also write float32 depth in metres as .npy")
+    parser.add_argument("--ply", action="store_true", help="also write a coloured point cloud as .ply")
+    for name, key in (("--fx", "fx"), ("--fy", "fy"), ("--cx", "cx"), ("--cy", "cy")):
+        parser.add_argument(name, type=float, help=f"camera {key} in pixels of the input picture, for --ply "
+                                                   f"(default: NYU's Kinect, {key} = "
+                                                   f"{scaled_intrinsics(*NYU_IMAGE_HW)[key]:.1f} at 640x480, "
+                                                   "scaled to the picture's size)")
+    parser.add_argument("--depth-range", default="nyu", choices=sorted(DEPTH_RANGES),
+                        help="the range the model was trained for: nyu (0.4-10 m, default) or kitti (0.8-80 m)")
+    parser.add_argument("--max-side", type=int, default=640,
+                        help="scale larger pictures down to this longer side for the network (0: never; "
+                             "default 640, the NYU training size)")
+    parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
+                        help="compute precision; bfloat16 is about 1.8x faster on AVX-512 CPUs (default float32)")
+    args = parser.parse_args(argv)
+    for key in ("fx", "fy"):
+        if getattr(args, key) is not None and getattr(args, key) <= 0:
+            parser.error(f"--{key} must be positive, got {getattr(args, key)}")
+    if args.max_side < 0 or 0 < args.max_side < MIN_SIDE:
+        parser.error(f"--max-side must be 0 or at least {MIN_SIDE}, got {args.max_side}")
+    return args
+
+
+def intrinsics_for(args, height, width):
+    """The flags' intrinsics, each missing one NYU's scaled to height x width."""
+    default = scaled_intrinsics(height, width)
+    return {key: getattr(args, key) if getattr(args, key) is not None else default[key] for key in default}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    paths, unmatched = expand_inputs(args.input)
+    try:
+        if not paths:
+            raise InputError(f"no images found in {' '.join(args.input)}")
+        model_path = Path(args.model) if args.model else find_default_model()
+        print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
+        model = load_model_at_precision(model_path, args.precision)
+    except InputError as err:
+        sys.exit(f"error: {err}")
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = [f"{pattern}: no such file" for pattern in unmatched]
+    shown, written = [], 0
+    for path, stem in tqdm(list(zip(paths, output_stems(paths))), desc="predicting", unit="image"):
+        try:
+            image = load_image(path)
+        except InputError as err:
+            tqdm.write(f"skipped {err}", file=sys.stderr)
+            failed.append(str(err))
+            continue
+        depth_m = predict_picture(model, image, DEPTH_RANGES[args.depth_range], args.max_side)
+        intrinsics = intrinsics_for(args, *depth_m.shape)
+        written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))
+        shown.append((path.name, image, depth_m))
+    if shown:
+        save_montage(shown, folder / "montage.png")
+        print(f"wrote {written} files for {len(shown)} images and montage.png to {folder}")
+    if failed:
+        sys.exit(f"error: {len(failed)} of {len(paths) + len(unmatched)} inputs could not be used: "
+                 + "; ".join(failed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""evaluate.py end to end on small zips written here: the Eigen arrays format and the NYU CSV format.
+
+The metrics are checked against an independent computation from the saved predictions, and a model that
+predicts one known depth everywhere is checked against metrics worked out by hand inside the Eigen crop.
+"""
+import csv
+import io
+import json
+import os
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate
+from evaluate import depth_ssim, edge_f1, normal_distance
+from model import create_model, load_model
+from utils import (InputError, compute_errors, find_default_model, load_model_at_precision, per_image_errors,
+                   predict, resize_depth, scale_up, scaled_intrinsics)
+
+CONSTANT_DEPTH_M = 2.5  # what the constant model predicts everywhere: target 10 / 2.5 = 4
+
+
+@pytest.fixture(autouse=True)
+def float32_after_each_test():
+    """--precision sets Keras' global policy; put it back so that other tests build float32 models."""
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models and data sets, made here
+# ---------------------------------------------------------------------------------------------------------
+
+
+def constant_depth_model(depth_m, max_depth_m=10.0):
+    """A real Keras model whose half-resolution output is the target of depth_m at every pixel."""
+    image = keras.Input((None, None, 3))
+    half = keras.layers.AveragePooling2D(2)(image)
+    target = keras.layers.Conv2D(1, 1, kernel_initializer="zeros",
+                                 bias_initializer=keras.initializers.Constant(max_depth_m / depth_m))(half)
+    return keras.Model(image, target)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    """A small random DenseDepth whose output is scaled into the depth range (mostly 1-10 m), not clipped."""
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    model = create_model(weights=None, decoder_width=0.125)
+    kernel, bias = model.get_layer("conv3").get_weights()
+    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def constant_model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "constant.keras"
+    constant_depth_model(CONSTANT_DEPTH_M).save(path)
+    return path
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_eigen_zip(path, rgb, depth):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("eigen_test_rgb.npy", npy_bytes(rgb))
+        archive.writestr("eigen_test_depth.npy", npy_bytes(depth.astype(np.float32)))
+        archive.writestr("eigen_test_crop.npy", npy_bytes(np.array([20, 459, 24, 615])))
+    return path
+
+
+def write_nyu_zip(path, rgb, depth_mm):
+    """An NYU-format zip: data/nyu2_test.csv listing PNG RGB and 16-bit PNG depth in millimetres."""
+    rows = []
+    with zipfile.ZipFile(path, "w") as archive:
+        for i, (image, depth) in enumerate(zip(rgb, depth_mm)):
+            stem = f"data/nyu2_test/{i:05d}"
+            archive.writestr(f"{stem}_colors.png", png_bytes(image))
+            archive.writestr(f"{stem}_depth.png", png_bytes(depth))
+            rows.append(f"{stem}_colors.png,{stem}_depth.png")
+        archive.writestr("data/nyu2_test.csv", "\n".join(rows) + "\n")
+    return path
+
+
+def smooth_scenes(rng, n, height, width):
+    """RGB pictures and plausible depth maps (a slanted floor plus a box) of a given size."""
+    rows = np.linspace(0, 1, height)[:, None]
+    rgb = rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+    depth = np.empty((n, height, width), np.float32)
+    for i in range(n):
+        depth[i] = 1.0 + 6.0 * (1 - rows) * rng.uniform(0.6, 1.0) + np.zeros((1, width))
+        depth[i, height // 3:height // 2, width // 4:width // 2] = rng.uniform(1.0, 2.0)
+    return rgb, depth
+
+
+@pytest.fixture(scope="module")
+def small_eigen_zip(tmp_path_factory):
+    """Three 96x128 images in the Eigen arrays layout: a batch of 2 plus a last, short batch."""
+    rgb, depth = smooth_scenes(np.random.default_rng(1), 3, 96, 128)
+    depth[2, 10:15, 20:27] = 0.0  # holes: never evaluated
+    return write_eigen_zip(tmp_path_factory.mktemp("data") / "eigen.zip", rgb, depth), rgb, depth
+
+
+@pytest.fixture(scope="module")
+def small_nyu_zip(tmp_path_factory):
+    rgb, depth = smooth_scenes(np.random.default_rng(2), 2, 96, 128)
+    depth_mm = np.round(depth * 1000).astype(np.uint16)
+    path = write_nyu_zip(tmp_path_factory.mktemp("data") / "nyu.zip", rgb, depth_mm)
+    return path, rgb, depth_mm.astype(np.float32) / 1000
+
+
+def run_evaluate(tmp_path, *argv):
+    """evaluate.main in-process; returns the JSON it wrote, the per-image rows and the predictions."""
+    out = {"json": tmp_path / "eval.json", "csv": tmp_path / "eval.csv", "npz": tmp_path / "pred.npz"}
+    evaluate.main([*argv, "--json", str(out["json"]), "--per-image", str(out["csv"]),
+                   "--save-predictions", str(out["npz"])])
+    with open(out["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    saved = np.load(out["npz"])
+    predictions = np.stack([saved[f"{i:05d}"] for i in range(len(rows))])
+    return json.loads(out["json"].read_text()), rows, predictions
+
+
+def independent_mask(depth, top=20, bottom=460, left=24, right=616):
+    """Eigen crop rows 20..459 and columns 24..615 (scaled by hand for small images), ground truth > 1 mm."""
+    mask = np.zeros(depth.shape, bool)
+    mask[..., top:bottom, left:right] = True
+    return mask & (depth > 1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics against an independent computation from the saved predictions
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_eigen_zip_metrics_match_the_saved_predictions(tmp_path, tiny_model_path, small_eigen_zip):
+    path, rgb, depth = small_eigen_zip
+    result, rows, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
+                                             "--batch-size", "2", "--quality")
+    assert result["images"] == len(rows) == 3  # the short last batch is evaluated too
+    assert predictions.shape == (3, 96, 128)
+    assert predictions.min() >= 0.4 and predictions.max() <= 10.0  # clipped to NYU's range
+    assert predictions.std() > 0.1 and np.mean(predictions < 10.0) > 0.9  # varied, mostly unclipped
+    # The protocol itself: 2x bilinear up-sampling of the mean of the direct and the mirrored predictions.
+    model = load_model(tiny_model_path)
+    direct = predict(model, rgb)
+    mirrored = predict(model, rgb[:, :, ::-1])[:, :, ::-1]
+    np.testing.assert_allclose(predictions, scale_up(0.5 * (direct + mirrored)), rtol=1e-4, atol=1e-4)
+    # The Eigen crop scaled to 96x128: rows 4..91, columns 5..122.
+    mask = independent_mask(depth, 4, 92, 5, 123)
+    assert result["pixels"] == mask.sum() == 3 * 88 * 118 - 35
+    pooled = compute_errors(depth, predictions, mask)
+    for name, value in pooled.items():
+        assert result["pooled"][name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    per_image = per_image_errors(depth, predictions, mask)
+    for name in pooled:
+        assert result["per_image"][name] == pytest.approx(np.mean([e[name] for e in per_image]), rel=1e-9)
+        np.testing.assert_allclose([float(r[name]) for r in rows], [e[name] for e in per_image], rtol=1e-9)
+    # Quality measures: each image's crop box, averaged over images.
+    crop = np.s_[4:92, 5:123]
+    ssim = [depth_ssim(g[crop], p[crop], 10.0, m[crop]) for g, p, m in zip(depth, predictions, mask)]
+    f1 = [edge_f1(g[crop], p[crop], mask=m[crop]) for g, p, m in zip(depth, predictions, mask)]
+    assert result["quality"]["mssim"] == pytest.approx(np.mean(ssim))
+    assert result["quality"]["edge_f1"] == pytest.approx(np.mean(f1))
+    # Normals from NYU's intrinsics scaled to 96x128, the principal point moved with the crop.
+    k = scaled_intrinsics(96, 128)
+    k = {**k, "cx": k["cx"] - 5, "cy": k["cy"] - 4}
+    normals = [normal_distance(g[crop], p[crop], k, m[crop]) for g, p, m in zip(depth, predictions, mask)]
+    assert result["quality"]["normal_distance"] == pytest.approx(np.mean(normals))
+    assert 0.0 < result["quality"]["normal_distance"] < 1.0
+
+
+def test_nyu_zip_metrics_match_the_saved_predictions_without_flip(tmp_path, tiny_model_path, small_nyu_zip):
+    path, rgb, depth = small_nyu_zip
+    result, rows, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
+                                             "--no-flip")
+    assert result["flip"] is False and result["images"] == 2
+    assert [r["name"] for r in rows] == ["data/nyu2_test/00000_colors.png", "data/nyu2_test/00001_colors.png"]
+    model = load_model(tiny_model_path)
+    np.testing.assert_allclose(predictions, scale_up(predict(model, rgb)), rtol=1e-4, atol=1e-4)
+    mask = independent_mask(depth, 4, 92, 5, 123)
+    for name, value in compute_errors(depth, predictions, mask).items():
+        assert result["pooled"][name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_batches_keep_every_image_and_never_mix_sizes():
+    def pair(name, height):
+        return name, np.zeros((height, 8, 3), np.uint8), np.ones((height, 8), np.float32)
+
+    pairs = [pair("a", 4), pair("b", 4), pair("c", 4), pair("d", 6), pair("e", 4)]
+    batches = list(evaluate.same_size_batches(iter(pairs), 2))
+    assert [[name for name, _, _ in batch] for batch in batches] == [["a", "b"], ["c"], ["d"], ["e"]]
+
+
+def test_input_size_feeds_the_network_resized_images(tmp_path, tiny_model_path, small_nyu_zip):
+    from skimage.transform import resize
+
+    path, rgb, depth = small_nyu_zip
+    result, _, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
+                                          "--no-flip", "--input-size", "64x64")
+    assert result["input_size"] == [64, 64] and predictions.shape == (2, 96, 128)  # still the ground truth's size
+    small = resize(rgb / 255.0, (2, 64, 64, 3), order=1, anti_aliasing=True).astype(np.float32)
+    expected = resize_depth(predict(load_model(tiny_model_path), small), 96, 128)
+    np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A model that predicts a known constant depth: metrics by hand inside the crop
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def banded_eigen_zip(tmp_path_factory):
+    """Two 480x640 ground truths: 0.5 m outside the Eigen crop, bands of known depths inside it.
+
+    Image 0: four 110-row bands at 2.5, 2.2, 4.0 and 8.0 m, with a 10x10 hole in the last.
+    Image 1: 330 rows at 2.5 m, then 110 rows at 8.0 m.
+    """
+    depth = np.full((2, 480, 640), 0.5, np.float32)
+    for band, value in enumerate((2.5, 2.2, 4.0, 8.0)):
+        depth[0, 20 + 110 * band:130 + 110 * band, 24:616] = value
+    depth[0, 400:410, 300:310] = 0.0
+    depth[1, 20:350, 24:616] = 2.5
+    depth[1, 350:460, 24:616] = 8.0
+    rgb = np.random.default_rng(3).integers(0, 256, (2, 480, 640, 3), dtype=np.uint8)
+    return write_eigen_zip(tmp_path_factory.mktemp("data") / "banded.zip", rgb, depth)
+
+
+def hand_metrics(counts):
+    """The six metrics of a constant 2.5 m prediction over {ground-truth depth: pixel count}."""
+    n = sum(counts.values())
+    mean = lambda f: sum(c * f(g) for g, c in counts.items()) / n  # noqa: E731
+    ratio = lambda g: max(g / 2.5, 2.5 / g)  # noqa: E731  # 1, 1.136, 1.6, 3.2
+    return {"a1": mean(lambda g: ratio(g) < 1.25), "a2": mean(lambda g: ratio(g) < 1.25**2),
+            "a3": mean(lambda g: ratio(g) < 1.25**3), "abs_rel": mean(lambda g: abs(g - 2.5) / g),
+            "rmse": np.sqrt(mean(lambda g: (g - 2.5) ** 2)), "log10": mean(lambda g: abs(np.log10(g / 2.5)))}
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_constant_model_gives_the_hand_computed_metrics(tmp_path, constant_model_path, banded_eigen_zip, flip):
+    band = 110 * 592
+    image0 = {2.5: band, 2.2: band, 4.0: band, 8.0: band - 100}
+    image1 = {2.5: 3 * band, 8.0: band}
+    argv = ["--model", str(constant_model_path), "--data", str(banded_eigen_zip)] + ([] if flip else ["--no-flip"])
+    result, rows, predictions = run_evaluate(tmp_path, *argv)
+    np.testing.assert_allclose(predictions, CONSTANT_DEPTH_M, rtol=1e-6)
+    assert result["pixels"] == 2 * 440 * 592 - 100
+    pooled = hand_metrics({g: image0.get(g, 0) + image1.get(g, 0) for g in image0})
+    per_image = [hand_metrics(image0), hand_metrics(image1)]
+    # By hand for image 0: half the pixels within 1.25 and 1.5625, three quarters within 1.953.
+    assert per_image[0]["a1"] == pytest.approx(0.5, abs=1e-3) and per_image[0]["a3"] == pytest.approx(0.75, abs=1e-3)
+    for name in pooled:
+        assert result["pooled"][name] == pytest.approx(pooled[name], rel=1e-6, abs=1e-9)
+        assert result["per_image"][name] == pytest.approx((per_image[0][name] + per_image[1][name]) / 2,
+                                                          rel=1e-6, abs=1e-9)
+        assert float(rows[1][name]) == pytest.approx(per_image[1][name], rel=1e-6, abs=1e-9)
+
+
+def test_crop_none_counts_the_outside_too(tmp_path, constant_model_path, banded_eigen_zip):
+    result, _, _ = run_evaluate(tmp_path, "--model", str(constant_model_path), "--data", str(banded_eigen_zip),
+                                "--crop", "none", "--no-flip")
+    assert result["crop"] == "none" and result["pixels"] == 2 * 480 * 640 - 100
+    # Only the five 2.5 m and 2.2 m bands are within 1.25; the 0.5 m border (5x off) now counts against.
+    assert result["pooled"]["a1"] == pytest.approx(5 * 110 * 592 / (2 * 480 * 640 - 100))
+
+
+def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
+    result, _, _ = run_evaluate(tmp_path, "--model", str(constant_model_path), "--data", str(banded_eigen_zip),
+                                "--quality", "--limit", "1", "--precision", "bfloat16")
+    metrics = {"a1", "a2", "a3", "abs_rel", "rmse", "log10"}
+    assert set(result) == {"model", "data", "kind", "split", "images", "pixels", "crop", "flip", "input_size",
+                           "precision", "batch_size", "limit", "depth_range_m", "eval_min_depth_m", "pooled",
+                           "per_image", "quality", "paper"}
+    assert set(result["pooled"]) == set(result["per_image"]) == set(result["paper"]) == metrics
+    assert set(result["quality"]) == {"mssim", "edge_f1", "normal_distance"}
+    assert (result["kind"], result["crop"], result["flip"], result["precision"]) == ("nyu", "eigen", True, "bfloat16")
+    assert (result["images"], result["limit"], result["depth_range_m"]) == (1, 1, [0.4, 10.0])
+    assert result["paper"]["a1"] == 0.846
+    # A flat prediction has no edges where ground truth has three band edges.
+    assert result["quality"]["edge_f1"] == 0.0
+
+
+def test_kitti_split_evaluates_only_sparse_points_inside_the_garg_crop(tmp_path):
+    # KITTI: 16-bit PNG depth = metres * 256, zero where the LiDAR has no return; 80 m cap.
+    model_path = tmp_path / "constant20.keras"
+    constant_depth_model(20.0, max_depth_m=80.0).save(model_path)
+    depth = np.zeros((100, 320), np.uint16)
+    depth[60, 20:40] = 10 * 256    # inside the Garg crop (rows 40..98, columns 11..307)
+    depth[70, 50:60] = 20 * 256
+    depth[95, 100:102] = 90 * 256  # beyond 80 m: ignored
+    depth[10, 20:40] = 20 * 256    # above the crop: ignored
+    Image.fromarray(np.zeros((100, 320, 3), np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray(depth).save(tmp_path / "depth.png")
+    (tmp_path / "split.txt").write_text("rgb.png depth.png 721.5\n")
+    result, _, predictions = run_evaluate(tmp_path, "--model", str(model_path), "--data", str(tmp_path / "split.txt"))
+    assert (result["kind"], result["crop"], result["pixels"]) == ("kitti", "garg", 30)
+    np.testing.assert_allclose(predictions, 20.0, rtol=1e-6)
+    # 20 points at 10 m (ratio 2), 10 at 20 m (exact).
+    assert result["pooled"]["a1"] == pytest.approx(10 / 30)
+    assert result["pooled"]["abs_rel"] == pytest.approx(20 / 30)
+    assert result["pooled"]["rmse"] == pytest.approx(np.sqrt(20 * 100 / 30))
+    with pytest.raises(SystemExit, match="--quality needs dense ground truth"):
+        evaluate.main(["--model", str(model_path), "--data", str(tmp_path / "split.txt"), "--quality"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Samples, the default model, errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_save_samples_writes_worst_and_best_montages(tmp_path, constant_model_path, banded_eigen_zip, capsys):
+    evaluate.main(["--model", str(constant_model_path), "--data", str(banded_eigen_zip), "--no-flip",
+                   "--save-samples", str(tmp_path / "samples"), "--samples", "1"])
+    names = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert names == ["best_01.png", "worst_01.png"]
+    with Image.open(tmp_path / "samples" / "worst_01.png") as im:
+        assert im.width > 3 * im.height  # four panels side by side
+    table = capsys.readouterr().out
+    assert "pooled" in table and "per image" in table and "paper (NYU)" in table and "0.846" in table
+
+
+def test_default_model_is_nyu_h5_else_the_newest_run(tmp_path, monkeypatch, constant_model_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="pass --model"):
+        find_default_model()
+    (tmp_path / "runs" / "a" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir()
+    for name in ("runs/a/final.keras", "runs/b/best.keras", "runs/a/checkpoints/epoch_9.keras"):
+        (tmp_path / name).write_bytes(b"")
+    os.utime(tmp_path / "runs/a/final.keras", (1000, 1000))
+    os.utime(tmp_path / "runs/b/best.keras", (2000, 2000))
+    os.utime(tmp_path / "runs/a/checkpoints/epoch_9.keras", (3000, 3000))  # newest, but a checkpoint
+    assert find_default_model() == tmp_path.joinpath("runs/b/best.keras").relative_to(tmp_path)
+    (tmp_path / "nyu.h5").write_bytes(b"")
+    assert str(find_default_model()) == "nyu.h5"
+
+
+def test_no_model_anywhere_is_a_one_line_error(tmp_path, monkeypatch, banded_eigen_zip):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^error: no model given.*pass --model.*train\.py"):
+        evaluate.main(["--data", str(banded_eigen_zip)])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "missing.zip"], r"missing\.zip"),
+    (["--data", "nyu_test"], r"nyu_test\.zip: not found"),
+    (["--model", "missing.keras"], r"missing\.keras: no such model file"),
+    (["--crop", "garg"], "Garg crop is defined for KITTI only"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, banded_eigen_zip, constant_model_path, argv, message):
+    monkeypatch.chdir(tmp_path)
+    defaults = {"--data": str(banded_eigen_zip), "--model": str(constant_model_path)}
+    for flag, value in defaults.items():
+        if flag not in argv:
+            argv = argv + [flag, value]
+    with pytest.raises(SystemExit, match=f"^error: .*{message}") as exit_info:
+        evaluate.main(argv)
+    assert "\n" not in str(exit_info.value)
+
+
+def test_impossible_input_size_is_refused(capsys):
+    for value in ("96", "16x128", "axb"):
+        with pytest.raises(SystemExit):
+            evaluate.parse_args(["--input-size", value])
+    assert "--input-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--limit", "--samples"])
+def test_impossible_flag_values_are_refused(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.parse_args([flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"{flag} must be at least 1" in capsys.readouterr().err
+
+
+def test_precision_applies_to_a_saved_keras_model(tiny_model_path):
+    # A .keras file pins each layer's dtype; loading at bfloat16 must still compute in bfloat16.
+    model = load_model_at_precision(tiny_model_path, "bfloat16")
+    assert model.get_layer("up1_convA").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("conv1_conv").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("conv3").dtype_policy.name == "float32"  # the output stays exact
+    x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    low = predict(model, x)
+    full = load_model_at_precision(tiny_model_path, "float32")
+    assert full.get_layer("up1_convA").dtype_policy.name == "float32"
+    high = predict(full, x)
+    assert 0 < np.abs(low - high).max() and np.median(np.abs(low - high) / high) < 0.05

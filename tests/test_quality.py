@@ -1,0 +1,179 @@
+"""The paper's three quality measures on constructed depth maps with known answers, and the crops."""
+import numpy as np
+import pytest
+
+from evaluate import (crop_box, crop_mask, depth_ssim, edge_f1, edge_map, evaluation_mask, normal_distance,
+                      surface_normals)
+from utils import KITTI, InputError, scaled_intrinsics
+
+H, W = 48, 64
+
+
+def step(column, near=1.0, far=2.0):
+    """A depth map with a vertical step edge: `near` left of `column`, `far` from it on."""
+    depth = np.full((H, W), near)
+    depth[:, column:] = far
+    return depth
+
+
+def plane_depth(normal, point, intrinsics, height=H, width=W):
+    """z-depth of the plane through `point` with `normal`: z = (n . p) / (n . ray), ray = (x_n, y_n, 1)."""
+    x = (np.arange(width) + 0.5 - intrinsics["cx"]) / intrinsics["fx"]
+    y = (np.arange(height) + 0.5 - intrinsics["cy"]) / intrinsics["fy"]
+    n = np.asarray(normal, dtype=np.float64)
+    return np.dot(n, point) / (n[0] * x[None, :] + n[1] * y[:, None] + n[2])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identical maps give perfect scores
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_identical_maps_score_perfectly(rng):
+    depth = rng.uniform(0.5, 9.5, (H, W))
+    depth[:, 30:] += 2.0  # some real edges
+    assert depth_ssim(depth, depth.copy()) == pytest.approx(1.0)
+    assert edge_map(depth).any()
+    assert edge_f1(depth, depth.copy()) == 1.0
+    assert normal_distance(depth, depth.copy()) == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SSIM
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_ssim_of_a_constant_offset_is_the_luminance_term():
+    # Flat maps: contrast and structure terms are C2 / C2 = 1, only luminance remains.
+    gt, pred, data_range = np.full((H, W), 2.0), np.full((H, W), 3.0), 10.0
+    c1 = (0.01 * data_range) ** 2
+    expected = (2 * 2.0 * 3.0 + c1) / (2.0**2 + 3.0**2 + c1)
+    assert depth_ssim(gt, pred, data_range) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ssim_falls_with_noise_and_counts_only_the_mask(rng):
+    gt = rng.uniform(1, 5, (H, W))
+    noisy = gt + rng.normal(0, 0.5, gt.shape)
+    assert depth_ssim(gt, noisy) < 0.99
+    pred = gt.copy()
+    pred[:, :20] += rng.normal(0, 2.0, (H, 20))  # wrong only in the left 20 columns
+    mask = np.zeros((H, W), bool)
+    mask[:, 31:] = True  # more than a window's half-width (5) away from the damage
+    assert depth_ssim(gt, pred, mask=mask) == pytest.approx(1.0)
+    assert depth_ssim(gt, pred) < 0.9
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Edge F1
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_edge_map_marks_the_two_columns_beside_a_step():
+    edges = edge_map(step(30))
+    assert np.array_equal(np.flatnonzero(edges.any(axis=0)), [29, 30])
+    assert edges[:, 29:31].all()  # every row, the border ones too
+    # scipy's Sobel gives 4x the step: 0.1 m is below the 0.5 threshold, 0.13 m above it.
+    assert not edge_map(step(30, 1.0, 1.1)).any()
+    assert edge_map(step(30, 1.0, 1.13)).any()
+
+
+@pytest.mark.parametrize("shift, expected_f1", [(0, 1.0), (1, 0.5), (2, 0.0), (-1, 0.5)])
+def test_shifted_edge_lowers_f1_by_a_known_amount(shift, expected_f1):
+    # Each step has a 2-column edge; a 1-column shift shares one column: precision = recall = 1/2.
+    assert edge_f1(step(30), step(30 + shift)) == pytest.approx(expected_f1)
+
+
+def test_edge_f1_missing_and_invented_edges():
+    flat = np.full((H, W), 3.0)
+    assert edge_f1(flat, flat) == 1.0          # nothing to find, nothing found
+    assert edge_f1(step(30), flat) == 0.0      # missed every edge
+    assert edge_f1(flat, step(30)) == 0.0      # invented every edge
+    # A second, invented edge halves the precision: F1 = 2 * 1 * 0.5 / 1.5 = 2/3.
+    pred = step(30)
+    pred[:, 50:] = 3.0
+    assert edge_f1(step(30), pred) == pytest.approx(2 / 3)
+
+
+def test_edge_f1_counts_only_inside_the_mask():
+    pred = step(30)
+    pred[:, 50:] = 3.0  # the invented edge at columns 49, 50
+    mask = np.ones((H, W), bool)
+    mask[:, 45:] = False
+    assert edge_f1(step(30), pred, mask=mask) == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Surface normals
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_normals_of_a_plane_are_exact():
+    k = scaled_intrinsics(H, W)
+    flat = np.full((H, W), 2.0)
+    normals = surface_normals(flat, k)
+    np.testing.assert_allclose(np.abs(normals[..., 2]), 1.0, atol=1e-12)
+    theta = np.radians(25.0)
+    tilted = plane_depth((np.sin(theta), 0.0, -np.cos(theta)), (0.0, 0.0, 2.0), k)
+    n = surface_normals(tilted, k)
+    np.testing.assert_allclose(np.abs(n[..., 0]), np.sin(theta), atol=1e-9)
+    np.testing.assert_allclose(n[..., 1], 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("degrees", [10.0, 30.0, 45.0])
+def test_tilted_plane_gives_a_known_normal_error(degrees):
+    # A plane turned by theta about the vertical axis: cosine distance 1 - cos(theta) at every pixel.
+    k = scaled_intrinsics(H, W)
+    theta = np.radians(degrees)
+    gt = np.full((H, W), 2.0)
+    pred = plane_depth((np.sin(theta), 0.0, -np.cos(theta)), (0.0, 0.0, 2.0), k)
+    assert pred.min() > 0
+    assert normal_distance(gt, pred, k) == pytest.approx(1 - np.cos(theta), rel=1e-9)
+    # Tilted about the horizontal axis instead: the same angle, the same error.
+    pred = plane_depth((0.0, np.sin(theta), -np.cos(theta)), (0.0, 0.0, 2.0), k)
+    assert normal_distance(gt, pred) == pytest.approx(1 - np.cos(theta), rel=1e-9)
+
+
+def test_normal_distance_ignores_scale_and_counts_only_the_mask():
+    k = scaled_intrinsics(H, W)
+    gt = plane_depth((0.3, -0.2, -1.0), (0.0, 0.0, 3.0), k)
+    assert normal_distance(gt, 0.5 * gt, k) == pytest.approx(0.0, abs=1e-12)  # same plane orientation
+    pred = gt.copy()
+    pred[:10] = 1.0  # a different plane in the top rows
+    mask = np.zeros((H, W), bool)
+    mask[12:] = True
+    assert normal_distance(gt, pred, k, mask) == pytest.approx(0.0, abs=1e-12)
+    assert normal_distance(gt, pred, k) > 0.01
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crops
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_eigen_crop_is_rows_20_to_459_and_columns_24_to_615():
+    assert crop_box(480, 640) == (20, 460, 24, 616)
+    mask = crop_mask(480, 640)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    assert (rows[0], rows[-1], cols[0], cols[-1]) == (20, 459, 24, 615)
+    assert mask.sum() == 440 * 592
+    assert crop_box(240, 320) == (10, 230, 12, 308)   # scaled with the image
+    assert crop_mask(480, 640, crop="none").all()
+
+
+def test_kitti_crops_are_fractions_of_the_frame():
+    # The monodepth evaluation's numbers for a 375x1242 frame.
+    assert crop_box(375, 1242, "kitti", "garg") == (153, 371, 44, 1197)
+    assert crop_box(375, 1242, "kitti", "eigen") == (124, 342, 44, 1197)
+    with pytest.raises(InputError, match="Garg crop is defined for KITTI only"):
+        crop_box(480, 640, "nyu", "garg")
+
+
+def test_evaluation_mask_drops_holes_and_kitti_beyond_80_m():
+    gt = np.full((375, 1242), 10.0)
+    gt[200, 100] = 0.0      # no LiDAR return
+    gt[201, 100] = 90.0     # beyond KITTI's cap
+    gt[202, 100] = 5e-4     # below the 1 mm minimum
+    mask = evaluation_mask(gt, "kitti", "garg", KITTI)
+    assert not mask[200:203, 100].any()
+    assert mask.sum() == (371 - 153) * (1197 - 44) - 3
+    assert evaluation_mask(gt, "nyu", "none")[201, 100]  # NYU keeps far ground truth
