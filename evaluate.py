@@ -28,9 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from data import DEFAULT_EVAL_DATA, open_dataset
+from model import load_model
 from utils import (EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU,
                    NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize, compute_errors,
-                   find_default_model, load_model_at_precision, predict, resize_depth, scaled_intrinsics,
+                   find_default_model, predict, resize_depth, scaled_intrinsics,
                    to_model_input, valid_mask)
 
 CROPS = ("eigen", "garg", "none")
@@ -401,7 +402,7 @@ def main(argv=None):
             raise InputError(f"{dataset.name}: --quality needs dense ground truth, and this dataset is sparse")
         model_path = Path(args.model) if args.model else find_default_model()
         print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
-        model = load_model_at_precision(model_path, args.precision)
+        model = load_model(model_path, args.precision)
         pairs = ((s.name, *dataset.read(s)) for s in samples)
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0

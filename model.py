@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils import InputError
+from utils import InputError, set_precision
 
 ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201}
 ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920}
@@ -144,17 +144,47 @@ def parameter_counts(model):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def load_model(path):
-    """A DenseDepth model from a .keras file we saved or a legacy whole-model HDF5 file."""
+def load_model(path, precision=None):
+    """A DenseDepth model from a .keras file we saved or a legacy whole-model HDF5 file.
+
+    precision: "float32", "bfloat16" or "float16" (utils.PRECISION_POLICIES) sets Keras' global policy
+    and makes the loaded model compute at it; None keeps the policy in force.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file")
+    if precision is not None:
+        set_precision(precision)
     if path.suffix in (".h5", ".hdf5"):
         return load_legacy_h5(path)
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as err:
         raise InputError(f"{path}: not a readable Keras model file ({type(err).__name__}: {err})") from None
+    return at_global_policy(model)
+
+
+def at_global_policy(model):
+    """The model computing at Keras' global dtype policy, its output layers kept as they are.
+
+    A .keras file records every layer's dtype policy, so setting the global policy before loading is not
+    enough: a model saved at another precision is rebuilt layer by layer and keeps its weights.
+    """
+    policy = keras.mixed_precision.global_policy().name
+    output_layers = {id(tensor._keras_history[0]) for tensor in model.outputs}
+    inner = [layer for layer in model.layers if id(layer) not in output_layers and layer.weights]
+    if all(layer.dtype_policy.name == policy for layer in inner):
+        return model
+
+    def at_policy(layer):
+        config = layer.get_config()
+        if id(layer) not in output_layers:
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    rebuilt = keras.models.clone_model(model, clone_function=at_policy)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def load_legacy_h5(path):

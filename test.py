@@ -31,8 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 import numpy as np
 from tqdm import tqdm
 
+from model import load_model
 from utils import (DEPTH_RANGES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize,
-                   find_default_model, load_image, load_model_at_precision, predict, resize_depth,
+                   find_default_model, load_image, predict, resize_depth,
                    scaled_intrinsics)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -219,7 +220,7 @@ def main(argv=None):
             raise InputError(f"no images found in {' '.join(args.input)}")
         model_path = Path(args.model) if args.model else find_default_model()
         print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
-        model = load_model_at_precision(model_path, args.precision)
+        model = load_model(model_path, args.precision)
     except InputError as err:
         sys.exit(f"error: {err}")
     folder = Path(args.output)

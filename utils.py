@@ -309,35 +309,6 @@ def set_precision(precision):
     keras.mixed_precision.set_global_policy(PRECISION_POLICIES[precision])
 
 
-def load_model_at_precision(path, precision="float32"):
-    """A model file (model.load_model) that computes at precision; its output layers stay float32.
-
-    A .keras file records every layer's dtype policy, so setting the global policy before loading is not
-    enough: such a model is rebuilt layer by layer under the new policy and keeps its weights.
-    """
-    import keras
-
-    from model import load_model
-
-    set_precision(precision)
-    model = load_model(path)
-    policy = keras.mixed_precision.global_policy().name
-    output_layers = {id(tensor._keras_history[0]) for tensor in model.outputs}
-    inner = [layer for layer in model.layers if id(layer) not in output_layers and layer.weights]
-    if all(layer.dtype_policy.name == policy for layer in inner):
-        return model
-
-    def at_policy(layer):
-        config = layer.get_config()
-        if id(layer) not in output_layers:
-            config["dtype"] = policy
-        return layer.__class__.from_config(config)
-
-    rebuilt = keras.models.clone_model(model, clone_function=at_policy)
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
-
-
 def resize_depth(depth, height, width):
     """Bilinear resize of (H, W) or (N, H, W) depth maps to height x width; 2x is exactly scale_up."""
     from skimage.transform import resize

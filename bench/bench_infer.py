@@ -67,11 +67,11 @@ def build_model(model_path, decoder_width, precision):
     """The model to time at precision: the file's, or the paper's network with seeded random weights."""
     import keras
 
-    from model import create_model
-    from utils import load_model_at_precision, set_precision
+    from model import create_model, load_model
+    from utils import set_precision
 
     if model_path:
-        return load_model_at_precision(model_path, precision)
+        return load_model(model_path, precision)
     set_precision(precision)
     keras.utils.set_random_seed(0)
     return create_model(weights=None, decoder_width=decoder_width)

@@ -17,7 +17,7 @@ from PIL import Image
 import evaluate
 from evaluate import depth_ssim, edge_f1, normal_distance
 from model import create_model, load_model
-from utils import (InputError, compute_errors, find_default_model, load_model_at_precision, per_image_errors,
+from utils import (InputError, compute_errors, find_default_model, per_image_errors,
                    predict, resize_depth, scale_up, scaled_intrinsics)
 
 CONSTANT_DEPTH_M = 2.5  # what the constant model predicts everywhere: target 10 / 2.5 = 4
@@ -389,13 +389,13 @@ def test_impossible_flag_values_are_refused(flag, capsys):
 
 def test_precision_applies_to_a_saved_keras_model(tiny_model_path):
     # A .keras file pins each layer's dtype; loading at bfloat16 must still compute in bfloat16.
-    model = load_model_at_precision(tiny_model_path, "bfloat16")
+    model = load_model(tiny_model_path, "bfloat16")
     assert model.get_layer("up1_convA").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer("conv1_conv").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer("conv3").dtype_policy.name == "float32"  # the output stays exact
     x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     low = predict(model, x)
-    full = load_model_at_precision(tiny_model_path, "float32")
+    full = load_model(tiny_model_path, "float32")
     assert full.get_layer("up1_convA").dtype_policy.name == "float32"
     high = predict(full, x)
     assert 0 < np.abs(low - high).max() and np.median(np.abs(low - high) / high) < 0.05
