@@ -1,0 +1,367 @@
+"""train.py end to end, each run in a fresh process (devices and TF_CONFIG are fixed when TensorFlow starts).
+
+One smoke run is shared: its folder is checked whole, and copies of it are resumed, killed mid-epoch and
+resumed again, and pushed into a diverging loss. Distribution is checked on CPU: MirroredStrategy over two
+logical devices, and MultiWorkerMirroredStrategy over two worker processes on 127.0.0.1, which must end with
+the same trained weights as each other, and the chief with all the weights of the one-process, two-replica
+run, which saw the same global batches.
+Slow: every training process traces the DenseNet-169 train step (about a minute of one core), so runs that
+do not depend on each other go two at a time, one per core.
+"""
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datagen import nyu_members, write_zip
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / "train.py")
+SYNTHETIC = "synthetic:24:8"
+# The small runs: the real encoder at 64x64, an eighth of the paper's decoder, two validation images.
+TINY = ["--data", SYNTHETIC, "--weights", "none", "--input-size", "64x64", "--decoder-width", "0.125",
+        "--val-samples", "2", "--bs", "2", "--epochs", "1", "--steps-per-epoch", "2"]
+LOG_COLUMNS = {"epoch", "loss", "l1", "grad", "ssim", "val_loss", "val_delta1", "val_rel", "val_rms"}
+TIMEOUT_S = 900  # one training process; generous, for a loaded two-core machine
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The subprocesses' environment: CPU only, quiet, and the synthetic dataset rendered once into a tmp cache."""
+    from data import synthetic_dataset_path
+
+    cache = tmp_path_factory.mktemp("cache")
+    synthetic_dataset_path(SYNTHETIC, cache)
+    scratch = tmp_path_factory.mktemp("scratch")  # non-chief workers' folders (tempfile honours TMPDIR)
+    environ = {**os.environ, "DENSEDEPTH_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "TMPDIR": str(scratch)}
+    environ.pop("TF_CONFIG", None)
+    return environ
+
+
+def train(env, *args, cwd=REPO, timeout=TIMEOUT_S):
+    return subprocess.run([sys.executable, TRAIN, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Background:
+    """python train.py ARGS started now; result() waits for it (output goes to files: no pipe to fill)."""
+
+    def __init__(self, env, *args):
+        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen([sys.executable, TRAIN, *args], cwd=REPO, env=env, stdout=self.out,
+                                        stderr=self.err, text=True)
+        self.completed = None
+
+    def result(self, timeout=TIMEOUT_S):
+        if self.completed is None:
+            try:
+                self.process.wait(timeout)
+            finally:
+                self.process.kill()
+            self.out.seek(0)
+            self.err.seek(0)
+            self.completed = subprocess.CompletedProcess(self.process.args, self.process.returncode,
+                                                         self.out.read(), self.err.read())
+        return self.completed
+
+
+def succeeded(result):
+    assert result.returncode == 0, f"train.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def assert_one_line_error(result, *fragments):
+    """Exit status != 0, no traceback, and the last line of stderr is the message."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error: " in last, last
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+def log_rows(folder):
+    with open(folder / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def read_state(folder):
+    return json.loads((folder / "checkpoints" / "state.json").read_text())
+
+
+def copy_run(folder, root):
+    """A copy of a run folder to resume: checkpoints hard-linked (train.py never rewrites one), no .keras files."""
+    def link_or_copy(src, dst):
+        if src.endswith(".weights.h5"):
+            try:
+                return os.link(src, dst)
+            except OSError:  # another file system
+                pass
+        shutil.copy2(src, dst)
+
+    copy = root / folder.name
+    shutil.copytree(folder, copy, copy_function=link_or_copy, ignore=shutil.ignore_patterns("*.keras"))
+    return copy
+
+
+def summaries(event_dir):
+    """{tag: [(step, value)]} of the tensorboard event files in one folder."""
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(event_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The smoke run, and its run folder
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def first_runs(env, tmp_path_factory):
+    """The smoke run, and the two-device run beside it (each traces on its own core)."""
+    smoke_root, mirrored_root = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("mirrored")
+    smoke = Background(env, "--smoke", "--run-dir", str(smoke_root), "--name", "smoke")
+    mirrored = Background(env, *TINY, "--cpu-devices", "2", "--run-dir", str(mirrored_root), "--name", "two_devices")
+    runs = {"smoke": (smoke_root / "smoke", smoke), "mirrored": (mirrored_root / "two_devices", mirrored)}
+    yield runs
+    for _, run in runs.values():
+        run.process.kill()
+
+
+@pytest.fixture(scope="module")
+def smoke(first_runs):
+    folder, run = first_runs["smoke"]
+    return folder, succeeded(run.result())
+
+
+@pytest.fixture(scope="module")
+def mirrored(first_runs):
+    folder, run = first_runs["mirrored"]
+    return folder, succeeded(run.result())
+
+
+def test_smoke_run_leaves_a_complete_run_folder(smoke):
+    folder, result = smoke
+    assert ("replicas 1 | global batch 2 | per-replica batch 2 | steps/epoch 3" in result.stdout
+            and "precision float32" in result.stdout), result.stdout
+
+    config = json.loads((folder / "config.json").read_text())
+    assert config["args"]["smoke"] and config["args"]["epochs"] == 2 and config["args"]["weights"] == "none"
+    assert "train.py" in config["command"] and "--smoke" in config["command"]
+    assert config["git_commit"]
+    assert "Total params" in (folder / "model_summary.txt").read_text()
+
+    rows = log_rows(folder)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert LOG_COLUMNS <= set(rows[0])
+    assert all(np.isfinite(float(r[c])) for r in rows for c in LOG_COLUMNS)
+
+    train_tags = summaries(folder / "tensorboard" / "train")
+    val_tags = summaries(folder / "tensorboard" / "validation")
+    assert {"epoch_loss", "epoch_l1", "epoch_ssim"} <= set(train_tags), sorted(train_tags)
+    assert {"epoch_loss", "epoch_delta1", "epoch_rms"} <= set(val_tags), sorted(val_tags)
+    samples = summaries(folder / "tensorboard" / "samples")["val_samples"]
+    assert [step for step, _ in samples] == [1, 2]
+    assert samples[0][1].metadata.plugin_data.plugin_name == "images"
+
+    state = read_state(folder)
+    assert (state["epoch"], state["epoch_step"], state["global_step"]) == (2, 0, 6)
+    assert (folder / "checkpoints" / state["checkpoint"]).is_file()
+    assert len(list((folder / "checkpoints").glob("*.weights.h5"))) == 1  # older ones are removed
+
+    from model import load_model
+
+    image = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
+    for name in ("best.keras", "final.keras"):
+        depth = np.asarray(load_model(folder / name).predict(image, verbose=0))
+        assert depth.shape == (1, 32, 48, 1) and np.isfinite(depth).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Distribution on CPU: two logical devices, then two worker processes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_mirrored_over_two_cpu_devices(mirrored):
+    folder, result = mirrored
+    banner = next(line for line in result.stdout.splitlines() if line.startswith("strategy"))
+    assert banner.startswith("strategy MirroredStrategy | workers 1 | replicas 2 | global batch 2 | "
+                             "per-replica batch 1 | steps/epoch 2"), banner
+    assert (folder / "final.keras").is_file()
+    assert read_state(folder)["global_step"] == 2
+
+
+def test_batch_not_divisible_by_replicas(env, tmp_path):
+    result = train(env, "--data", SYNTHETIC, "--weights", "none", "--bs", "3", "--cpu-devices", "2",
+                   "--run-dir", str(tmp_path))
+    assert_one_line_error(result, "--bs 3 is not divisible by the 2 replicas")
+    assert not any(tmp_path.iterdir())
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def named_weights(path):
+    """{variable path: (array, trainable)} of a saved model."""
+    from model import load_model
+
+    return {w.path: (w.numpy(), w.trainable) for w in load_model(path).weights}
+
+
+def test_two_workers_train_one_model(mirrored, env, tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    configs = [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    workers = [Background({**env, "TF_CONFIG": config}, *TINY, "--run-dir", str(tmp_path), "--name", "two_workers")
+               for config in configs]
+    chief_run, other_run = (succeeded(w.result()) for w in workers)
+    for result in (chief_run, other_run):
+        assert ("strategy MultiWorkerMirroredStrategy | workers 2 | replicas 2 | global batch 2 | per-replica batch 1"
+                in result.stdout), result.stdout
+
+    folder = tmp_path / "two_workers"  # worker 0 is the chief: it alone writes the run folder
+    assert {"config.json", "log.csv", "tensorboard", "checkpoints", "final.keras"} <= {p.name for p in folder.iterdir()}
+    assert [p.name for p in tmp_path.iterdir()] == ["two_workers"]
+    line = next(line for line in other_run.stdout.splitlines() if line.startswith("worker 1 is not the chief"))
+    scratch = Path(line.rsplit(" go to ", 1)[1])
+    assert scratch.resolve() != folder.resolve() and (scratch / "final.keras").is_file()
+
+    chief, other = named_weights(folder / "final.keras"), named_weights(scratch / "final.keras")
+    trainable = [name for name, (_, is_trainable) in chief.items() if is_trainable]
+    assert trainable and all(np.array_equal(chief[n][0], other[n][0]) for n in trainable)
+    # Keras 3 keeps batch-norm moving averages per replica: each worker's come from the images it read.
+    moving = [name for name in chief if name.endswith("moving_mean")]
+    assert any(not np.array_equal(chief[n][0], other[n][0]) for n in moving)
+
+    # Worker i read samples i, i + 2, ... of the shuffled stream, so every global batch is the one the
+    # two-device run split between its replicas: the same losses and weights (replica 0's moving averages;
+    # here they agree to the bit). Other batches would move Adam's weights by about lr (1e-4) a step.
+    losses = [float(r["loss"]) for r in log_rows(folder)], [float(r["loss"]) for r in log_rows(mirrored[0])]
+    assert np.allclose(*losses, rtol=1e-5, atol=0), losses
+    one_process = named_weights(mirrored[0] / "final.keras")
+    assert set(one_process) == set(chief)
+    worst = max(float(np.max(np.abs(chief[n][0] - one_process[n][0]))) for n in chief)
+    assert worst < 2e-5, worst
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Resume: a run killed mid-epoch continues from its last checkpoint; a diverging loss stops the run
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diverging(smoke, env, tmp_path_factory):
+    """The smoke run resumed for one more epoch at an absurd learning rate, started in the background.
+
+    Adam moves every weight by about lr on its first step, so the next loss overflows.
+    """
+    root = tmp_path_factory.mktemp("diverging")
+    folder = copy_run(smoke[0], root)
+    before = read_state(folder)
+    run = Background(env, "--init", "resume", "--run-dir", str(root), "--name", folder.name, "--epochs", "3",
+                     "--lr", "1e30")
+    yield folder, before, run
+    run.process.kill()
+
+
+def test_killed_run_resumes_where_it_stopped(smoke, diverging, env, tmp_path):
+    folder = copy_run(smoke[0], tmp_path)
+    first_loss, last_loss = (float(row["loss"]) for row in log_rows(folder))
+    resume = ["--init", "resume", "--run-dir", str(tmp_path), "--name", folder.name, "--epochs", "4"]
+
+    # Extend the smoke run to 4 epochs, checkpointing every step, and kill it inside its third epoch.
+    killed = Background(env, *resume, "--save-every", "1")
+    deadline = time.monotonic() + TIMEOUT_S
+    while killed.process.poll() is None and time.monotonic() < deadline:
+        state = read_state(folder)
+        if state["epoch"] == 2 and state["epoch_step"] > 0:
+            killed.process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    result = killed.result()
+    assert result.returncode == -signal.SIGKILL, f"ended unkilled:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    state = read_state(folder)
+    assert state["epoch"] == 2 and 0 < state["epoch_step"] < 3, state
+    assert (folder / "checkpoints" / state["checkpoint"]).is_file()
+
+    result = succeeded(train(env, *resume))
+    assert "steps/epoch 3" in result.stdout
+    rows = log_rows(folder)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    end = read_state(folder)
+    assert (end["epoch"], end["epoch_step"], end["global_step"]) == (4, 0, 12)
+    assert (folder / "final.keras").is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert [r["global_step"] for r in config["resumes"]] == [6, state["global_step"]]
+    # The loss goes on from where it was: closer to the last epoch's before the kill than to the first
+    # epoch's, where a restart from scratch would be (here about 0.55 against 0.77).
+    resumed = [float(r["loss"]) for r in rows[2:]]
+    assert max(resumed) < (first_loss + last_loss) / 2, (first_loss, last_loss, resumed)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(diverging):
+    folder, before, run = diverging
+    last = assert_one_line_error(run.result())
+    assert last.startswith("error: loss became"), last
+    assert before["checkpoint"] in last
+    assert read_state(folder) == before
+    assert (folder / "checkpoints" / before["checkpoint"]).is_file()
+    assert not (folder / "final.keras").exists()
+    assert json.loads((folder / "config.json").read_text())["resumes"][-1]["lr"] == 1e30
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One-line errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_missing_default_data(env, tmp_path):
+    result = train(env, "--weights", "none", "--run-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert_one_line_error(result, "nyu_data.zip", "--data synthetic")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_without_a_run(env, tmp_path):
+    assert_one_line_error(train(env, "--init", "resume", "--run-dir", str(tmp_path)), "no run to resume")
+    assert_one_line_error(train(env, "--init", "resume", "--run-dir", str(tmp_path), "--name", "nope"),
+                          "no checkpoint to resume from")
+
+
+def test_unreadable_sample(env, tmp_path):
+    members = nyu_members(n_train=4, n_test=2, hw=(64, 64))
+    members["data/nyu2_train/scene_1/3.jpg"] = b"not a JPEG"
+    write_zip(tmp_path / "bad.zip", members)
+    result = train(env, "--data", str(tmp_path / "bad.zip"), "--weights", "none", "--run-dir", str(tmp_path))
+    assert_one_line_error(result, "scene_1/3.jpg: cannot decode image", "row 4", "--skip-bad")
+
+
+@pytest.mark.parametrize("flags, message", [(["--bs", "0"], "--bs must be at least 1"),
+                                            (["--lr", "-1"], "--lr must be a positive number"),
+                                            (["--input-size", "63x64"], "must be even"),
+                                            (["--encoder", "resnet50"], "invalid choice")])
+def test_impossible_flags(env, flags, message):
+    assert_one_line_error(train(env, *flags), message)
