@@ -565,27 +565,11 @@ def _kitti_crop(image, depth_m, seed, training):
 
 
 def save_preview(dataset, path, count=4, split="train"):
-    """A figure of a few RGB | depth pairs of the dataset."""
-    import matplotlib
+    """A figure of a few image | depth pairs of the dataset."""
+    from utils import save_depth_montage
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from utils import colorize
-
-    samples = dataset.samples(split)[:count]
-    fig, axes = plt.subplots(len(samples), 2, figsize=(8, 3 * len(samples)), squeeze=False)
-    for row, sample in zip(axes, samples):
-        rgb, depth = dataset.read(sample)
-        row[0].imshow(rgb)
-        row[1].imshow(colorize(depth, vmin=0.0, vmax=dataset.depth_range.max_m))
-        row[0].set_title(sample.name, fontsize=8)
-        row[1].set_title(f"depth {np.nanmin(depth):.2f}-{np.nanmax(depth):.2f} m", fontsize=8)
-        for ax in row:
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    rows = [(sample.name, *dataset.read(sample)) for sample in dataset.samples(split)[:count]]
+    save_depth_montage(rows, path)
 
 
 def parse_args(argv=None):

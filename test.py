@@ -34,7 +34,7 @@ from tqdm import tqdm
 from model import load_model
 from utils import (DEPTH_RANGES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize,
                    find_default_model, load_image, predict, resize_depth,
-                   scaled_intrinsics)
+                   scaled_intrinsics, save_depth_montage)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 MIN_SIDE = 32  # the encoder divides the picture by 32; smaller pictures are scaled up to this
@@ -150,27 +150,6 @@ def write_outputs(folder, stem, image, depth_m, intrinsics, npy=False, ply=False
     return paths
 
 
-def save_montage(items, path):
-    """One figure: each input beside its depth map (plasma, with a colour bar in metres)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    items = items[:MONTAGE_MAX_ROWS]
-    fig, axes = plt.subplots(len(items), 2, figsize=(9, 3.2 * len(items)), squeeze=False)
-    for (name, image, depth_m), (left, right) in zip(items, axes):
-        left.imshow(image)
-        left.set_title(name, fontsize=8)
-        shown = right.imshow(depth_m, cmap="plasma")
-        fig.colorbar(shown, ax=right, fraction=0.046, pad=0.02, label="depth (m)")
-        for ax in (left, right):
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------
@@ -239,7 +218,7 @@ def main(argv=None):
         written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))
         shown.append((path.name, image, depth_m))
     if shown:
-        save_montage(shown, folder / "montage.png")
+        save_depth_montage(shown[:MONTAGE_MAX_ROWS], folder / "montage.png")
         print(f"wrote {written} files for {len(shown)} images and montage.png to {folder}")
     if failed:
         sys.exit(f"error: {len(failed)} of {len(paths) + len(unmatched)} inputs could not be used: "

@@ -337,3 +337,23 @@ def back_project(depth, intrinsics):
     y = (np.arange(height) + 0.5 - intrinsics["cy"]) / intrinsics["fy"]
     rays = np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.ones((1, 1))), axis=-1)
     return depth[..., None] * rays
+
+
+def save_depth_montage(items, path):
+    """A figure of (title, image, depth in metres) rows: each image beside its depth (plasma, colour bar in m)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(items), 2, figsize=(9, 3.2 * len(items)), squeeze=False)
+    for (name, image, depth_m), (left, right) in zip(items, axes):
+        left.imshow(image)
+        left.set_title(name, fontsize=8)
+        shown = right.imshow(depth_m, cmap="plasma")
+        fig.colorbar(shown, ax=right, fraction=0.046, pad=0.02, label="depth (m)")
+        for ax in (left, right):
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -175,3 +175,19 @@ def test_synthetic_dataset_is_rendered_once_and_matches_the_renderer(tmp_path):
     _, depth = dataset.read(dataset.samples("train")[1])
     _, expected_depth = synthetic.render_scene(1)
     np.testing.assert_allclose(depth, expected_depth, atol=10 / 255 / 2 + 1e-5)  # 8-bit steps of 3.9 cm
+
+
+def test_command_line_makes_a_synthetic_zip_and_shows_pairs(tmp_path, capsys):
+    import data
+
+    path = tmp_path / "s.zip"
+    data.main(["--make-synthetic", str(path), "--train", "2", "--test", "1", "--workers", "1"])
+    dataset = open_dataset(path)
+    assert len(dataset.samples("train")) == 2 and len(dataset.samples("test")) == 1
+    data.main(["--data", str(path), "--show", str(tmp_path / "pairs.png")])
+    out = capsys.readouterr().out
+    assert "train: 2 pairs" in out and (tmp_path / "pairs.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="unknown --data 'nowhere'"):
+        data.main(["--data", "nowhere"])
+    with pytest.raises(SystemExit):
+        data.main(["--make-synthetic", str(path), "--train", "0", "--test", "0"])
