@@ -178,6 +178,10 @@ class DepthDataset:
             raise InputError(f"{self.name}: no {split} samples")
         return self._splits[split]
 
+    def limit(self, split, count):
+        """Keep only the first `count` samples of a split (a quicker validation, say)."""
+        self._splits[split] = self.samples(split)[:count]
+
     def read(self, sample):
         """(rgb uint8 (H, W, 3), depth in metres float32 (H, W)) at full resolution."""
         rgb = decode_rgb(self.files.read(sample.rgb), self.files.label(sample.rgb))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from utils import NYU, NYU_IMAGE_HW, NYU_INTRINSICS
+from utils import NYU, NYU_IMAGE_HW, scaled_intrinsics
 
 MIN_DEPTH_M, MAX_DEPTH_M = NYU.min_m, NYU.max_m
 
@@ -405,9 +405,8 @@ def _near_shape(point, shape, margin=0.15):
 
 def intrinsics(height=NYU_IMAGE_HW[0], width=NYU_IMAGE_HW[1]):
     """(fx, fy, cx, cy) in pixels: NYU's Kinect intrinsics scaled from 640x480 to width x height."""
-    sx, sy = width / 640.0, height / 480.0
-    k = NYU_INTRINSICS
-    return k["fx"] * sx, k["fy"] * sy, k["cx"] * sx, k["cy"] * sy
+    k = scaled_intrinsics(height, width)
+    return k["fx"], k["fy"], k["cx"], k["cy"]
 
 
 def camera_rotation(camera):

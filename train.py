@@ -559,9 +559,9 @@ def train(args):
     args.depth_range = dataset.depth_range
     n_train = len(dataset.samples("train"))
     steps = args.steps_per_epoch or max(1, n_train // args.bs)
-    val_samples = dataset.samples("val")[: args.val_samples] if args.val_samples else dataset.samples("val")
     if args.val_samples:
-        dataset._splits["val"] = val_samples
+        dataset.limit("val", args.val_samples)
+    val_samples = dataset.samples("val")
     input_hw = args.input_hw or dataset.train_hw
 
     state = {"epoch": 0, "epoch_step": 0, "global_step": 0, "best_val_loss": float("inf"), "best_epoch": 0,
