@@ -31,7 +31,7 @@ from data import DEFAULT_EVAL_DATA, open_dataset
 from model import load_model
 from utils import (EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU,
                    NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize, compute_errors,
-                   find_default_model, predict, resize_depth, scaled_intrinsics,
+                   find_default_model, parse_hw, predict, resize_depth, scaled_intrinsics,
                    to_model_input, valid_mask)
 
 CROPS = ("eigen", "garg", "none")
@@ -342,12 +342,9 @@ def save_sample_montages(kept, records, folder, keep):
 def image_size(text):
     """(height, width) from 'HxW', for argparse."""
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 96x128, got '{text}'") from None
-    if min(height, width) < 32:
-        raise argparse.ArgumentTypeError(f"{text}: both sides must be at least 32 pixels")
-    return height, width
+        return parse_hw(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv=None):

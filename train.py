@@ -115,20 +115,12 @@ def check_args(parser, args):
     if args.save_every < 0:
         parser.error("--save-every must be 0 or more")
     if args.input_size:
-        args.input_hw = parse_size(parser, args.input_size)
+        try:
+            args.input_hw = parse_hw(args.input_size, even=True)  # even: the output is exactly half
+        except InputError as err:
+            parser.error(f"--input-size {err}")
     else:
         args.input_hw = None
-
-
-def parse_size(parser, text):
-    """(height, width) from 'HxW'; even and at least 32 so the output is exactly half the input."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        parser.error(f"--input-size must look like 240x320, got {text!r}")
-    if height < 32 or width < 32 or height % 2 or width % 2:
-        parser.error(f"--input-size {text}: height and width must be even and at least 32")
-    return height, width
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -685,7 +677,7 @@ def main(argv=None):
         sys.exit(f"error: {err}")
 
 
-from utils import InputError  # noqa: E402  (after the environment set-up above)
+from utils import InputError, parse_hw  # noqa: E402  (after the environment set-up above)
 
 if __name__ == "__main__":
     main()

@@ -64,6 +64,19 @@ class InputError(Exception):
     """A user mistake (bad file, path, flag): scripts print it as one line, without a traceback."""
 
 
+def parse_hw(text, even=False):
+    """(height, width) from 'HxW', both at least 32 (and even where the output must be exactly half)."""
+    try:
+        height, width = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise InputError(f"expected HEIGHTxWIDTH such as 240x320, got {text!r}") from None
+    if min(height, width) < 32:
+        raise InputError(f"{text}: both sides must be at least 32 pixels")
+    if even and (height % 2 or width % 2):
+        raise InputError(f"{text}: height and width must be even")
+    return height, width
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Depth normalisation: the transform and its inverse side by side
 # ---------------------------------------------------------------------------------------------------------
