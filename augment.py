@@ -1,8 +1,9 @@
 """The paper's augmentation (section 3.3) as TensorFlow ops for tf.data pipelines, seeded and stateless.
 
 - horizontal mirror of image and depth together, probability 0.5;
-- permutation of the image's RGB channels, probability 0.25 (the reference code: 0.5); when it fires,
-  one of the five orderings that differ from RGB is drawn, so the observed rate is the probability.
+- permutation of the image's RGB channels, probability 0.25 (the reference code: 5/14, see
+  utils.REFERENCE_PERMUTE_PROBABILITY); when
+  it fires, one of the five orderings that differ from RGB is drawn, so the observed rate is the probability.
   Depth is never colour-permuted.
 
     ds = ds.enumerate().map(lambda i, pair: augment(*pair, seed=seed_for(i, base_seed)))
@@ -16,7 +17,6 @@ import tensorflow as tf
 
 FLIP_PROBABILITY = 0.5
 PERMUTE_PROBABILITY = 0.25          # the paper
-REFERENCE_PERMUTE_PROBABILITY = 0.5  # the reference code
 CHANNEL_ORDERS = tf.constant([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])
 
 

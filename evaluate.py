@@ -1,13 +1,23 @@
-"""Evaluate a DenseDepth model on a test set: the paper's six metrics and, on request, its quality measures.
+"""Evaluate a DenseDepth model on a test set: the paper's metrics and, on request, its quality measures.
 
-NYU protocol (paper section 4.3): predict on the whole 640x480 image, upsample the 320x240 prediction 2x,
-average it with the mirrored prediction of the mirrored image (--no-flip turns this off), clip depth to the
-dataset's range (0.4-10 m), evaluate inside the Eigen crop where ground truth is above 1 mm. KITTI: 80 m
-cap, the Garg crop (--crop eigen for Eigen's), only where the sparse LiDAR ground truth lies in
-(1 mm, 80 m]. Every test image is evaluated. The metrics are printed pooled over all evaluated pixels (the
-paper's and the reference code's figure) and averaged per image, beside the paper's results.
+NYU protocol (paper section 4.3, --protocol paper, the default): predict on the whole 640x480 image,
+upsample the 320x240 prediction 2x, average it with the mirrored prediction of the mirrored image
+(--no-flip turns this off), clip depth to the dataset's range (0.4-10 m), evaluate inside the Eigen crop
+where ground truth is above 1 mm. KITTI: 80 m cap, the Garg crop (--crop eigen for Eigen's), only where
+the sparse LiDAR ground truth lies in (1 mm, 80 m], and KITTI's seven metrics (with sq rel and RMSE log).
+Every test image is evaluated. The metrics are printed pooled over all evaluated pixels (the paper's and
+the reference code's figure) and averaged per image, beside the paper's results.
+
+--protocol reference is the authors' evaluate.py step by step: predictions clipped to [0.1, 10] m, the
+2x up-sampling, flip averaging in metres, the Eigen crop, pooled metrics, and an extra row with abs rel
+in the authors' argument order (their compute_errors(pred, gt) divides by the prediction): the 0.127 that
+re-runs of nyu.h5 publish, beside our 0.12x by ground truth.
+
+The depth range, dataset and training size come from the model's saved contract (printed in one line);
+--depth-range overrides it, with a warning where the two disagree.
 
     python evaluate.py --model nyu.h5 --data nyu_test.zip          # the authors' model on the Eigen split
+    python evaluate.py --model nyu.h5 --data nyu_test.zip --protocol reference   # their script's figures
     python evaluate.py --data synthetic --quality --json eval.json --per-image eval.csv --save-samples samples
     python evaluate.py --model runs/kitti/final.keras --data kitti/eigen_test_files_with_gt.txt --crop eigen
 
@@ -28,20 +38,18 @@ import numpy as np
 from tqdm import tqdm
 
 from data import DEFAULT_EVAL_DATA, open_dataset
-from model import load_model
-from utils import (EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU,
-                   NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize, compute_errors,
-                   find_default_model, parse_hw, predict, resize_depth, scaled_intrinsics,
-                   to_model_input, valid_mask)
+from model import contract_depth_range, contract_warning, describe_contract, load_model, read_contract
+from utils import (DEPTH_RANGES, EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES,
+                   NYU, NYU_IMAGE_HW, NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS,
+                   DepthRange, InputError, back_project, colorize, compute_errors, find_default_model, parse_hw,
+                   predict, resize_depth, scaled_intrinsics, to_model_input, valid_mask)
 
 CROPS = ("eigen", "garg", "none")
 DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
 QUALITY_NAMES = ("mssim", "edge_f1", "normal_distance")
-# The paper's results: NYU from section 4.3 (PAPER.md); KITTI from its table 2, which reports no log10.
-PAPER_RESULTS = {
-    "nyu": {"a1": 0.846, "a2": 0.974, "a3": 0.994, "abs_rel": 0.123, "rmse": 0.465, "log10": 0.053},
-    "kitti": {"a1": 0.886, "a2": 0.965, "a3": 0.986, "abs_rel": 0.093, "rmse": 4.170, "log10": None},
-}
+PROTOCOLS = ("paper", "reference")
+# The reference protocol's abs rel in the authors' argument order: mean |gt - pred| / pred.
+REFERENCE_ORDER = "abs_rel_reference_order"
 # SSIM as in the loss (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5.
 SSIM_SIGMA = 1.5
 SAMPLE_ERROR_MAX = 0.5  # the error panel of --save-samples spans relative errors 0..50 %
@@ -199,23 +207,26 @@ def same_size_batches(pairs, batch_size):
 
 
 def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen", flip=True, batch_size=4,
-             quality=False, keep=0, predictions=None, input_hw=None):
-    """(records, kept): one record per image with its name, evaluated pixels, six metrics (and quality).
+             quality=False, keep=0, predictions=None, input_hw=None, prediction_range=None, protocol="paper"):
+    """(records, kept): one record per image with its name, evaluated pixels, metrics (and quality).
 
     pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')); predictions
-    are resized to the ground truth's size. kept: the `keep` best and `keep` worst images by abs rel, as
-    (abs_rel, index, rgb, gt, pred, evaluated mask), best first. predictions: a list that receives every
-    prediction. input_hw: the network's input size, if not each image's own (see predict_depth).
+    are resized to the ground truth's size. depth_range: the data's (which pixels count); prediction_range:
+    the network output's numerator and the clip of predictions (default depth_range). kept: the `keep`
+    best and `keep` worst images by abs rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best
+    first. predictions: a list that receives every prediction. input_hw: the network's input size, if not
+    each image's own (see predict_depth). protocol "reference" adds abs rel in the authors' order.
     """
+    prediction_range = prediction_range or depth_range
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
             names, rgbs, gts = zip(*batch)
-            preds = predict_depth(model, rgbs, *gts[0].shape, depth_range, flip, batch_size, input_hw)
+            preds = predict_depth(model, rgbs, *gts[0].shape, prediction_range, flip, batch_size, input_hw)
             for name, rgb, gt, pred in zip(names, rgbs, gts, preds):
                 mask = evaluation_mask(gt, kind, crop, depth_range)
                 box = crop_box(*gt.shape, kind, crop) if quality else None
-                records.append(image_record(name, gt, pred, mask, box, depth_range))
+                records.append(image_record(name, gt, pred, mask, box, depth_range, protocol))
                 if predictions is not None:
                     predictions.append(pred)
                 if keep:
@@ -225,11 +236,14 @@ def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen"
     return records, kept
 
 
-def image_record(name, gt, pred, mask, box=None, depth_range=NYU):
+def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="paper"):
     """The metrics of one image over mask as a flat dict; with a crop box, the quality measures too."""
     if not mask.any():
         raise InputError(f"{name}: no valid ground truth inside the evaluation crop")
     record = {"name": name, "pixels": int(mask.sum()), **compute_errors(gt, pred, mask)}
+    if protocol == "reference":
+        # The authors call compute_errors(predictions, ground_truth): only abs rel is not symmetric.
+        record[REFERENCE_ORDER] = compute_errors(pred, gt, mask)["abs_rel"]
     if box is not None:
         record.update(quality_measures(gt, pred, box, mask, depth_range))
     return record
@@ -243,15 +257,16 @@ def with_extremes(kept, item, keep):
     return kept
 
 
-def pooled_errors(records):
-    """The six metrics over every evaluated pixel of every image, from the per-image records.
+def pooled_errors(records, names=METRIC_NAMES):
+    """The metrics over every evaluated pixel of every image, from the per-image records.
 
     Each metric is a mean over pixels, so the pooled value is the pixel-weighted mean of the images'
-    values; rmse pools its squares. This equals utils.compute_errors on all images at once.
+    values; rmse and rmse_log pool their squares. This equals utils.compute_errors on all images at once.
     """
-    weights = np.array([r["pixels"] for r in records], dtype=np.float64)
-    pooled = {k: float(np.dot(weights, [r[k] for r in records]) / weights.sum()) for k in METRIC_NAMES}
-    pooled["rmse"] = float(np.sqrt(np.dot(weights, [r["rmse"] ** 2 for r in records]) / weights.sum()))
+    weights = np.array([r["pixels"] for r in records], dtype=np.float64) / sum(r["pixels"] for r in records)
+    pooled = {k: float(np.dot(weights, [r[k] for r in records])) for k in names}
+    for k in {"rmse", "rmse_log"} & set(names):
+        pooled[k] = float(np.sqrt(np.dot(weights, [r[k] ** 2 for r in records])))
     return pooled
 
 
@@ -260,10 +275,18 @@ def mean_over_images(records, names):
     return {k: float(np.mean([r[k] for r in records])) for k in names}
 
 
-def summary(records, quality=False):
-    """{"pooled", "per_image", "quality"}: the figures the table, the JSON and the README show."""
-    return {"pooled": pooled_errors(records), "per_image": mean_over_images(records, METRIC_NAMES),
-            "quality": mean_over_images(records, QUALITY_NAMES) if quality else None}
+def summary(records, quality=False, protocol="paper"):
+    """{"protocol", "pooled", "per_image", "quality"[, "pooled_reference_order"]}: what the table and JSON show.
+
+    Every figure comes from `protocol`; the reference protocol adds its pooled abs rel in the authors'
+    argument order (divided by the prediction) under its own name.
+    """
+    results = {"protocol": protocol, "pooled": pooled_errors(records),
+               "per_image": mean_over_images(records, METRIC_NAMES),
+               "quality": mean_over_images(records, QUALITY_NAMES) if quality else None}
+    if protocol == "reference":
+        results["pooled_reference_order"] = {"abs_rel": pooled_errors(records, (REFERENCE_ORDER,))[REFERENCE_ORDER]}
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -272,13 +295,20 @@ def summary(records, quality=False):
 
 
 def results_table(results, kind):
-    """The metrics as a text table: pooled, per image, and the paper's row."""
-    header = f"{'':<14}" + "".join(f"{k:>9}" for k in METRIC_NAMES)
-    rows = [header]
-    for label, values in (("pooled", results["pooled"]), ("per image", results["per_image"]),
-                          (f"paper ({kind.upper()})", PAPER_RESULTS[kind])):
-        rows.append(f"{label:<14}" + "".join(f"{values[k]:>9.3f}" if values[k] is not None else f"{'-':>9}"
-                                              for k in METRIC_NAMES))
+    """The metrics as a text table: pooled, per image, the paper's row (and the reference-order abs rel)."""
+    names = REPORTED_METRICS[kind]
+    width = 24
+    rows = [f"{'':<{width}}" + "".join(f"{k:>9}" for k in names)]
+    labelled = [("pooled", results["pooled"]), ("per image", results["per_image"]),
+                (f"paper ({kind.upper()})", PAPER_RESULTS[kind])]
+    if "pooled_reference_order" in results:
+        labelled.insert(1, ("pooled, reference order", results["pooled_reference_order"]))
+    for label, values in labelled:
+        rows.append(f"{label:<{width}}" + "".join(f"{values[k]:>9.3f}" if values.get(k) is not None else f"{'-':>9}"
+                                                  for k in names))
+    if "pooled_reference_order" in results:
+        rows.append("reference order: abs rel as the authors' script computes it, |gt - pred| / pred (their "
+                    "compute_errors(pred, gt)); the pooled row divides by ground truth, as the paper defines it")
     if results["quality"]:
         q = results["quality"]
         rows.append(f"quality: mSSIM {q['mssim']:.3f}, edge F1 {q['edge_f1']:.3f}, "
@@ -356,6 +386,13 @@ def parse_args(argv=None):
                              "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, or 'synthetic'")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="which split of --data to evaluate (default test)")
+    parser.add_argument("--protocol", default="paper", choices=PROTOCOLS,
+                        help="paper (default): the paper's protocol, predictions clipped to the dataset's range "
+                             "(NYU 0.4-10 m); reference: the authors' evaluate.py step by step (NYU only: clip "
+                             "to 0.1-10 m, flip, Eigen crop) with an extra row of abs rel in their argument order")
+    parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
+                        help="the range the model's output is read with (default: the model's saved contract; "
+                             "for a model without one, the dataset's)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="turn off the mirrored test-time augmentation (on by default, as in the paper)")
@@ -363,8 +400,9 @@ def parse_args(argv=None):
                                                       "garg for KITTI; 'none' evaluates the whole image)")
     parser.add_argument("--input-size", metavar="HxW", type=image_size,
                         help="resize the images to HxW for the network, e.g. 96x128 for a model trained at that "
-                             "size; the prediction is still upsampled to the ground truth (default: each "
-                             "image's own size, the paper's protocol)")
+                             "size; the prediction is still upsampled to the ground truth (default: the reduced "
+                             "size a model was trained at, from its contract; else each image's own size, the "
+                             "paper's protocol)")
     parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
                         help="compute precision; bfloat16 is about 1.8x faster on AVX-512 CPUs (default float32)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (a quick look, not a result)")
@@ -385,13 +423,50 @@ def parse_args(argv=None):
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if args.samples < 1:
         parser.error(f"--samples must be at least 1, got {args.samples}")
+    if args.protocol == "reference":
+        contradicting = [flag for flag, given in (("--no-flip", not args.flip), ("--input-size", args.input_size),
+                                                  ("--crop", args.crop not in (None, "eigen"))) if given]
+        if contradicting:
+            parser.error(f"--protocol reference fixes flip on, the Eigen crop and each image's own size: drop "
+                         f"{', '.join(contradicting)}")
     return args
+
+
+def model_settings(model_path, contract, dataset, args):
+    """(prediction range, network input size) for this model on this dataset under args' protocol.
+
+    The model's max depth reads its output (y = max_m / depth); the protocol sets the clip floor: the
+    dataset's minimum (the paper) or 0.1 m (the authors' script).
+    """
+    saved = contract_depth_range(contract)
+    if args.depth_range:
+        model_range = DEPTH_RANGES[args.depth_range]
+        if saved and (saved.min_m, saved.max_m) != (model_range.min_m, model_range.max_m):
+            print(f"warning: --depth-range {args.depth_range} ({model_range.min_m:g}-{model_range.max_m:g} m) "
+                  f"overrides the {saved.min_m:g}-{saved.max_m:g} m range {model_path} was trained for")
+    elif saved:
+        model_range = saved
+    else:
+        model_range = dataset.depth_range
+        print(f"warning: {model_path} carries no depth range: reading it with the dataset's "
+              f"{model_range.min_m:g}-{model_range.max_m:g} m (pass --depth-range to choose)")
+    if contract.get("dataset") and contract["dataset"] != "synthetic" and contract["dataset"] != dataset.kind:
+        print(f"warning: {model_path} was trained on {contract['dataset']} data and is evaluated on {dataset.kind} data")
+    floor = NYU_REFERENCE.min_m if args.protocol == "reference" else dataset.depth_range.min_m
+    prediction_range = DepthRange(min_m=floor, max_m=model_range.max_m)
+    input_hw = args.input_size
+    if input_hw is None and args.protocol == "paper" and contract.get("reduced_input"):
+        input_hw = tuple(contract["input_hw"])
+    return prediction_range, input_hw
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         dataset = open_dataset(args.data)
+        if args.protocol == "reference" and dataset.kind != "nyu":
+            raise InputError(f"{dataset.name}: --protocol reference is the authors' NYU evaluation; "
+                             f"{dataset.kind} data takes the paper's protocol")
         samples = dataset.samples(args.split)[:args.limit]
         crop = args.crop or DEFAULT_CROP[dataset.kind]
         crop_box(*NYU_IMAGE_HW, dataset.kind, crop)  # an impossible crop fails before the model loads
@@ -400,22 +475,30 @@ def main(argv=None):
         model_path = Path(args.model) if args.model else find_default_model()
         print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
         model = load_model(model_path, args.precision)
+        contract = read_contract(model_path)
+        print(f"contract: {describe_contract(contract)}")
+        if contract_warning(contract):
+            print(f"warning: {contract_warning(contract)}")
+        prediction_range, input_hw = model_settings(model_path, contract, dataset, args)
         pairs = ((s.name, *dataset.read(s)) for s in samples)
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0
         records, kept = evaluate(model, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
-                                 args.batch_size, args.quality, keep, predictions, args.input_size)
+                                 args.batch_size, args.quality, keep, predictions, input_hw, prediction_range,
+                                 args.protocol)
     except InputError as err:
         sys.exit(f"error: {err}")
-    results = summary(records, args.quality)
-    size = f", network input {args.input_size[0]}x{args.input_size[1]}" if args.input_size else ""
-    print(f"{model_path} on {dataset.name} ({args.split}, {len(records)} images, {crop} crop, "
-          f"flip {'on' if args.flip else 'off'}, {args.precision}{size})")
+    results = summary(records, args.quality, args.protocol)
+    size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
+    print(f"{model_path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
+          f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {prediction_range.min_m:g}-"
+          f"{prediction_range.max_m:g} m, {args.precision}{size})")
     print(results_table(results, dataset.kind))
-    settings = {"model": str(model_path), "data": dataset.name, "kind": dataset.kind, "split": args.split,
-                "images": len(records), "pixels": int(sum(r["pixels"] for r in records)), "crop": crop,
-                "flip": args.flip, "input_size": args.input_size, "precision": args.precision,
+    settings = {"model": str(model_path), "contract": contract, "data": dataset.name, "kind": dataset.kind,
+                "split": args.split, "images": len(records), "pixels": int(sum(r["pixels"] for r in records)),
+                "crop": crop, "flip": args.flip, "input_size": input_hw, "precision": args.precision,
                 "batch_size": args.batch_size, "limit": args.limit,
+                "prediction_clip_m": [prediction_range.min_m, prediction_range.max_m],
                 "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
                 "eval_min_depth_m": dataset.depth_range.eval_min_m}
     if args.json:

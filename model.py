@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils import InputError, set_precision
+from utils import KITTI, NYU_REFERENCE, VERSION, DepthRange, InputError, git_commit, set_precision
 
 ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201}
 ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920}
@@ -28,8 +28,20 @@ SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
 BLOCK_NAMES = ("up1", "up2", "up3", "up4")
 BLOCK_CONVS = ("convA", "convB")
 LEAKY_RELU_SLOPE = 0.2
+# The authors' released files predict depth clipped to [0.1, 10] m (NYU) as their predict() does; the
+# range of their KITTI training was never published: we assume KITTI's 80 m cap.
+LEGACY_DEPTH_RANGES = {"nyu": NYU_REFERENCE, "kitti": KITTI}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# The up-sampling's pixel conventions, by the code each reproduces (see ResizeToMatch):
+#   half_pixel     TensorFlow 2's tf.image.resize: new models, and the reference code since September 2020;
+#   align_corners  TensorFlow 1's resize_images(..., align_corners=True): the authors' nyu.h5 and kitti.h5;
+#   tf1_legacy     TensorFlow 1's default (neither), for a file that was trained with it.
+UPSAMPLING_CONVENTIONS = {"half_pixel": (False, True), "align_corners": (True, False), "tf1_legacy": (False, False)}
+DEFAULT_UPSAMPLING = "half_pixel"
+LEGACY_UPSAMPLING = "align_corners"
 
 
 @keras.saving.register_keras_serializable(package="densedepth")
@@ -37,30 +49,35 @@ class ResizeToMatch(keras.layers.Layer):
     """Bilinear resize of `x` to the height and width of `skip`: 2x up-sampling for sizes divisible by 32.
 
     Taking the size from the skip tensor at run time lets any input size (250x333, say) and several sizes
-    in one process work. half_pixel_centers=True is TensorFlow 2's tf.image.resize, which the reference
-    code uses today; False is TensorFlow 1's resize, under which the authors trained nyu.h5 and kitti.h5.
+    in one process work. `convention` (UPSAMPLING_CONVENTIONS) says where source and target pixels sit:
+    the authors' layers.py called resize_images(..., align_corners=True) from its first commit (January
+    2019, when nyu.h5 and kitti.h5 were trained) until September 2020, when it became TF 2's resize.
     """
 
-    def __init__(self, half_pixel_centers=True, **kwargs):
+    def __init__(self, convention=DEFAULT_UPSAMPLING, half_pixel_centers=None, **kwargs):
         super().__init__(**kwargs)
-        self.half_pixel_centers = half_pixel_centers
+        if half_pixel_centers is not None:  # files saved before conventions had names
+            convention = "half_pixel" if half_pixel_centers else "tf1_legacy"
+        if convention not in UPSAMPLING_CONVENTIONS:
+            raise InputError(f"unknown up-sampling convention '{convention}': choose one of "
+                             f"{', '.join(UPSAMPLING_CONVENTIONS)}")
+        self.convention = convention
 
     def call(self, x, skip):
-        size = tf.shape(skip)[1:3]
-        resized = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=False,
-                                            half_pixel_centers=self.half_pixel_centers)
+        align_corners, half_pixel_centers = UPSAMPLING_CONVENTIONS[self.convention]
+        resized = tf.raw_ops.ResizeBilinear(images=x, size=tf.shape(skip)[1:3], align_corners=align_corners,
+                                            half_pixel_centers=half_pixel_centers)
         return tf.cast(resized, x.dtype)  # the op always returns float32; keep mixed precision intact
 
     def compute_output_shape(self, x_shape, skip_shape):
         return (x_shape[0], skip_shape[1], skip_shape[2], x_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "half_pixel_centers": self.half_pixel_centers}
+        return {**super().get_config(), "convention": self.convention}
 
 
 def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
-                 leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, half_pixel_centers=True,
-                 input_shape=(None, None, 3)):
+                 leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, upsampling=DEFAULT_UPSAMPLING):
     """The DenseDepth network as a functional tf.keras model.
 
     Args:
@@ -72,8 +89,8 @@ def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
             paper has both, the authors' kitti.h5 only one.
         imagenet_normalization: subtract ImageNet mean and divide by std inside the model (off in the
             paper, whose inputs are RGB in [0, 1] as they are).
-        half_pixel_centers: the up-sampling's pixel convention: True for TensorFlow 2's resize, False
-            for TensorFlow 1's (the authors' released models).
+        upsampling: the up-sampling's pixel convention (UPSAMPLING_CONVENTIONS): "half_pixel" for new
+            models, "align_corners" for the authors' released ones.
 
     Example:
         >>> net = create_model(weights=None)
@@ -84,15 +101,14 @@ def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
         raise InputError(f"unknown encoder '{encoder}': choose one of {', '.join(ENCODERS)}")
     if not 0.0 < decoder_width <= 4.0:
         raise InputError(f"decoder_width must be in (0, 4], got {decoder_width}")
-    image = keras.Input(shape=input_shape, name="image")
+    image = keras.Input(shape=(None, None, 3), name="image")
     x = imagenet_normalizer()(image) if imagenet_normalization else image
     base = encoder_network(encoder, weights, x)
     filters = int(ENCODER_CHANNELS[encoder] * decoder_width)
     x = keras.layers.Conv2D(filters, 1, padding="same", name="conv2")(base.output)
     for name, skip in zip(BLOCK_NAMES, SKIP_LAYERS):
         filters //= 2
-        x = upsampling_block(x, base.get_layer(skip).output, filters, name, leaky_relu_after,
-                             half_pixel_centers)
+        x = upsampling_block(x, base.get_layer(skip).output, filters, name, leaky_relu_after, upsampling)
     # Float32 output keeps the loss exact under mixed precision.
     depth = keras.layers.Conv2D(1, 3, padding="same", name="conv3", dtype="float32")(x)
     return keras.Model(image, depth, name=f"densedepth_{encoder}")
@@ -122,9 +138,9 @@ def encoder_network(encoder, weights, input_tensor):
         raise InputError(f"{weights}: not {encoder} encoder weights ({type(err).__name__}: {err})") from None
 
 
-def upsampling_block(x, skip, filters, name, leaky_relu_after=BLOCK_CONVS, half_pixel_centers=True):
+def upsampling_block(x, skip, filters, name, leaky_relu_after=BLOCK_CONVS, upsampling=DEFAULT_UPSAMPLING):
     """Up-sample x to skip's size, concatenate them, then two 3x3 convolutions (LeakyReLU as asked)."""
-    x = ResizeToMatch(half_pixel_centers, name=f"{name}_upsampling2d")(x, skip)
+    x = ResizeToMatch(upsampling, name=f"{name}_upsampling2d")(x, skip)
     x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
     for conv in BLOCK_CONVS:
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_{conv}")(x)
@@ -137,6 +153,129 @@ def parameter_counts(model):
     """(trainable, total) parameter counts."""
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return trainable, trainable + sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The contract a model carries: what its output means and how it was made
+# ---------------------------------------------------------------------------------------------------------
+
+CONTRACT_MEMBER = "densedepth.json"  # inside the .keras zip, beside Keras' own config.json (Keras ignores it)
+CONTRACT_FORMAT = 1
+BARELY_TRAINED_STEPS = 1000  # fewer training steps than this: say the model has hardly learned
+
+
+def model_contract(model, dataset, depth_range, input_hw, reduced_input=False, training=None):
+    """The facts a user of a saved model needs, as a JSON-ready dict.
+
+    dataset: "nyu", "kitti" or "synthetic"; depth_range: utils.DepthRange of the targets (max_m is the
+    numerator of y = max_m / depth, min_m the clip); input_hw: the training input size, and reduced_input
+    whether the images were resized to it (so evaluation and inference resize them too); training: how far
+    it was trained ({"steps", "epochs", "best_val_delta1", "smoke", "recipe"}).
+    """
+    upsampling = {layer.convention for layer in model.layers if isinstance(layer, ResizeToMatch)}
+    conv2 = model.get_layer("conv2")
+    encoder = "densenet201" if "conv4_block48_concat" in [layer.name for layer in model.layers] else "densenet169"
+    return {"format": CONTRACT_FORMAT, "dataset": dataset,
+            "depth_range_m": [depth_range.min_m, depth_range.max_m],
+            "input_hw": list(input_hw) if input_hw else None, "reduced_input": bool(reduced_input),
+            "upsampling": upsampling.pop() if upsampling else None,
+            "encoder": encoder, "decoder_width": conv2.filters / ENCODER_CHANNELS[encoder],
+            "training": training or {}, "version": VERSION, "git_commit": git_commit()}
+
+
+def save_model(model, path, contract):
+    """Save the network without its optimizer (a third of the size) and with its contract, atomically."""
+    import zipfile
+
+    path = Path(path)
+    partial = path.with_name(f"partial-{path.name}")
+    keras.Model(model.input, model.output, name=model.name).save(partial)
+    with zipfile.ZipFile(partial, "a") as archive:
+        archive.writestr(CONTRACT_MEMBER, json.dumps(contract, indent=2))
+    os.replace(partial, path)
+
+
+def read_contract(path):
+    """The contract of a model file: saved in our .keras files, inferred for the authors' .h5 files.
+
+    A .keras file saved before contracts existed gives {}: the caller falls back to flags or the data.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.suffix in (".h5", ".hdf5"):
+        return legacy_contract(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if CONTRACT_MEMBER not in archive.namelist():
+                return {}
+            return json.loads(archive.read(CONTRACT_MEMBER))
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, KeyError) as err:
+        raise InputError(f"{path}: cannot read the model's contract ({type(err).__name__}: {err})") from None
+
+
+def legacy_contract(path):
+    """The contract of one of the authors' files: NYU or KITTI from the file name, else from the layout.
+
+    The released kitti.h5 has one LeakyReLU per up-sampling block, nyu.h5 two; `assumed` says which
+    evidence decided.
+    """
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file (corrupt or truncated download?)")
+    with h5py.File(path, "r") as f:
+        architecture = legacy_architecture(_legacy_model_config(f, path), path)
+    name = Path(path).name.lower()
+    if "kitti" in name or "nyu" in name:
+        dataset, reason = ("kitti" if "kitti" in name else "nyu"), "from the file name"
+    else:
+        single = len(architecture["leaky_relu_after"]) == 1
+        dataset, reason = ("kitti" if single else "nyu"), "from its LeakyReLU layout"
+    depth_range = LEGACY_DEPTH_RANGES[dataset]
+    return {"format": CONTRACT_FORMAT, "dataset": dataset, "depth_range_m": [depth_range.min_m, depth_range.max_m],
+            "input_hw": None, "upsampling": architecture["upsampling"], "encoder": architecture["encoder"],
+            "decoder_width": architecture["decoder_width"], "training": {}, "authors_file": True,
+            "assumed": f"{dataset} {reason}"}
+
+
+def contract_depth_range(contract):
+    """utils.DepthRange of a contract, or None when the model carries none."""
+    if not contract.get("depth_range_m"):
+        return None
+    low, high = contract["depth_range_m"]
+    return DepthRange(min_m=float(low), max_m=float(high))
+
+
+def describe_contract(contract):
+    """One line: dataset, range, training size, convention and how far the model was trained."""
+    if not contract:
+        return "no saved contract (a model saved before contracts existed): depth range from flags or data"
+    low, high = contract["depth_range_m"]
+    parts = [f"{contract['dataset']}{' (assumed ' + contract['assumed'] + ')' if contract.get('assumed') else ''}",
+             f"depth {low:g}-{high:g} m", f"{contract['encoder']} decoder x{contract['decoder_width']:g}",
+             f"up-sampling {contract['upsampling']}"]
+    if contract.get("input_hw"):
+        parts.append("trained at {}x{}".format(*contract["input_hw"]))
+    training = contract.get("training") or {}
+    if "steps" in training:
+        delta1 = training.get("best_val_delta1")
+        parts.append(f"{training['steps']} steps" + (f", best val delta1 {delta1:.3f}" if delta1 is not None else ""))
+    if contract.get("authors_file"):
+        parts.append("the authors' released file")
+    return ", ".join(parts)
+
+
+def contract_warning(contract):
+    """A warning line for a smoke run or a barely trained model, else None."""
+    training = (contract or {}).get("training") or {}
+    if training.get("smoke"):
+        return ("this is a --smoke run's model: it has trained a few steps on tiny data, so expect nearly flat "
+                "depth maps; train longer for real predictions")
+    if "steps" in training and training["steps"] < BARELY_TRAINED_STEPS:
+        return (f"this model trained only {training['steps']} steps (under {BARELY_TRAINED_STEPS}): expect "
+                "coarse depth")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,7 +365,7 @@ def _normalized(name):
 def legacy_architecture(config, path="model"):
     """create_model arguments (encoder, decoder_width, leaky_relu_after, ...) read from a Keras 2 config.
 
-    Keras 2 files come from TensorFlow 1, whose bilinear resize had no half-pixel centres.
+    The authors' Keras 2 files were trained with resize_images(..., align_corners=True) (LEGACY_UPSAMPLING).
     """
     layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
     if "conv2" not in layers or "conv3" not in layers:
@@ -241,7 +380,7 @@ def legacy_architecture(config, path="model"):
     if len(per_block) != 1:
         raise InputError(f"{path}: up-sampling blocks differ in their LeakyReLU layout: {sorted(per_block)}")
     return {"encoder": encoder, "decoder_width": filters / ENCODER_CHANNELS[encoder],
-            "leaky_relu_after": per_block.pop(), "half_pixel_centers": False}
+            "leaky_relu_after": per_block.pop(), "upsampling": LEGACY_UPSAMPLING}
 
 
 def _consumer_classes(layers):

@@ -4,8 +4,10 @@
     python test.py --input photos/ "more/*.jpg" --model runs/synthetic/final.keras --output out --npy --ply
 
 --input takes files, globs and folders; pictures of any size and mode (grayscale, RGBA, 16-bit). Each one
-goes through the network at its own size (scaled down first if its longer side exceeds --max-side), and the
-half-resolution prediction is upsampled back, so every output lines up pixel for pixel with its input.
+goes through the network at its own size (scaled down first if its longer side exceeds --max-side, by
+default the longer side of the size the model was trained at), and the half-resolution prediction is
+upsampled back, so every output lines up pixel for pixel with its input. The model's saved contract says
+its depth range (NYU 10 m, KITTI 80 m) and training size; its one-line summary is printed first.
 For an input NAME.png, --output receives:
 
     NAME_depth_color.png  the depth through matplotlib's plasma colormap, near dark and far bright, scaled
@@ -31,10 +33,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 import numpy as np
 from tqdm import tqdm
 
-from model import load_model
-from utils import (DEPTH_RANGES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize,
-                   find_default_model, load_image, predict, resize_depth,
-                   scaled_intrinsics, save_depth_montage)
+from model import contract_depth_range, contract_warning, describe_contract, load_model, read_contract
+from utils import (DEPTH_RANGES, NYU, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize,
+                   find_default_model, load_image, predict, resize_depth, scaled_intrinsics,
+                   save_depth_montage)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 MIN_SIDE = 32  # the encoder divides the picture by 32; smaller pictures are scaled up to this
@@ -169,20 +171,39 @@ def parse_args(argv=None):
                                                    f"(default: NYU's Kinect, {key} = "
                                                    f"{scaled_intrinsics(*NYU_IMAGE_HW)[key]:.1f} at 640x480, "
                                                    "scaled to the picture's size)")
-    parser.add_argument("--depth-range", default="nyu", choices=sorted(DEPTH_RANGES),
-                        help="the range the model was trained for: nyu (0.4-10 m, default) or kitti (0.8-80 m)")
-    parser.add_argument("--max-side", type=int, default=640,
+    parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
+                        help="the range the model was trained for: nyu (0.4-10 m), nyu_reference (0.1-10 m) or "
+                             "kitti (0.8-80 m) (default: the model's saved contract; nyu for a model without one)")
+    parser.add_argument("--max-side", type=int, default=None,
                         help="scale larger pictures down to this longer side for the network (0: never; "
-                             "default 640, the NYU training size)")
+                             "default: the longer side of the model's training size, 640 for NYU)")
     parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
                         help="compute precision; bfloat16 is about 1.8x faster on AVX-512 CPUs (default float32)")
     args = parser.parse_args(argv)
     for key in ("fx", "fy"):
         if getattr(args, key) is not None and getattr(args, key) <= 0:
             parser.error(f"--{key} must be positive, got {getattr(args, key)}")
-    if args.max_side < 0 or 0 < args.max_side < MIN_SIDE:
+    if args.max_side is not None and (args.max_side < 0 or 0 < args.max_side < MIN_SIDE):
         parser.error(f"--max-side must be 0 or at least {MIN_SIDE}, got {args.max_side}")
     return args
+
+
+def model_settings(model_path, contract, args):
+    """(depth range the model's output is read with, --max-side): flags first, else the model's contract."""
+    saved = contract_depth_range(contract)
+    if args.depth_range:
+        depth_range = DEPTH_RANGES[args.depth_range]
+        if saved and (saved.min_m, saved.max_m) != (depth_range.min_m, depth_range.max_m):
+            print(f"warning: --depth-range {args.depth_range} ({depth_range.min_m:g}-{depth_range.max_m:g} m) "
+                  f"overrides the {saved.min_m:g}-{saved.max_m:g} m range {model_path} was trained for")
+    else:
+        depth_range = saved or NYU
+        if not saved:
+            print(f"warning: {model_path} carries no depth range: assuming NYU's 0.4-10 m (pass --depth-range)")
+    max_side = args.max_side
+    if max_side is None:
+        max_side = max(contract.get("input_hw") or NYU_IMAGE_HW)
+    return depth_range, max_side
 
 
 def intrinsics_for(args, height, width):
@@ -200,6 +221,11 @@ def main(argv=None):
         model_path = Path(args.model) if args.model else find_default_model()
         print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
         model = load_model(model_path, args.precision)
+        contract = read_contract(model_path)
+        print(f"contract: {describe_contract(contract)}")
+        if contract_warning(contract):
+            print(f"warning: {contract_warning(contract)}")
+        depth_range, max_side = model_settings(model_path, contract, args)
     except InputError as err:
         sys.exit(f"error: {err}")
     folder = Path(args.output)
@@ -213,7 +239,7 @@ def main(argv=None):
             tqdm.write(f"skipped {err}", file=sys.stderr)
             failed.append(str(err))
             continue
-        depth_m = predict_picture(model, image, DEPTH_RANGES[args.depth_range], args.max_side)
+        depth_m = predict_picture(model, image, depth_range, max_side)
         intrinsics = intrinsics_for(args, *depth_m.shape)
         written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))
         shown.append((path.name, image, depth_m))

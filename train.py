@@ -6,6 +6,7 @@
     python train.py --init resume                       # continue the newest run where it stopped
     python train.py --init resume --name R --lr 0.00005 # continue run R at a lower learning rate
     python train.py --init nyu.h5 --data kitti_root     # fine-tune from a pretrained model file
+    python train.py --recipe reference                  # the authors' set-up (AMSGrad, batch 4, half decoder, ...)
 
 --bs is the global batch, split over the replicas (the paper: 8 over four GPUs). With TF_CONFIG set
 for several workers, the same command on every machine trains one model with
@@ -16,7 +17,9 @@ writes the run folder (the others write to a scratch folder they print). A run s
 A run folder runs/<name>/ holds config.json (resolved settings, command line, git commit),
 model_summary.txt, log.csv, tensorboard/ (loss terms, learning rate, delta1 / rel / rms, sample
 predictions), checkpoints/ (model + optimizer + progress, written atomically every epoch and every
---save-every steps), best.keras (lowest validation loss) and final.keras.
+--save-every steps), best.keras (lowest validation loss) and final.keras. Both .keras files carry the
+model's contract (dataset, depth range, training size, up-sampling convention, how far it trained), which
+evaluate.py and test.py read.
 """
 import argparse
 import contextlib
@@ -24,13 +27,14 @@ import datetime
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from utils import REFERENCE_PERMUTE_PROBABILITY, InputError, git_commit, parse_hw  # noqa: E402  (no TensorFlow)
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = "nyu_data.zip"
@@ -44,6 +48,12 @@ THETA = 0.1             # weight of the L1 term in the loss
 SEED = 0
 RUN_DIR = "runs"
 SAMPLE_IMAGES = 3       # validation images drawn into TensorBoard each epoch
+# --recipe reference: the authors' train.py and callbacks.py (PAPER.md), to compare with their released
+# models. Each value applies where its flag is left at the default; config.json records the outcome.
+RECIPES = {"paper": {},
+           "reference": {"amsgrad": True, "bs": 4, "decoder_width": 0.5, "permute_prob": REFERENCE_PERMUTE_PROBABILITY}}
+# The authors' ReduceLROnPlateau, used by --recipe reference.
+REFERENCE_LR_SCHEDULE = {"monitor": "val_loss", "factor": 0.7, "patience": 5, "min_lr": 9e-5, "min_delta": 1e-2}
 # --smoke: tiny and fast, through exactly the same code path.
 SMOKE = {"data": "synthetic:24:8", "epochs": 2, "steps_per_epoch": 3, "bs": 2, "input_size": "64x96",
          "weights": "none", "val_samples": 4}
@@ -64,6 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--init", default="scratch",
                    help="scratch (new run), resume (continue --name, or the newest run), or a model file "
                         "(.keras or the authors' nyu.h5 / kitti.h5) to start from")
+    p.add_argument("--recipe", default="paper", choices=sorted(RECIPES),
+                   help="paper (default): Adam, batch 8, full decoder, permutation 0.25; reference: the authors' "
+                        "code: AMSGrad, batch 4, half-width decoder, permutation rate 5/14, ReduceLROnPlateau("
+                        "factor 0.7, patience 5, min_lr 9e-5)")
     p.add_argument("--amsgrad", action="store_true", help="use AMSGrad (the reference code's choice)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="compute in float16 on GPUs / bfloat16 on CPUs, keep float32 weights")
@@ -76,7 +90,8 @@ def parse_args(argv=None):
     p.add_argument("--validation", default="test", choices=["test", "holdout"],
                    help="validation set: the test split (as the reference code) or held-out training scenes")
     p.add_argument("--permute-prob", type=float, default=0.25,
-                   help="probability of a colour channel permutation (paper 0.25, reference code 0.5)")
+                   help="probability of a colour channel permutation (paper 0.25; the reference code's real "
+                        f"rate is {REFERENCE_PERMUTE_PROBABILITY:.3f}: 0.5 over seven orders, two of them RGB)")
     p.add_argument("--theta", type=float, default=THETA, help=f"weight of the L1 term (default {THETA})")
     p.add_argument("--run-dir", default=RUN_DIR, help=f"folder of all runs (default {RUN_DIR})")
     p.add_argument("--name", default=None, help="this run's folder name (default: date, time and data)")
@@ -90,8 +105,8 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true",
                    help="tiny run on synthetic data: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
     args = p.parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
+    for preset in (SMOKE if args.smoke else {}), RECIPES[args.recipe]:
+        for key, value in preset.items():
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
     check_args(p, args)
@@ -260,15 +275,6 @@ def newest_run(root):
     return states[-1].parent.parent.name
 
 
-def git_commit():
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def write_json(path, content):
     """Write JSON atomically: a reader never sees a half-written file."""
     partial = Path(f"{path}.partial")
@@ -373,6 +379,7 @@ def callbacks_module():
     import numpy as np
     import tensorflow as tf
 
+    from model import save_model
     from utils import colorize, inverse_depth_norm
 
     class RunCheckpoint(keras.callbacks.Callback):
@@ -382,9 +389,9 @@ def callbacks_module():
         an interruption at any moment leaves the previous consistent checkpoint in place.
         """
 
-        def __init__(self, folder, state, steps_per_epoch, save_every):
+        def __init__(self, folder, state, steps_per_epoch, save_every, contract):
             super().__init__()
-            self.folder, self.state = Path(folder), state
+            self.folder, self.state, self.contract = Path(folder), state, contract
             self.steps_per_epoch, self.save_every = steps_per_epoch, save_every
             self.diverged = None  # what went non-finite, and at which step
 
@@ -408,7 +415,8 @@ def callbacks_module():
             if val_loss is not None and math.isfinite(val_loss) and val_loss < self.state["best_val_loss"]:
                 self.state["best_val_loss"] = float(val_loss)
                 self.state["best_epoch"] = epoch + 1
-                save_inference_model(self.model, self.folder / "best.keras")
+                self.state["best_val_delta1"] = (logs or {}).get("val_delta1")
+                save_model(self.model, self.folder / "best.keras", self.contract(self.state))
             self.save(epoch_done=True)
 
         def save(self, epoch_done):
@@ -488,14 +496,20 @@ def callbacks_module():
     return RunCheckpoint, Progress, SamplePredictions
 
 
-def save_inference_model(model, path):
-    """Save the network without its optimizer (a third of the size), atomically."""
-    import keras
+def contract_maker(model, args, dataset, input_hw):
+    """A function of the training state giving the contract saved with best.keras and final.keras."""
+    from model import model_contract
 
-    path = Path(path)
-    partial = path.with_name(f"partial-{path.name}")
-    keras.Model(model.input, model.output, name=model.name).save(partial)
-    os.replace(partial, path)
+    label = "synthetic" if str(args.data).startswith("synthetic") else dataset.kind
+
+    def contract(state):
+        delta1 = state.get("best_val_delta1")
+        training = {"steps": state["global_step"], "epochs": state["epoch"], "global_batch": args.bs,
+                    "best_epoch": state["best_epoch"], "best_val_delta1": None if delta1 is None else float(delta1),
+                    "smoke": bool(args.smoke), "recipe": args.recipe}
+        return model_contract(model, label, dataset.depth_range, input_hw, args.input_hw is not None, training)
+
+    return contract
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -533,6 +547,7 @@ def train(args):
     import tensorflow as tf
 
     from data import SampleErrors, open_dataset, pipeline
+    from model import save_model
 
     workers, worker_index, is_chief = cluster_spec()
     run_path, folder = run_folders(args, is_chief)
@@ -615,7 +630,8 @@ def train(args):
         record_resume(folder, state, args)
 
     RunCheckpoint, Progress, SamplePredictions = callbacks_module()
-    checkpoint = RunCheckpoint(folder, state, steps, args.save_every)
+    contract = contract_maker(model, args, dataset, input_hw)
+    checkpoint = RunCheckpoint(folder, state, steps, args.save_every, contract)
     with bad_samples_reported(errors):
         sample_images, sample_targets = next(iter(val_ds.unbatch().batch(SAMPLE_IMAGES)))
     # The checkpoint comes last: an epoch's log row is written before the checkpoint that counts it done.
@@ -625,6 +641,8 @@ def train(args):
                  SamplePredictions(sample_images.numpy(), sample_targets.numpy(), folder / "tensorboard" / "samples",
                                    dataset.depth_range),
                  checkpoint]
+    if args.recipe == "reference":
+        callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE))
 
     with bad_samples_reported(errors):
         first_epoch = state["epoch"]
@@ -642,7 +660,7 @@ def train(args):
         kept = state.get("checkpoint") or "none yet"
         raise TrainingDiverged(f"{checkpoint.diverged}: training stopped; the last good checkpoint ({kept}) is "
                                f"kept in {folder / 'checkpoints'}. Check the data, or resume with a lower --lr.")
-    save_inference_model(model, folder / "final.keras")
+    save_model(model, folder / "final.keras", contract(state))
     if errors.count:
         print(f"skipped {errors.count} bad samples (first: {errors.first})")
     if getattr(dataset, "skipped", None):
@@ -676,8 +694,6 @@ def main(argv=None):
     except (InputError, TrainingDiverged) as err:
         sys.exit(f"error: {err}")
 
-
-from utils import InputError, parse_hw  # noqa: E402  (after the environment set-up above)
 
 if __name__ == "__main__":
     main()

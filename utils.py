@@ -6,10 +6,13 @@ the synthetic renderer can use it cheaply.
 
     from utils import NYU, depth_norm, predict, compute_errors
 """
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+VERSION = "0.2.0"  # this project's version, saved in every model's contract
 
 # ---------------------------------------------------------------------------------------------------------
 # Constants
@@ -55,6 +58,18 @@ KITTI_GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 KITTI_EIGEN_CROP = (0.3324324, 0.91351351, 0.0359477, 0.96405229)
 KITTI_TRAIN_HW = (352, 1216)  # fixed-size training crop, the largest multiple of 32 inside every frame
 KITTI_DEPTH_SCALE = 256.0  # 16-bit PNG value = metres * 256
+
+# The paper's results, pooled over the test set (PAPER.md). NYU: section 4.3, table 1. KITTI: table 2,
+# Eigen split capped at 80 m (the row later papers, e.g. BTS, quote too); it reports no log10.
+PAPER_RESULTS = {
+    "nyu": {"a1": 0.846, "a2": 0.974, "a3": 0.994, "abs_rel": 0.123, "rmse": 0.465, "log10": 0.053},
+    "kitti": {"a1": 0.886, "a2": 0.965, "a3": 0.986, "abs_rel": 0.093, "sq_rel": 0.589, "rmse": 4.170,
+              "rmse_log": 0.171},
+}
+
+# The reference code permutes colour channels with probability 0.5, drawing from seven orders of which two
+# are RGB itself: a changed image 0.5 x 5/7 = 5/14 of the time (augment.py draws only real permutations).
+REFERENCE_PERMUTE_PROBABILITY = 0.5 * 5 / 7
 
 # The paper's threshold for the edge F1 quality measure.
 EDGE_THRESHOLD = 0.5
@@ -172,7 +187,10 @@ def scale_up(images, scale=2):
 # Metrics: pure functions of (ground truth, prediction); ground truth always comes first
 # ---------------------------------------------------------------------------------------------------------
 
-METRIC_NAMES = ("a1", "a2", "a3", "abs_rel", "rmse", "log10")
+# Every metric computed; each benchmark reports its own columns (NYU the paper's six, KITTI its seven).
+METRIC_NAMES = ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
+REPORTED_METRICS = {"nyu": ("a1", "a2", "a3", "abs_rel", "rmse", "log10"),
+                    "kitti": ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log")}
 
 
 def valid_mask(gt, mask=None, min_depth_m=0.0):
@@ -186,7 +204,7 @@ def valid_mask(gt, mask=None, min_depth_m=0.0):
 
 
 def _errors_on_pixels(gt, pred):
-    """The six metrics over 1-D arrays of valid pixels."""
+    """Every metric of METRIC_NAMES over 1-D arrays of valid pixels (rmse and sq_rel in metres)."""
     if gt.size == 0:
         raise ValueError("no valid ground-truth pixels to evaluate")
     if not np.all(np.isfinite(pred)) or np.any(pred <= 0):
@@ -197,13 +215,15 @@ def _errors_on_pixels(gt, pred):
         "a2": float(np.mean(thresh < 1.25**2)),
         "a3": float(np.mean(thresh < 1.25**3)),
         "abs_rel": float(np.mean(np.abs(gt - pred) / gt)),
+        "sq_rel": float(np.mean((gt - pred) ** 2 / gt)),
         "rmse": float(np.sqrt(np.mean((gt - pred) ** 2))),
+        "rmse_log": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
         "log10": float(np.mean(np.abs(np.log10(gt) - np.log10(pred)))),
     }
 
 
 def compute_errors(gt, pred, mask=None, min_depth_m=0.0):
-    """The six metrics pooled over every valid pixel of every image (the reference evaluation).
+    """The metrics pooled over every valid pixel of every image (the reference evaluation).
 
     gt, pred: metric depths of the same shape, (H, W) or (N, H, W). Pixels whose ground truth is zero,
     negative, not finite, at or below min_depth_m, or outside mask are ignored.
@@ -216,13 +236,13 @@ def compute_errors(gt, pred, mask=None, min_depth_m=0.0):
 
 
 def compute_errors_per_image(gt, pred, mask=None, min_depth_m=0.0):
-    """The six metrics computed on each image, then averaged over images (rmse is per-image rms)."""
+    """The metrics computed on each image, then averaged over images (rmse is per-image rms)."""
     per_image = per_image_errors(gt, pred, mask, min_depth_m)
     return {k: float(np.mean([e[k] for e in per_image])) for k in METRIC_NAMES}
 
 
 def per_image_errors(gt, pred, mask=None, min_depth_m=0.0):
-    """A list with the six metrics of each image of (N, H, W) ground truth and prediction."""
+    """A list with the metrics of each image of (N, H, W) ground truth and prediction."""
     gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     if gt.shape != pred.shape:
         raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
@@ -311,6 +331,16 @@ def find_default_model(runs_dir="runs"):
     raise InputError(f"no model given, no {AUTHORS_MODEL} here and no *.keras under {runs}/: pass --model, "
                      "train one (python train.py --data synthetic --smoke), or download nyu.h5 from the "
                      "authors (github.com/ialhashim/DenseDepth)")
+
+
+def git_commit():
+    """The commit of this checkout, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def set_precision(precision):

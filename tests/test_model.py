@@ -3,6 +3,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras2_h5 import write_keras2_h5
 from model import (BLOCK_CONVS, BLOCK_NAMES, ResizeToMatch, create_model, legacy_architecture,
@@ -63,8 +64,10 @@ def test_resize_layer_matches_skip_size_and_is_bilinear():
     skip = np.zeros((1, 2, 4, 5), np.float32)
     half_pixel = np.asarray(ResizeToMatch()(x, skip))[0, ..., 0]
     np.testing.assert_allclose(half_pixel, [[0, 0.25, 0.75, 1]] * 2, atol=1e-6)  # TensorFlow 2's resize
-    legacy = np.asarray(ResizeToMatch(half_pixel_centers=False)(x, skip))[0, ..., 0]
-    np.testing.assert_allclose(legacy, [[0, 0.5, 1, 1]] * 2, atol=1e-6)          # TensorFlow 1's resize
+    corners = np.asarray(ResizeToMatch("align_corners")(x, skip))[0, ..., 0]
+    np.testing.assert_allclose(corners, [[0, 1 / 3, 2 / 3, 1]] * 2, atol=1e-6)  # the authors' align_corners=True
+    legacy = np.asarray(ResizeToMatch("tf1_legacy")(x, skip))[0, ..., 0]
+    np.testing.assert_allclose(legacy, [[0, 0.5, 1, 1]] * 2, atol=1e-6)          # TensorFlow 1's default
     odd = np.asarray(ResizeToMatch()(x, np.zeros((1, 3, 3, 1), np.float32)))
     assert odd.shape == (1, 3, 3, 1)
 
@@ -110,11 +113,25 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(x), net(x), atol=1e-5)
 
 
+def test_resize_conventions_equal_tensorflows_own_resizes_and_survive_saving(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 5, 7, 3), dtype=np.float32)
+    skip = np.zeros((2, 10, 14, 1), np.float32)
+    corners = tf.compat.v1.image.resize(x, (10, 14), method="bilinear", align_corners=True)
+    np.testing.assert_allclose(ResizeToMatch("align_corners")(x, skip), corners, atol=1e-6)
+    np.testing.assert_allclose(ResizeToMatch("half_pixel")(x, skip), tf.image.resize(x, (10, 14)), atol=1e-6)
+    layer = ResizeToMatch.from_config(ResizeToMatch("align_corners", name="up").get_config())
+    assert layer.convention == "align_corners"
+    assert ResizeToMatch(half_pixel_centers=True).convention == "half_pixel"  # files saved before the names
+    with pytest.raises(InputError, match="unknown up-sampling convention 'corners'"):
+        ResizeToMatch("corners")
+
+
 @pytest.fixture(scope="module")
 def legacy_model():
-    """The paper's network as the authors' Keras 2 / TensorFlow 1 files hold it (no half-pixel resize)."""
+    """The paper's network as the authors' Keras 2 / TensorFlow 1 files hold it (align_corners resize)."""
     keras.utils.set_random_seed(7)
-    return create_model(weights=None, half_pixel_centers=False)
+    return create_model(weights=None, upsampling="align_corners")
 
 
 @pytest.mark.parametrize("as_bytes", [True, False])
@@ -129,10 +146,30 @@ def test_legacy_h5_full_width_round_trip(legacy_model, tmp_path, as_bytes):
     np.testing.assert_allclose(loaded(x), legacy_model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_legacy_network_upsamples_with_align_corners(legacy_model, tmp_path):
+    """Every decoder level of a loaded authors' file resizes as resize_images(align_corners=True) did."""
+    write_keras2_h5(legacy_model, tmp_path / "nyu.h5")
+    loaded = load_model(tmp_path / "nyu.h5")
+    layers = [layer for layer in loaded.layers if isinstance(layer, ResizeToMatch)]
+    assert [layer.convention for layer in layers] == ["align_corners"] * 4
+    known = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 3, 4, 2) ** 1.5
+    skip = np.zeros((1, 6, 8, 1), np.float32)
+    expected = tf.compat.v1.image.resize_bilinear(known, (6, 8), align_corners=True)
+    np.testing.assert_allclose(layers[0](known, skip), expected, rtol=1e-6, atol=1e-5)
+    half_pixel = tf.image.resize(known, (6, 8))
+    assert np.max(np.abs(np.asarray(layers[0](known, skip)) - half_pixel)) > 0.5
+    # The whole network: the same weights with TF 2's half-pixel resize give a measurably different map.
+    as_tf2 = create_model(weights=None, upsampling="half_pixel")
+    as_tf2.set_weights(loaded.get_weights())
+    x = np.random.default_rng(8).random((1, 64, 96, 3), dtype=np.float32)
+    difference = np.abs(np.asarray(loaded(x)) - np.asarray(as_tf2(x)))
+    assert difference.mean() > 1e-3 * np.abs(np.asarray(loaded(x))).mean()
+
+
 def test_legacy_h5_half_width_single_leaky_relu(tmp_path):
     """kitti.h5's reported layout: one LeakyReLU per block; width and layout come from the file."""
     keras.utils.set_random_seed(4)
-    source = create_model(weights=None, decoder_width=0.5, leaky_relu_after=("convB",), half_pixel_centers=False)
+    source = create_model(weights=None, decoder_width=0.5, leaky_relu_after=("convB",), upsampling="align_corners")
     write_keras2_h5(source, tmp_path / "kitti.h5")
     loaded = load_model(tmp_path / "kitti.h5")
     assert loaded.get_layer("conv2").filters == 832
@@ -150,7 +187,7 @@ def test_legacy_architecture_detects_densenet201(tmp_path):
         import json
         arch = legacy_architecture(json.loads(f.attrs["model_config"]))
     assert arch == {"encoder": "densenet201", "decoder_width": 0.25, "leaky_relu_after": ("convA", "convB"),
-                    "half_pixel_centers": False}
+                    "upsampling": "align_corners"}
 
 
 def test_mismatched_legacy_file_names_the_first_bad_layer(tmp_path):
