@@ -105,14 +105,22 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true",
                    help="tiny run on synthetic data: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
     args = p.parse_args(argv)
+    given = flags_given(p, sys.argv[1:] if argv is None else argv)
     for preset in (SMOKE if args.smoke else {}), RECIPES[args.recipe]:
         for key, value in preset.items():
-            if getattr(args, key) == p.get_default(key):
+            if key not in given:
                 setattr(args, key, value)
+                given.add(key)  # --smoke's values win over a recipe's
     check_args(p, args)
     args.lr_given = args.lr is not None  # a resumed run keeps its own rate unless --lr is given
     args.lr = LEARNING_RATE if args.lr is None else args.lr
     return args
+
+
+def flags_given(parser, argv):
+    """The destinations of the flags written on the command line (--bs 8 and --bs=8 alike)."""
+    words = [word.split("=", 1)[0] for word in argv]
+    return {action.dest for action in parser._actions if set(action.option_strings) & set(words)}
 
 
 def check_args(parser, args):

@@ -281,11 +281,13 @@ def test_crop_none_counts_the_outside_too(tmp_path, constant_model_path, banded_
 def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
     result, _, _ = run_evaluate(tmp_path, "--model", str(constant_model_path), "--data", str(banded_eigen_zip),
                                 "--quality", "--limit", "1", "--precision", "bfloat16")
-    metrics = {"a1", "a2", "a3", "abs_rel", "rmse", "log10"}
-    assert set(result) == {"model", "data", "kind", "split", "images", "pixels", "crop", "flip", "input_size",
-                           "precision", "batch_size", "limit", "depth_range_m", "eval_min_depth_m", "pooled",
-                           "per_image", "quality", "paper"}
-    assert set(result["pooled"]) == set(result["per_image"]) == set(result["paper"]) == metrics
+    metrics = {"a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10"}
+    assert set(result) == {"model", "contract", "data", "kind", "split", "images", "pixels", "crop", "flip",
+                           "input_size", "precision", "batch_size", "limit", "prediction_clip_m", "depth_range_m",
+                           "eval_min_depth_m", "protocol", "pooled", "per_image", "quality", "paper"}
+    assert set(result["pooled"]) == set(result["per_image"]) == metrics
+    assert set(result["paper"]) == {"a1", "a2", "a3", "abs_rel", "rmse", "log10"}  # the paper's NYU six
+    assert (result["protocol"], result["contract"], result["prediction_clip_m"]) == ("paper", {}, [0.4, 10.0])
     assert set(result["quality"]) == {"mssim", "edge_f1", "normal_distance"}
     assert (result["kind"], result["crop"], result["flip"], result["precision"]) == ("nyu", "eigen", True, "bfloat16")
     assert (result["images"], result["limit"], result["depth_range_m"]) == (1, 1, [0.4, 10.0])
@@ -313,6 +315,12 @@ def test_kitti_split_evaluates_only_sparse_points_inside_the_garg_crop(tmp_path)
     assert result["pooled"]["a1"] == pytest.approx(10 / 30)
     assert result["pooled"]["abs_rel"] == pytest.approx(20 / 30)
     assert result["pooled"]["rmse"] == pytest.approx(np.sqrt(20 * 100 / 30))
+    # KITTI's own two: sq rel = mean (gt - pred)^2 / gt, RMSE log = sqrt(mean (log gt - log pred)^2).
+    assert result["pooled"]["sq_rel"] == pytest.approx(20 * 100 / 10 / 30)
+    assert result["pooled"]["rmse_log"] == pytest.approx(np.sqrt(20 * np.log(2) ** 2 / 30))
+    table = evaluate.results_table(evaluate.summary([{"name": "x", "pixels": 30, **result["pooled"]}]), "kitti")
+    assert table.splitlines()[0].split() == ["a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log"]
+    assert "0.589" in table and "4.170" in table and "0.171" in table  # the paper's KITTI row
     with pytest.raises(SystemExit, match="--quality needs dense ground truth"):
         evaluate.main(["--model", str(model_path), "--data", str(tmp_path / "split.txt"), "--quality"])
 

@@ -187,7 +187,14 @@ def test_smoke_run_leaves_a_complete_run_folder(smoke):
     assert (folder / "checkpoints" / state["checkpoint"]).is_file()
     assert len(list((folder / "checkpoints").glob("*.weights.h5"))) == 1  # older ones are removed
 
-    from model import load_model
+    from model import load_model, read_contract
+
+    contract = read_contract(folder / "final.keras")
+    assert (contract["dataset"], contract["depth_range_m"], contract["input_hw"]) == ("synthetic", [0.4, 10.0], [64, 96])
+    assert contract["reduced_input"] and contract["upsampling"] == "half_pixel"
+    assert contract["training"]["steps"] == 6 and contract["training"]["smoke"] is True
+    assert contract["training"]["recipe"] == "paper" and contract["git_commit"] == config["git_commit"]
+    assert read_contract(folder / "best.keras")["training"]["best_epoch"] == state["best_epoch"]
 
     image = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
     for name in ("best.keras", "final.keras"):

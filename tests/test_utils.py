@@ -36,7 +36,8 @@ def test_depth_norm_inside_tf_data_graph():
 def test_metrics_of_a_perfect_prediction():
     gt = np.random.default_rng(0).uniform(0.5, 10, (3, 8, 8))
     errors = compute_errors(gt, gt.copy())
-    assert errors == {"a1": 1.0, "a2": 1.0, "a3": 1.0, "abs_rel": 0.0, "rmse": 0.0, "log10": 0.0}
+    assert errors == {"a1": 1.0, "a2": 1.0, "a3": 1.0, "abs_rel": 0.0, "sq_rel": 0.0, "rmse": 0.0, "rmse_log": 0.0,
+                      "log10": 0.0}
 
 
 def test_metrics_of_a_twofold_overestimate():
@@ -47,6 +48,9 @@ def test_metrics_of_a_twofold_overestimate():
     assert errors["abs_rel"] == pytest.approx(1.0)
     assert errors["rmse"] == pytest.approx(np.sqrt((1 + 4 + 9 + 16) / 4))
     assert errors["log10"] == pytest.approx(np.log10(2))
+    # KITTI's two: sq rel = mean (gt - pred)^2 / gt = mean gt; RMSE log = |log 2|.
+    assert errors["sq_rel"] == pytest.approx((1 + 2 + 3 + 4) / 4)
+    assert errors["rmse_log"] == pytest.approx(np.log(2))
 
 
 def test_metrics_take_ground_truth_first():

@@ -1,0 +1,309 @@
+"""Fidelity to the authors' released models and evaluation, and the contract a saved model carries.
+
+- evaluate.py --protocol reference against a re-implementation of the authors' evaluate.py + utils.py,
+  written here from their description (PAPER.md), and the default protocol against the same with the
+  paper's floor and denominator;
+- a KITTI model read on the 80 m scale with no range flag, by evaluate.py and test.py;
+- registration: pairs whose colour encodes pixel position and whose depth encodes the same position, so a
+  flip, crop or resize that moves depth against the image shows, through the real tf.data pipeline and
+  through evaluate.py's crop.
+"""
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate
+import test as test_script
+from data import open_dataset, pipeline
+from datagen import encoded, npy_bytes, write_zip
+from keras2_h5 import write_keras2_h5
+from model import (contract_warning, create_model, describe_contract, model_contract, read_contract,
+                   save_model)
+from utils import KITTI, NYU, REFERENCE_PERMUTE_PROBABILITY
+
+EIGEN_CROP_ARRAY = np.array([20, 459, 24, 615])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The authors' evaluation, re-implemented from its description
+# ---------------------------------------------------------------------------------------------------------
+
+
+def authors_evaluation(model, rgb, depth, crop, floor_m=0.1, divide_by="prediction"):
+    """The authors' evaluate(): centimetre clip, 2x scikit-image up-sampling, flip average, crop, pooled.
+
+    Their predict() returns clip(1000 / y, 10, 1000) / 1000, which evaluate() multiplies by 10 (metres);
+    scale_up() is skimage resize(order=1, preserve_range, mode reflect, anti_aliasing=True) per image;
+    compute_errors(predictions, ground_truth) is called against its (gt, pred) signature.
+    floor_m and divide_by="ground truth" turn it into the paper's protocol, for comparison.
+    """
+    from skimage.transform import resize
+
+    def predicted_metres(images):
+        y = np.asarray(model.predict(images / 255.0, verbose=0), np.float64)[..., 0]
+        centimetres = np.clip(1000.0 / y, floor_m * 100, 1000.0)
+        metres = centimetres / 1000.0 * 10.0
+        return np.stack([resize(m, (2 * m.shape[0], 2 * m.shape[1]), order=1, preserve_range=True,
+                                mode="reflect", anti_aliasing=True) for m in metres])
+
+    direct, mirrored = predicted_metres(rgb), predicted_metres(rgb[..., ::-1, :])
+    rows, cols = np.s_[crop[0]:crop[1] + 1], np.s_[crop[2]:crop[3] + 1]
+    pred = np.stack([0.5 * d[rows, cols] + 0.5 * np.fliplr(m[rows, cols]) for d, m in zip(direct, mirrored)])
+    gt = depth[:, rows, cols]
+    thresh = np.maximum(gt / pred, pred / gt)
+    denominator = pred if divide_by == "prediction" else gt
+    return {"a1": (thresh < 1.25).mean(), "a2": (thresh < 1.25 ** 2).mean(), "a3": (thresh < 1.25 ** 3).mean(),
+            "abs_rel": np.mean(np.abs(gt - pred) / denominator), "rmse": np.sqrt(np.mean((gt - pred) ** 2)),
+            "log10": np.mean(np.abs(np.log10(gt) - np.log10(pred)))}
+
+
+def colour_depth_model(max_depth_m=10.0):
+    """A real Keras model whose target at each output pixel is 0.5 + 80 * red: depth 0.12-20 m, so the
+    floor (0.1 or 0.4 m) and the 10 m cap both bite; mirrored images give other predictions."""
+    image = keras.Input((None, None, 3))
+    half = keras.layers.AveragePooling2D(2)(image)
+    target = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant([[[[80.0], [0.0], [0.0]]]]),
+                                 bias_initializer=keras.initializers.Constant(0.5))(half)
+    return keras.Model(image, target)
+
+
+@pytest.fixture(scope="module")
+def eigen_fixture(tmp_path_factory):
+    """Four 480x640 images in the Eigen arrays layout: smooth random colour, depth 0.5-9.5 m everywhere."""
+    rng = np.random.default_rng(11)
+    coarse = rng.random((4, 15, 20, 3))
+    rgb = np.stack([np.clip(np.kron(c, np.ones((32, 32, 1))) * 255, 0, 255) for c in coarse]).astype(np.uint8)
+    depth = rng.uniform(0.5, 9.5, (4, 480, 640)).astype(np.float32)
+    members = {"eigen_test_rgb.npy": npy_bytes(rgb), "eigen_test_depth.npy": npy_bytes(depth),
+               "eigen_test_crop.npy": npy_bytes(EIGEN_CROP_ARRAY)}
+    folder = tmp_path_factory.mktemp("eigen")
+    model_path = folder / "colour.keras"
+    colour_depth_model().save(model_path)
+    return write_zip(folder / "nyu_test.zip", members), model_path, rgb, depth
+
+
+def evaluated(tmp_path, *argv):
+    out = tmp_path / "e.json"
+    evaluate.main([*argv, "--json", str(out)])
+    return json.loads(out.read_text())
+
+
+def test_reference_protocol_matches_the_authors_evaluation(tmp_path, eigen_fixture):
+    zip_path, model_path, rgb, depth = eigen_fixture
+    result = evaluated(tmp_path, "--model", str(model_path), "--data", str(zip_path), "--protocol", "reference")
+    authors = authors_evaluation(keras.models.load_model(model_path), rgb, depth, EIGEN_CROP_ARRAY)
+    assert result["protocol"] == "reference" and result["prediction_clip_m"] == [0.1, 10.0]
+    for name in ("a1", "a2", "a3", "rmse", "log10"):  # symmetric in their arguments
+        assert result["pooled"][name] == pytest.approx(authors[name], abs=1e-6), name
+    assert result["pooled_reference_order"]["abs_rel"] == pytest.approx(authors["abs_rel"], abs=1e-6)
+    by_ground_truth = authors_evaluation(keras.models.load_model(model_path), rgb, depth, EIGEN_CROP_ARRAY,
+                                         divide_by="ground truth")
+    assert result["pooled"]["abs_rel"] == pytest.approx(by_ground_truth["abs_rel"], abs=1e-6)
+    assert abs(result["pooled"]["abs_rel"] - authors["abs_rel"]) > 0.01  # the two orders really differ
+
+
+def test_paper_protocol_differs_exactly_by_its_floor_and_denominator(tmp_path, eigen_fixture):
+    zip_path, model_path, rgb, depth = eigen_fixture
+    paper = evaluated(tmp_path, "--model", str(model_path), "--data", str(zip_path))
+    model = keras.models.load_model(model_path)
+    with_paper_floor = authors_evaluation(model, rgb, depth, EIGEN_CROP_ARRAY, floor_m=0.4, divide_by="ground truth")
+    assert paper["protocol"] == "paper" and paper["prediction_clip_m"] == [0.4, 10.0]
+    for name, value in with_paper_floor.items():
+        assert paper["pooled"][name] == pytest.approx(value, abs=1e-6), name
+    # The floor matters on this model: the reference protocol's figures are not the paper protocol's.
+    authors = authors_evaluation(model, rgb, depth, EIGEN_CROP_ARRAY)
+    assert abs(authors["rmse"] - paper["pooled"]["rmse"]) > 1e-3
+    assert "pooled_reference_order" not in paper
+
+
+def test_reference_protocol_refuses_what_contradicts_it(tmp_path, eigen_fixture, capsys):
+    zip_path, model_path, _, _ = eigen_fixture
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(model_path), "--data", str(zip_path), "--protocol", "reference", "--no-flip"])
+    assert "--protocol reference fixes flip on" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The contract: saved with our models, inferred for the authors' files
+# ---------------------------------------------------------------------------------------------------------
+
+
+def constant_network(depth_m, depth_range):
+    """A small real DenseDepth whose output is the target of depth_m everywhere."""
+    keras.utils.set_random_seed(3)
+    net = create_model(weights=None, decoder_width=0.125)
+    kernel, _ = net.get_layer("conv3").get_weights()
+    net.get_layer("conv3").set_weights([np.zeros_like(kernel), np.array([depth_range.max_m / depth_m], np.float32)])
+    return net
+
+
+@pytest.fixture(scope="module")
+def kitti_model(tmp_path_factory):
+    """A KITTI model (80 m cap) predicting 20 m everywhere, saved with its contract."""
+    net = constant_network(20.0, KITTI)
+    path = tmp_path_factory.mktemp("kitti") / "kitti_run.keras"
+    training = {"steps": 50000, "epochs": 10, "best_val_delta1": 0.9, "smoke": False, "recipe": "paper"}
+    save_model(net, path, model_contract(net, "kitti", KITTI, (352, 1216), False, training))
+    return path
+
+
+def test_contract_is_saved_and_read_back(kitti_model):
+    contract = read_contract(kitti_model)
+    assert (contract["dataset"], contract["depth_range_m"], contract["input_hw"]) == ("kitti", [0.8, 80.0], [352, 1216])
+    assert (contract["upsampling"], contract["encoder"], contract["decoder_width"]) == ("half_pixel", "densenet169", 0.125)
+    assert contract["training"]["steps"] == 50000 and contract["version"] and contract["git_commit"]
+    line = describe_contract(contract)
+    assert "kitti" in line and "0.8-80 m" in line and "352x1216" in line and "50000 steps" in line
+    assert contract_warning(contract) is None
+    assert "smoke" in contract_warning({"training": {"steps": 6, "smoke": True}})
+    assert "only 200 steps" in contract_warning({"training": {"steps": 200, "smoke": False}})
+    with zipfile.ZipFile(kitti_model) as archive:  # a plain zip member anyone can read
+        assert json.loads(archive.read("densedepth.json"))["dataset"] == "kitti"
+
+
+def test_kitti_model_gives_metres_on_the_80_m_scale_with_no_range_flag(tmp_path, kitti_model, capsys):
+    picture = tmp_path / "road.png"
+    Image.fromarray(np.full((64, 128, 3), 120, np.uint8)).save(picture)
+    test_script.main(["--input", str(picture), "--model", str(kitti_model), "--output", str(tmp_path / "out"),
+                      "--npy"])
+    depth = np.load(tmp_path / "out" / "road_depth_m.npy")
+    np.testing.assert_allclose(depth, 20.0, rtol=1e-4)  # read with NYU's 10 m it would be 2.5 m
+    assert "contract: kitti, depth 0.8-80 m" in capsys.readouterr().out
+    # An explicit flag still wins, with a warning that it contradicts the model.
+    test_script.main(["--input", str(picture), "--model", str(kitti_model), "--output", str(tmp_path / "nyu"),
+                      "--npy", "--depth-range", "nyu"])
+    np.testing.assert_allclose(np.load(tmp_path / "nyu" / "road_depth_m.npy"), 2.5, rtol=1e-4)
+    assert "warning: --depth-range nyu (0.4-10 m) overrides the 0.8-80 m range" in capsys.readouterr().out
+    # evaluate.py on KITTI-layout data, no range flag: 20 m predictions.
+    depth_png = np.zeros((100, 320), np.uint16)
+    depth_png[60, 20:40] = 20 * 256
+    Image.fromarray(np.zeros((100, 320, 3), np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray(depth_png).save(tmp_path / "depth.png")
+    (tmp_path / "split.txt").write_text("rgb.png depth.png 721.5\n")
+    out = tmp_path / "pred.npz"
+    evaluate.main(["--model", str(kitti_model), "--data", str(tmp_path / "split.txt"), "--save-predictions", str(out)])
+    np.testing.assert_allclose(np.load(out)["00000"], 20.0, rtol=1e-4)
+
+
+def test_authors_files_are_recognised_by_name_else_by_layout(tmp_path):
+    keras.utils.set_random_seed(4)
+    single = create_model(weights=None, decoder_width=0.125, leaky_relu_after=("convB",), upsampling="align_corners")
+    write_keras2_h5(single, tmp_path / "downloaded.h5")
+    write_keras2_h5(single, tmp_path / "nyu.h5")
+    by_layout, by_name = read_contract(tmp_path / "downloaded.h5"), read_contract(tmp_path / "nyu.h5")
+    assert (by_layout["dataset"], by_layout["depth_range_m"], by_layout["assumed"]) == \
+        ("kitti", [0.8, 80.0], "kitti from its LeakyReLU layout")
+    assert (by_name["dataset"], by_name["depth_range_m"], by_name["assumed"]) == \
+        ("nyu", [0.1, 10.0], "nyu from the file name")  # the authors' predict() clips to 0.1-10 m
+    assert by_name["upsampling"] == "align_corners"
+    assert "assumed nyu from the file name" in describe_contract(by_name)
+
+
+def test_a_model_saved_without_a_contract_still_loads(tmp_path):
+    path = tmp_path / "old.keras"
+    colour_depth_model().save(path)
+    assert read_contract(path) == {}
+    assert "no saved contract" in describe_contract({})
+
+
+def test_reference_recipe_sets_the_authors_training(monkeypatch):
+    import train
+
+    args = train.parse_args(["--recipe", "reference"])
+    assert (args.amsgrad, args.bs, args.decoder_width) == (True, 4, 0.5)
+    assert args.permute_prob == pytest.approx(5 / 14) == REFERENCE_PERMUTE_PROBABILITY
+    assert train.REFERENCE_LR_SCHEDULE == {"monitor": "val_loss", "factor": 0.7, "patience": 5, "min_lr": 9e-5,
+                                           "min_delta": 1e-2}
+    explicit = train.parse_args(["--recipe", "reference", "--bs", "8"])
+    assert explicit.bs == 8 and explicit.amsgrad  # a flag given wins over the recipe
+    paper = train.parse_args([])
+    assert (paper.amsgrad, paper.bs, paper.decoder_width, paper.permute_prob) == (False, 8, 1.0, 0.25)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registration: image and depth stay aligned to the pixel
+# ---------------------------------------------------------------------------------------------------------
+
+NEAR_M, SPAN_M = 0.5, 4.5  # depth = NEAR + SPAN * (column fraction) + SPAN * (row fraction)
+
+
+def position_pair(height, width):
+    """RGB whose red is the column and green the row (as fractions), and the depth those positions give."""
+    u = (np.arange(width) + 0.5) / width
+    v = (np.arange(height) + 0.5) / height
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[..., 0] = np.round(u[None, :] * 255)
+    rgb[..., 1] = np.round(v[:, None] * 255)
+    rgb[..., 2] = 128
+    depth = NEAR_M + SPAN_M * u[None, :] + SPAN_M * v[:, None]
+    return rgb, depth
+
+
+def depth_from_colour(image):
+    """The depth a position-encoding image implies at each pixel (image float in [0, 1])."""
+    return NEAR_M + SPAN_M * image[..., 0] + SPAN_M * image[..., 1]
+
+
+@pytest.fixture(scope="module")
+def position_zip(tmp_path_factory):
+    """An NYU-format zip of position-encoding pairs at an odd size: PNG RGB, 16-bit millimetre depth."""
+    rgb, depth = position_pair(75, 101)
+    members, rows = {}, {"train": [], "test": []}
+    for split in rows:
+        for i in range(2):
+            stem = f"data/nyu2_{split}/{i:05d}"
+            members[f"{stem}_colors.png"] = encoded(rgb)
+            members[f"{stem}_depth.png"] = encoded(np.round(depth * 1000).astype(np.uint16))
+            rows[split].append(f"{stem}_colors.png,{stem}_depth.png")
+    for split in rows:
+        members[f"data/nyu2_{split}.csv"] = ("\n".join(rows[split]) + "\n").encode()
+    return write_zip(tmp_path_factory.mktemp("position") / "position.zip", members)
+
+
+@pytest.mark.parametrize("input_hw", [(64, 96), (42, 58)])
+@pytest.mark.parametrize("flip_probability", [0.0, 1.0])
+def test_pipeline_keeps_image_and_depth_registered(position_zip, input_hw, flip_probability):
+    dataset = open_dataset(str(position_zip))
+    images, targets = next(iter(pipeline(dataset, "train", 2, input_hw, seed=1, training=True,
+                                         flip_probability=flip_probability, permute_probability=0.0)))
+    images, depth = images.numpy(), NYU.max_m / targets.numpy()[..., 0]
+    h, w = depth.shape[1:]
+    # The image at the target's resolution: 2x2 means of the network-sized image.
+    small = images.reshape(len(images), h, 2, w, 2, 3).mean(axis=(2, 4))
+    interior = np.s_[:, 1:-1, 1:-1]  # resize borders clamp the ramps
+    error = np.abs(depth_from_colour(small) - depth)[interior]
+    assert error.mean() < 0.03 and error.max() < 0.1
+    # The test has the power to see a mistake: the depth mirrored, or moved by one output pixel.
+    assert np.abs(depth_from_colour(small) - depth[:, :, ::-1])[interior].mean() > 1.0
+    assert np.abs(depth_from_colour(small)[:, :, 1:] - depth[:, :, :-1])[interior].mean() > 0.04
+    if flip_probability:  # mirrored: red now falls from left to right
+        assert small[0, h // 2, 1, 0] > small[0, h // 2, -2, 0]
+
+
+def test_evaluation_crop_keeps_prediction_and_ground_truth_registered():
+    """A model that reads depth off the colour, and ground truth that is garbage outside the Eigen crop:
+    only a crop that lands on the same pixels of both gives perfect metrics."""
+    rgb, depth = position_pair(480, 640)
+    outside = np.ones((480, 640), bool)
+    outside[20:460, 24:616] = False
+    ground_truth = np.where(outside, 9.9, depth).astype(np.float32)
+    image = keras.Input((None, None, 3))
+    half = keras.layers.AveragePooling2D(2)(image)
+    depth_m = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant([[[[SPAN_M], [SPAN_M], [0.0]]]]),
+                                  bias_initializer=keras.initializers.Constant(NEAR_M))(half)
+    model = keras.Model(image, keras.layers.Lambda(lambda d: NYU.max_m / d)(depth_m))
+    pairs = [("position", rgb, ground_truth)]
+    records, _ = evaluate.evaluate(model, pairs, kind="nyu", crop="eigen", flip=False)
+    assert records[0]["pixels"] == 440 * 592
+    assert records[0]["a1"] == 1.0 and records[0]["abs_rel"] < 0.005
+    # Flip averaging mirrors back the mirrored prediction: still registered.
+    flipped, _ = evaluate.evaluate(model, pairs, kind="nyu", crop="eigen", flip=True)
+    assert flipped[0]["abs_rel"] < 0.005
+    # The ground truth one pixel to the right is measurably worse: the check can fail.
+    shifted, _ = evaluate.evaluate(model, [("shifted", rgb, np.roll(ground_truth, 1, axis=1))], kind="nyu",
+                                   crop="eigen", flip=False)
+    assert shifted[0]["abs_rel"] > 1.5 * records[0]["abs_rel"]
