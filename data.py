@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW, InputError, depth_norm
+from utils import (KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW, InputError, check_writable,
+                   depth_norm)
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"
 DEFAULT_EVAL_DATA = "nyu_test.zip"
@@ -38,6 +39,7 @@ KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_te
 NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
 NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
 SYNTHETIC_DEFAULT_COUNTS = (600, 100)  # (train, test) pairs of `--data synthetic`: about a minute to render
+SYNTHETIC_BYTES_PER_PAIR = 2**20  # about what one rendered 640x480 pair takes in the zip (a bound)
 SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not reused
 HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
 
@@ -371,6 +373,7 @@ def synthetic_dataset_path(spec="synthetic", cache_dir=None):
     cache = Path(cache_dir or os.environ.get("DENSEDEPTH_CACHE", Path.home() / ".cache" / "densedepth"))
     path = cache / f"synthetic_v{SYNTHETIC_VERSION}_{train}_{test}.zip"
     if not path.exists():
+        check_writable(path, (train + test) * SYNTHETIC_BYTES_PER_PAIR)
         print(f"Rendering the synthetic dataset ({train} train + {test} test pairs) into {path}", file=sys.stderr)
         make_synthetic_zip(path, train, test)
     return path
@@ -390,15 +393,21 @@ def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
     partial = path.with_name(path.name + ".partial")
     # spawn: a forked child of a process that has started TensorFlow can hang.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
-        for split, i, files in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
-                                    desc="rendering", unit="pair"):
-            for name, data in files.items():
-                archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
-            rows[split].append(",".join(files))
-        for split, csv_name in NYU_CSV.items():
-            archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
-    partial.replace(path)
+    try:
+        with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
+            for split, i, files in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
+                                        desc="rendering", unit="pair"):
+                for name, data in files.items():
+                    archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+                rows[split].append(",".join(files))
+            for split, csv_name in NYU_CSV.items():
+                archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
+        partial.replace(path)
+    except BaseException as err:  # full disk, Ctrl-C: no half-written zip is left behind
+        partial.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise InputError(f"{path}: cannot write ({err.strerror or err})") from None
+        raise
     return path
 
 
@@ -501,6 +510,11 @@ def _sample_reader(dataset, samples, skip_bad, errors):
         sample = samples[int(index)]
         try:
             rgb, depth = dataset.read(sample)
+            with np.errstate(invalid="ignore"):
+                if not np.any(np.isfinite(depth) & (depth > dataset.depth_range.eval_min_m)):
+                    # Holes become far targets: an all-hole map would train and score as a perfect wall.
+                    raise InputError(f"{dataset.name}:{sample.depth}: no valid depth (every pixel is zero, "
+                                     "negative or not finite)")
             return rgb, depth, True
         except InputError as err:
             errors.record(f"{err} ({sample.where})")
@@ -586,8 +600,9 @@ def parse_args(argv=None):
     parser.add_argument("--data", help="a dataset to describe (see above for the accepted values)")
     parser.add_argument("--show", metavar="PNG", help="with --data: save a figure of a few training pairs")
     args = parser.parse_args(argv)
-    if args.train < 0 or args.test < 0 or (args.make_synthetic and args.train + args.test == 0):
-        parser.error("--train and --test must be non-negative and not both zero")
+    if args.make_synthetic and (args.train < 1 or args.test < 1):
+        parser.error(f"--train and --test must each be at least 1 (a dataset needs training and test pairs), "
+                     f"got --train {args.train} --test {args.test}")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     if not args.make_synthetic and not args.data:
@@ -599,6 +614,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if args.make_synthetic:
+            check_writable(args.make_synthetic, (args.train + args.test) * SYNTHETIC_BYTES_PER_PAIR)
             make_synthetic_zip(args.make_synthetic, args.train, args.test, args.seed, args.workers)
             print(f"wrote {args.make_synthetic}: {args.train} train + {args.test} test pairs")
         if args.data:
@@ -609,6 +625,7 @@ def main(argv=None):
                 except InputError:
                     print(f"{dataset.name} [{dataset.kind}] {split}: none")
             if args.show:
+                check_writable(args.show)
                 split = "train" if not isinstance(dataset, EigenArrays) else "test"
                 save_preview(dataset, args.show, split=split)
                 print(f"wrote {args.show}")

@@ -53,7 +53,8 @@ def ssim_term(y_true, y_pred, mask, max_depth_val=SSIM_DYNAMIC_RANGE):
     y_true, y_pred, mask = _as_float32(y_true, y_pred, mask)
     filled = tf.where(mask > 0, y_true, tf.stop_gradient(y_pred))
     ssim = tf.image.ssim(filled, y_pred, max_val=max_depth_val, filter_size=11, filter_sigma=1.5)
-    return tf.clip_by_value((1.0 - ssim) * 0.5, 0.0, 1.0)
+    term = tf.clip_by_value((1.0 - ssim) * 0.5, 0.0, 1.0)
+    return tf.where(_valid_count(mask) > 0, term, float("nan"))  # nothing to compare is no perfect score
 
 
 def depth_loss_function(y_true, y_pred, theta=THETA, max_depth_val=SSIM_DYNAMIC_RANGE):
@@ -69,7 +70,9 @@ def _as_float32(*tensors):
 
 
 def _valid_count(mask):
-    return tf.maximum(tf.reduce_sum(mask, axis=[1, 2, 3]), 1.0)
+    # No maximum(., 1): a sample without valid pixels gets 0 / 0 = NaN, which stops training with a
+    # message, instead of a loss of 0 that looks perfect (and would pick best.keras).
+    return tf.reduce_sum(mask, axis=[1, 2, 3])
 
 
 def _masked_mean(values, mask):

@@ -27,14 +27,19 @@ import datetime
 import json
 import math
 import os
+import shlex
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from utils import REFERENCE_PERMUTE_PROBABILITY, InputError, git_commit, parse_hw  # noqa: E402  (no TensorFlow)
+from utils import (REFERENCE_PERMUTE_PROBABILITY, InputError, check_writable, git_commit, parse_hw,  # noqa: E402
+                   write_json)  # (utils imports no TensorFlow)
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = "nyu_data.zip"
@@ -268,7 +273,7 @@ def record_resume(folder, state, args):
     write_json(folder / "config.json", config)
     log = folder / "log.csv"
     if log.is_file():
-        header, *rows = log.read_text().splitlines(keepends=True)
+        header, *rows = log.read_text().splitlines(keepends=True) or [""]  # empty if stopped in epoch 1
         kept = [row for row in rows if int(row.split(",", 1)[0]) < state["epoch"]]
         partial = Path(f"{log}.partial")
         partial.write_text("".join([header, *kept]))
@@ -283,11 +288,6 @@ def newest_run(root):
     return states[-1].parent.parent.name
 
 
-def write_json(path, content):
-    """Write JSON atomically: a reader never sees a half-written file."""
-    partial = Path(f"{path}.partial")
-    partial.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(partial, path)
 
 
 def resumed_args(args, path):
@@ -348,7 +348,8 @@ def monitoring_metrics(depth_range):
         return gt, inverse_depth_norm(tf.cast(y_pred, tf.float32), depth_range), mask
 
     def per_image(values, mask):
-        return tf.reduce_sum(values * mask, axis=[1, 2, 3]) / tf.maximum(tf.reduce_sum(mask, axis=[1, 2, 3]), 1.0)
+        # 0 / 0 = NaN for an image without valid pixels: never a score that looks good.
+        return tf.reduce_sum(tf.where(mask > 0, values, 0.0), axis=[1, 2, 3]) / tf.reduce_sum(mask, axis=[1, 2, 3])
 
     def l1(y_true, y_pred):
         target, mask = split_target(y_true)
@@ -397,11 +398,12 @@ def callbacks_module():
         an interruption at any moment leaves the previous consistent checkpoint in place.
         """
 
-        def __init__(self, folder, state, steps_per_epoch, save_every, contract):
+        def __init__(self, folder, state, steps_per_epoch, save_every, contract, interrupt=None):
             super().__init__()
             self.folder, self.state, self.contract = Path(folder), state, contract
             self.steps_per_epoch, self.save_every = steps_per_epoch, save_every
             self.diverged = None  # what went non-finite, and at which step
+            self.interrupt = interrupt  # an Interrupt: Ctrl-C / SIGTERM seen
 
         def on_train_batch_end(self, batch, logs=None):
             loss = float((logs or {}).get("loss", 0.0))
@@ -410,22 +412,37 @@ def callbacks_module():
                 self.stop(f"loss became {loss}")
             elif self.save_every and self.state["global_step"] % self.save_every == 0:
                 self.save(epoch_done=False)
+            # At an epoch's last step, on_epoch_end (after validation) saves and stops instead.
+            if (self.interrupt and self.interrupt.signal and not self.diverged
+                    and self.state["global_step"] - self.state["epoch"] * self.steps_per_epoch < self.steps_per_epoch):
+                self.save(epoch_done=False)
+                self.stop_interrupted()
 
         def stop(self, what):
             self.diverged = f"{what} at step {self.state['global_step']}"
             self.model.stop_training = True
 
+        def stop_interrupted(self):
+            if not self.diverged:
+                raise Interrupted(self.interrupt.signal)
+
         def on_epoch_end(self, epoch, logs=None):
             if self.diverged:
                 return
-            self.state["epoch"] = epoch + 1
             val_loss = (logs or {}).get("val_loss")
-            if val_loss is not None and math.isfinite(val_loss) and val_loss < self.state["best_val_loss"]:
+            if val_loss is not None and not math.isfinite(val_loss):
+                # A validation image without valid depth gives NaN: no epoch is chosen on a made-up score.
+                return self.stop(f"validation loss became {val_loss} in epoch {epoch + 1} (a validation "
+                                 "image without valid depth?)")
+            self.state["epoch"] = epoch + 1
+            if val_loss is not None and val_loss < self.state["best_val_loss"]:
                 self.state["best_val_loss"] = float(val_loss)
                 self.state["best_epoch"] = epoch + 1
                 self.state["best_val_delta1"] = (logs or {}).get("val_delta1")
                 save_model(self.model, self.folder / "best.keras", self.contract(self.state))
             self.save(epoch_done=True)
+            if self.interrupt and self.interrupt.signal:
+                self.stop_interrupted()
 
         def save(self, epoch_done):
             # A finite loss does not prove finite weights: the step's own update comes after it.
@@ -532,17 +549,28 @@ def mean_depth_baseline(train_ds, val_ds, depth_range, batches=20):
 
     from loss import split_target
 
-    depths = [depth_range.max_m / split_target(t)[0].numpy() for _, t in train_ds.take(batches)]
-    mean_m = float(np.mean(np.concatenate([d.ravel() for d in depths])))
+    depths = []
+    for _, t in train_ds.take(batches):
+        target, mask = (v.numpy() for v in split_target(t))
+        depths.append(depth_range.max_m / target[mask > 0])
+    depths = np.concatenate(depths) if depths else np.zeros(0)
+    if not depths.size:
+        raise InputError(f"no valid depth in the first {batches} training batches: the mean-depth baseline "
+                         "has nothing to average")
+    mean_m = float(np.mean(depths))
     metrics = {m.__name__: m for m in monitoring_metrics(depth_range)}
     constant_target = depth_range.max_m / mean_m
     sums, count = {"delta1": 0.0, "rel": 0.0, "rms": 0.0}, 0
     for _, target in val_ds:
         pred = tf.fill(tf.shape(split_target(target)[0]), constant_target)
+        values = {name: metrics[name](target, pred).numpy() for name in sums}
+        scored = np.isfinite(values["rel"])  # NaN: an image without valid depth, not a perfect score
         for name in sums:
-            sums[name] += float(tf.reduce_sum(metrics[name](target, pred)))
-        count += int(target.shape[0])
-    return {"mean_depth_m": mean_m, **{k: v / max(count, 1) for k, v in sums.items()}}
+            sums[name] += float(np.sum(values[name][scored]))
+        count += int(np.sum(scored))
+    if not count:
+        raise InputError("no validation image has valid depth: nothing to score the baseline (or a model) on")
+    return {"mean_depth_m": mean_m, **{k: v / count for k, v in sums.items()}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -550,7 +578,7 @@ def mean_depth_baseline(train_ds, val_ds, depth_range, batches=20):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def train(args):
+def train(args, interrupt=None):
     import keras
     import tensorflow as tf
 
@@ -559,6 +587,11 @@ def train(args):
 
     workers, worker_index, is_chief = cluster_spec()
     run_path, folder = run_folders(args, is_chief)
+    check_writable(folder, folder=True)  # now, not after the data and the model are ready
+    created = None if folder.exists() else folder  # the outermost folder this run creates, if any
+    while created and not created.parent.exists():
+        created = created.parent
+    args.run_path, args.out_folder, args.created_folder = run_path, folder, created
     strategy = make_strategy(args)  # before any other TensorFlow op: devices are fixed from here on
     resuming = args.init == "resume"
     if resuming:
@@ -591,6 +624,7 @@ def train(args):
             model.load_weights(run_path / "checkpoints" / state["checkpoint"])
             if args.lr_given:  # the checkpoint restored the run's rate along with Adam's moments
                 model.optimizer.learning_rate = args.lr
+    check_writable(folder, RUN_BYTES_PER_PARAM * model.count_params(), folder=True)
     if workers > 1:
         keras_multi_worker_fixes(model, strategy)
 
@@ -619,7 +653,8 @@ def train(args):
               flush=True)
 
     if is_chief and not resuming:
-        config = {"args": {k: v for k, v in vars(args).items() if k not in ("depth_range", "lr_given")},
+        config = {"args": {k: v for k, v in vars(args).items()
+                           if k not in ("depth_range", "lr_given", "run_path", "out_folder", "created_folder")},
                   "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
                   "tensorflow": tf.__version__, "keras": keras.__version__, "strategy": strategy_name,
                   "replicas": replicas, "workers": workers, "precision": precision, "steps_per_epoch": steps,
@@ -639,7 +674,7 @@ def train(args):
 
     RunCheckpoint, Progress, SamplePredictions = callbacks_module()
     contract = contract_maker(model, args, dataset, input_hw)
-    checkpoint = RunCheckpoint(folder, state, steps, args.save_every, contract)
+    checkpoint = RunCheckpoint(folder, state, steps, args.save_every, contract, interrupt)
     with bad_samples_reported(errors):
         sample_images, sample_targets = next(iter(val_ds.unbatch().batch(SAMPLE_IMAGES)))
     # The checkpoint comes last: an epoch's log row is written before the checkpoint that counts it done.
@@ -652,6 +687,8 @@ def train(args):
     if args.recipe == "reference":
         callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE))
 
+    if interrupt:
+        interrupt.armed = True  # from here on, Ctrl-C / SIGTERM saves a checkpoint at the next step
     with bad_samples_reported(errors):
         first_epoch = state["epoch"]
         if state["epoch_step"] and first_epoch < args.epochs:  # interrupted mid-epoch: finish that epoch first
@@ -674,7 +711,8 @@ def train(args):
     if getattr(dataset, "skipped", None):
         print(f"skipped {len(dataset.skipped)} listed pairs with missing files (first: {dataset.skipped[0]})")
     if is_chief:
-        print(f"done: {run_path} (final.keras, best.keras from epoch {state['best_epoch']}, log.csv, tensorboard/)")
+        best = f"best.keras from epoch {state['best_epoch']}" if state["best_epoch"] else "no best.keras (no validation)"
+        print(f"done: {run_path} (final.keras, {best}, log.csv, tensorboard/)")
     return folder
 
 
@@ -695,12 +733,103 @@ class TrainingDiverged(Exception):
     """The loss became NaN or infinite."""
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: save where the run stands, say how to resume, exit 130
+# ---------------------------------------------------------------------------------------------------------
+
+INTERRUPTED_EXIT = 130  # the shell's code for a process stopped by Ctrl-C
+RUN_BYTES_PER_PARAM = 4 * 8  # float32: two checkpoints (weights + Adam's two moments) at once, best + final
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal, after RunCheckpoint saved a checkpoint where the run stood."""
+
+
+class Interrupt:
+    """The SIGINT / SIGTERM handler: once training runs (armed), the first signal asks RunCheckpoint to save
+    and stop after the current step; before that, or a second time, it stops at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.signal, self.armed, self.received = None, False, "SIGINT"
+
+    def __call__(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        if not self.armed or self.signal:
+            raise KeyboardInterrupt
+        self.signal = self.received
+        print(f"\n{self.signal}: saving a checkpoint after this step (once more to stop at once)",
+              file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def interrupt_handler():
+    """An Interrupt installed for SIGINT and SIGTERM (main thread only), the previous handlers restored after."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupt
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_command(args, run_path):
+    """The exact command that continues this run (the flags a resumed run takes from its command line)."""
+    script = os.path.relpath(Path(__file__).resolve()) if Path(__file__).is_absolute() else __file__
+    parts = ["python", script, "--init", "resume"]
+    if args.run_dir != RUN_DIR:
+        parts += ["--run-dir", args.run_dir]
+    parts += ["--name", Path(run_path).name, "--epochs", str(args.epochs)]
+    for flag, value, default in (("--save-every", args.save_every, 0), ("--gpus", args.gpus, None),
+                                 ("--cpu-devices", args.cpu_devices, 1)):
+        if value != default:
+            parts += [flag, str(value)]
+    if args.skip_bad:
+        parts.append("--skip-bad")
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def interrupted_message(args, how):
+    """One line: what stopped the run, the checkpoint kept, and the resume command (or that nothing was kept)."""
+    folder = getattr(args, "out_folder", None)
+    state_file = folder / "checkpoints" / "state.json" if folder else None
+    if not state_file or not state_file.is_file():
+        return f"interrupted ({how}) before training started: nothing to resume"
+    state = json.loads(state_file.read_text())
+    return (f"interrupted ({how}) at step {state['global_step']} (epoch {state['epoch'] + 1}, step "
+            f"{state['epoch_step']} of it): checkpoint {state['checkpoint']} kept in {folder / 'checkpoints'}; "
+            f"resume with: {resume_command(args, args.run_path)}")
+
+
+def remove_unused_run_folder(args):
+    """A run folder this process created and that holds no checkpoint is removed: a failed start leaves nothing."""
+    folder, created = getattr(args, "out_folder", None), getattr(args, "created_folder", None)
+    if created and created.is_dir() and not (folder / "checkpoints" / "state.json").exists():
+        shutil.rmtree(created, ignore_errors=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        return train(args)
-    except (InputError, TrainingDiverged) as err:
-        sys.exit(f"error: {err}")
+    with interrupt_handler() as interrupt:
+        try:
+            return train(args, interrupt)
+        except InputError as err:
+            remove_unused_run_folder(args)
+            sys.exit(f"error: {err}")
+        except TrainingDiverged as err:
+            sys.exit(f"error: {err}")
+        except (Interrupted, KeyboardInterrupt) as err:
+            how = str(err) if isinstance(err, Interrupted) else interrupt.received
+            remove_unused_run_folder(args)
+            from tqdm import tqdm
+
+            for bar in list(getattr(tqdm, "_instances", ())):  # the epoch's bar, else printed after the message
+                bar.close()
+            print(interrupted_message(args, how), file=sys.stderr, flush=True)
+            sys.exit(INTERRUPTED_EXIT)
 
 
 if __name__ == "__main__":

@@ -400,3 +400,72 @@ def save_depth_montage(items, path):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output places: checked before the long work, written atomically
+# ---------------------------------------------------------------------------------------------------------
+
+MIN_FREE_BYTES = 16 * 2**20  # what any output place must have free, whatever its estimate
+
+
+def check_writable(path, need_bytes=0, folder=False):
+    """InputError unless path (a file to create, or a folder with folder=True) can be written, with room.
+
+    Checked before the long work starts, so that nothing fails after minutes of compute. A missing folder
+    is not created: the nearest existing one must accept a file (a probe is written and removed; as root,
+    permissions do not stop writes but a read-only mount does) and have need_bytes free (at least
+    MIN_FREE_BYTES).
+    """
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a file name")
+    existing = path if folder else path.parent
+    existing = existing.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{path}: cannot be created, {existing} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".densedepth-write-test-") as probe:
+            probe.write(b"0")
+            probe.flush()
+    except OSError as err:
+        raise InputError(f"{path}: cannot write in {existing} ({err.strerror or err})") from None
+    need = max(int(need_bytes), MIN_FREE_BYTES)
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise InputError(f"{path}: only {free / 2**20:.1f} MiB free in {existing}, need about "
+                         f"{need / 2**20:.0f} MiB")
+    return path
+
+
+def atomic_path(path):
+    """The temporary name a file is written under before os.replace moves it to path (same folder)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_json(path, content):
+    """Write content as JSON to path atomically (a reader never sees half a file), creating its folder.
+
+    OSError (full or read-only place) leaves any previous file intact and no partial one behind.
+    """
+    import json
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = atomic_path(path)
+    try:
+        partial.write_text(json.dumps(content, indent=2, default=str) + "\n")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
