@@ -27,7 +27,6 @@ newest model under runs/.
 """
 import argparse
 import csv
-import json
 import os
 import sys
 from pathlib import Path
@@ -41,8 +40,9 @@ from data import DEFAULT_EVAL_DATA, open_dataset
 from model import contract_depth_range, contract_warning, describe_contract, load_model, read_contract
 from utils import (DEPTH_RANGES, EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES,
                    NYU, NYU_IMAGE_HW, NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS,
-                   DepthRange, InputError, back_project, colorize, compute_errors, find_default_model, parse_hw,
-                   predict, resize_depth, scaled_intrinsics, to_model_input, valid_mask)
+                   DepthRange, InputError, back_project, check_writable, colorize,
+                   compute_errors, find_default_model, parse_hw,
+                   predict, resize_depth, scaled_intrinsics, to_model_input, valid_mask, write_json)
 
 CROPS = ("eigen", "garg", "none")
 DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
@@ -207,7 +207,8 @@ def same_size_batches(pairs, batch_size):
 
 
 def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen", flip=True, batch_size=4,
-             quality=False, keep=0, predictions=None, input_hw=None, prediction_range=None, protocol="paper"):
+             quality=False, keep=0, predictions=None, input_hw=None, prediction_range=None, protocol="paper",
+             skipped=None):
     """(records, kept): one record per image with its name, evaluated pixels, metrics (and quality).
 
     pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')); predictions
@@ -216,6 +217,8 @@ def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen"
     best and `keep` worst images by abs rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best
     first. predictions: a list that receives every prediction. input_hw: the network's input size, if not
     each image's own (see predict_depth). protocol "reference" adds abs rel in the authors' order.
+    skipped: a list that receives the names of images without valid ground truth inside the crop, which
+    are then left out with a warning (without it, such an image stops the evaluation).
     """
     prediction_range = prediction_range or depth_range
     records, kept = [], []
@@ -225,6 +228,10 @@ def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen"
             preds = predict_depth(model, rgbs, *gts[0].shape, prediction_range, flip, batch_size, input_hw)
             for name, rgb, gt, pred in zip(names, rgbs, gts, preds):
                 mask = evaluation_mask(gt, kind, crop, depth_range)
+                if skipped is not None and not mask.any():
+                    tqdm.write(f"skipped {name}: no valid ground truth inside the evaluation crop", file=sys.stderr)
+                    skipped.append(name)
+                    continue
                 box = crop_box(*gt.shape, kind, crop) if quality else None
                 records.append(image_record(name, gt, pred, mask, box, depth_range, protocol))
                 if predictions is not None:
@@ -472,6 +479,11 @@ def main(argv=None):
         crop_box(*NYU_IMAGE_HW, dataset.kind, crop)  # an impossible crop fails before the model loads
         if args.quality and dataset.sparse:
             raise InputError(f"{dataset.name}: --quality needs dense ground truth, and this dataset is sparse")
+        for path in (args.json, args.per_image, args.save_predictions):  # before the work, not after it
+            if path:
+                check_writable(path)
+        if args.save_samples:
+            check_writable(args.save_samples, folder=True)
         model_path = Path(args.model) if args.model else find_default_model()
         print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
         model = load_model(model_path, args.precision)
@@ -483,11 +495,18 @@ def main(argv=None):
         pairs = ((s.name, *dataset.read(s)) for s in samples)
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0
+        skipped = []
         records, kept = evaluate(model, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
                                  args.batch_size, args.quality, keep, predictions, input_hw, prediction_range,
-                                 args.protocol)
+                                 args.protocol, skipped)
+        if not records:
+            raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
+                             f"the {crop} crop: nothing to evaluate")
     except InputError as err:
         sys.exit(f"error: {err}")
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(samples)} images without valid ground truth inside the {crop} crop "
+              f"(first: {skipped[0]}); the figures are over the other {len(records)}")
     results = summary(records, args.quality, args.protocol)
     size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
     print(f"{model_path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
@@ -501,26 +520,25 @@ def main(argv=None):
                 "prediction_clip_m": [prediction_range.min_m, prediction_range.max_m],
                 "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
                 "eval_min_depth_m": dataset.depth_range.eval_min_m}
-    if args.json:
-        write_json({**settings, **results, "paper": PAPER_RESULTS[dataset.kind]}, args.json)
-        print(f"wrote {args.json}")
-    if args.per_image:
-        write_per_image_csv(records, args.per_image)
-        print(f"wrote {args.per_image}")
-    if args.save_samples:
-        paths = save_sample_montages(kept, records, args.save_samples, args.samples)
-        print(f"wrote {len(paths)} montages to {args.save_samples}")
-    if args.save_predictions:
-        np.savez_compressed(args.save_predictions, **{f"{i:05d}": p for i, p in enumerate(predictions)},
-                            names=np.array([r["name"] for r in records]))
-        print(f"wrote {args.save_predictions}")
+    settings["skipped_images"] = len(skipped)
+    try:
+        if args.json:
+            write_json(args.json, {**settings, **results, "paper": PAPER_RESULTS[dataset.kind]})
+            print(f"wrote {args.json}")
+        if args.per_image:
+            write_per_image_csv(records, args.per_image)
+            print(f"wrote {args.per_image}")
+        if args.save_samples:
+            paths = save_sample_montages(kept, records, args.save_samples, args.samples)
+            print(f"wrote {len(paths)} montages to {args.save_samples}")
+        if args.save_predictions:
+            np.savez_compressed(args.save_predictions, **{f"{i:05d}": p for i, p in enumerate(predictions)},
+                                names=np.array([r["name"] for r in records]))
+            print(f"wrote {args.save_predictions}")
+    except OSError as err:  # the place filled up or went away during the evaluation
+        sys.exit(f"error: {err.filename or 'output'}: cannot write ({err.strerror or err}); the results are "
+                 "printed above")
     return results
-
-
-def write_json(content, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2) + "\n")
 
 
 if __name__ == "__main__":

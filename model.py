@@ -11,6 +11,7 @@ The network maps RGB in [0, 1] of any size to the normalised depth target at hal
 import argparse
 import json
 import os
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
@@ -296,6 +297,9 @@ def load_model(path, precision=None):
         set_precision(precision)
     if path.suffix in (".h5", ".hdf5"):
         return load_legacy_h5(path)
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise InputError(f"{path}: not a readable Keras model file (not a complete .keras zip archive: "
+                         "truncated or corrupt?)")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:

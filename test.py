@@ -34,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from model import contract_depth_range, contract_warning, describe_contract, load_model, read_contract
-from utils import (DEPTH_RANGES, NYU, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, colorize,
+from utils import (DEPTH_RANGES, NYU, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, check_writable,
+                   colorize,
                    find_default_model, load_image, predict, resize_depth, scaled_intrinsics,
                    save_depth_montage)
 
@@ -218,6 +219,7 @@ def main(argv=None):
     try:
         if not paths:
             raise InputError(f"no images found in {' '.join(args.input)}")
+        check_writable(args.output, folder=True)  # before the model loads and the pictures are predicted
         model_path = Path(args.model) if args.model else find_default_model()
         print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
         model = load_model(model_path, args.precision)
@@ -228,8 +230,7 @@ def main(argv=None):
         depth_range, max_side = model_settings(model_path, contract, args)
     except InputError as err:
         sys.exit(f"error: {err}")
-    folder = Path(args.output)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(args.output)  # made at the first picture that works: no empty folder when none does
     failed = [f"{pattern}: no such file" for pattern in unmatched]
     shown, written = [], 0
     for path, stem in tqdm(list(zip(paths, output_stems(paths))), desc="predicting", unit="image"):
@@ -241,10 +242,18 @@ def main(argv=None):
             continue
         depth_m = predict_picture(model, image, depth_range, max_side)
         intrinsics = intrinsics_for(args, *depth_m.shape)
-        written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))
+        except OSError as err:  # the place filled up or went away since the check
+            sys.exit(f"error: {err.filename or folder}: cannot write ({err.strerror or err}); {written} files "
+                     f"written for {len(shown)} images before it")
         shown.append((path.name, image, depth_m))
     if shown:
-        save_depth_montage(shown[:MONTAGE_MAX_ROWS], folder / "montage.png")
+        try:
+            save_depth_montage(shown[:MONTAGE_MAX_ROWS], folder / "montage.png")
+        except OSError as err:
+            sys.exit(f"error: {folder / 'montage.png'}: cannot write ({err.strerror or err})")
         print(f"wrote {written} files for {len(shown)} images and montage.png to {folder}")
     if failed:
         sys.exit(f"error: {len(failed)} of {len(paths) + len(unmatched)} inputs could not be used: "

@@ -1,0 +1,323 @@
+"""Bad inputs to every script: each gives its exit code and one line naming the file and the problem.
+
+One table, BAD_INPUTS: (script, arguments, expected exit code, expected words). Each row runs the script's
+main(argv) in this process and checks the code, that the message is one line, the words, and that no
+traceback shows. Read-only and full output places are tmpfs mounts (`mount -t tmpfs -o ro`), which stop
+writes even for root; where this process cannot mount, those rows are skipped with the reason.
+Ctrl-C and SIGTERM need a real process: those tests are slow.
+"""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import data
+import evaluate
+import test as test_script
+import train
+from datagen import eigen_members, encoded, npy_bytes, nyu_members, write_zip
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate}
+SMALL = ["--weights", "none", "--input-size", "64x96", "--decoder-width", "0.125", "--bs", "2", "--epochs", "1",
+         "--steps-per-epoch", "2", "--val-samples", "2"]
+# {name} in the arguments is a path from the `places` fixture.
+BAD_INPUTS = [
+    # train.py: the issue's cases
+    ("train.py", ["--data", "{zero_zip}", *SMALL, "--run-dir", "{tmp}/runs"], 1, ["nyu2_train", "no valid depth"]),
+    ("train.py", ["--init", "{truncated_keras}", *SMALL, "--data", "{good_zip}", "--run-dir", "{tmp}/runs"], 1,
+     ["truncated.keras", "not a complete .keras zip"]),
+    ("train.py", [*SMALL, "--decoder-width", "0", "--data", "{good_zip}", "--run-dir", "{tmp}/runs"], 1,
+     ["decoder_width must be in (0, 4]"]),
+    ("train.py", [*SMALL, "--data", "{good_zip}", "--run-dir", "{ro}/runs"], 1, ["cannot write", "Read-only"]),
+    ("train.py", [*SMALL, "--data", "{good_zip}", "--run-dir", "{full}"], 1, ["MiB free"]),
+    # train.py: handled before
+    ("train.py", ["--data", "{tmp}/missing.zip", "--run-dir", "{tmp}/runs"], 1, ["unknown --data", "missing.zip"]),
+    ("train.py", ["--data", "nyu", "--run-dir", "{tmp}/runs"], 1, ["nyu_data.zip: not found", "--data synthetic"]),
+    ("train.py", ["--init", "resume", "--run-dir", "{tmp}/no_runs"], 1, ["no run to resume"]),
+    ("train.py", ["--init", "resume", "--run-dir", "{tmp}", "--name", "nope"], 1, ["no checkpoint to resume"]),
+    ("train.py", ["--data", "{corrupt_zip}", *SMALL, "--run-dir", "{tmp}/runs"], 1,
+     ["scene_1/3.jpg: cannot decode image", "row 4", "--skip-bad"]),
+    ("train.py", ["--data", "{missing_row_zip}", "--run-dir", "{tmp}/runs"], 1, ["nyu2_train.csv row 2", "not found"]),
+    ("train.py", ["--data", "synthetic:0:5", "--run-dir", "{tmp}/runs"], 1, ["at least one training"]),
+    ("train.py", ["--bs", "0"], 2, ["--bs must be at least 1"]),
+    ("train.py", ["--lr", "-1"], 2, ["--lr must be a positive number"]),
+    ("train.py", ["--input-size", "63x64"], 2, ["must be even"]),
+    ("train.py", ["--encoder", "resnet50"], 2, ["invalid choice"]),
+    ("train.py", ["--permute-prob", "2"], 2, ["--permute-prob must be in [0, 1]"]),
+    # data.py
+    ("data.py", ["--make-synthetic", "{tmp}/s.zip", "--train", "0", "--test", "2"], 2, ["--train and --test", "at least 1"]),
+    ("data.py", ["--make-synthetic", "{ro}/s.zip", "--train", "1", "--test", "1"], 1, ["s.zip: cannot write"]),
+    ("data.py", ["--make-synthetic", "{full}/s.zip", "--train", "1", "--test", "1"], 1, ["s.zip", "MiB free"]),
+    ("data.py", ["--data", "{good_zip}", "--show", "{ro}/pairs.png"], 1, ["pairs.png: cannot write"]),
+    ("data.py", ["--data", "{tmp}/missing"], 1, ["unknown --data"]),
+    ("data.py", ["--data", "{empty_dir}"], 1, ["not a dataset"]),
+    ("data.py", ["--data", "{empty_csv_zip}"], 1, ["nyu2_train.csv: empty"]),
+    ("data.py", ["--data", "{not_a_zip}"], 1, ["not a readable zip archive"]),
+    ("data.py", [], 2, ["nothing to do"]),
+    # test.py
+    ("test.py", ["--input", "{picture}", "--model", "{model}", "--output", "{ro}"], 1, ["cannot write", "Read-only"]),
+    ("test.py", ["--input", "{picture}", "--model", "{model}", "--output", "{ro}/sub"], 1, ["sub: cannot write"]),
+    ("test.py", ["--input", "{picture}", "--model", "{model}", "--output", "{full}"], 1, ["MiB free"]),
+    ("test.py", ["--input", "{picture}", "--model", "{model}", "--output", "{picture}"], 1, ["not a folder"]),
+    ("test.py", ["--input", "{tmp}/nowhere/*.png", "--output", "{tmp}/out"], 1, ["no images found in"]),
+    ("test.py", ["--input", "{picture}", "--model", "{tmp}/missing.keras"], 1, ["missing.keras: no such model file"]),
+    ("test.py", ["--input", "{picture}", "--model", "{truncated_keras}", "--output", "{tmp}/out"], 1,
+     ["truncated.keras: not a readable Keras model file", "truncated or corrupt"]),
+    ("test.py", ["--input", "{picture}", "--model", "{not_a_model_h5}", "--output", "{tmp}/out"], 1,
+     ["not_a_model.h5: no model_config"]),
+    ("test.py", ["--input", "{corrupt_png}", "--model", "{model}", "--output", "{tmp}/out_none"], 1,
+     ["1 of 1 inputs could not be used", "corrupt.png: cannot read image"]),
+    ("test.py", ["--fx", "0"], 2, ["--fx must be positive"]),
+    ("test.py", ["--max-side", "8"], 2, ["--max-side must be 0 or at least 32"]),
+    # evaluate.py
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{model}", "--json", "{ro}/e.json"], 1, ["e.json: cannot write"]),
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{model}", "--json", "{full}/e.json"], 1, ["MiB free"]),
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{model}", "--per-image", "{ro}/p.csv"], 1, ["p.csv: cannot write"]),
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{model}", "--save-samples", "{ro}/s"], 1, ["s: cannot write"]),
+    ("evaluate.py", ["--data", "{holes_eigen_zip}", "--model", "{model}", "--input-size", "64x96", "--no-flip"], 1,
+     ["none of the 2 images has valid ground truth"]),
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{truncated_keras}"], 1, ["not a complete .keras zip"]),
+    ("evaluate.py", ["--data", "{good_zip}", "--model", "{model}", "--crop", "garg"], 1, ["Garg crop is defined for KITTI"]),
+    ("evaluate.py", ["--data", "nyu_test"], 1, ["nyu_test.zip: not found"]),
+    ("evaluate.py", ["--batch-size", "0"], 2, ["--batch-size must be at least 1"]),
+]
+
+
+def _mount(folder, options):
+    folder.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                            text=True)
+    return None if result.returncode == 0 else (result.stderr.strip() or f"mount exited {result.returncode}")
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    """{name: path} of every input the table names, and the read-only / full tmpfs mounts when possible."""
+    import keras
+
+    from model import create_model
+
+    tmp = tmp_path_factory.mktemp("bad")
+    hw = (64, 96)
+    paths = {"tmp": tmp}
+    paths["good_zip"] = write_zip(tmp / "good.zip", nyu_members(4, 2, hw))
+    paths["zero_zip"] = write_zip(tmp / "zero.zip", nyu_members(4, 2, hw, train_depth_u8=0, test_depth_mm=0))
+    members = nyu_members(4, 2, hw)
+    members["data/nyu2_train/scene_1/3.jpg"] = b"not a JPEG"
+    paths["corrupt_zip"] = write_zip(tmp / "corrupt.zip", members)
+    members = nyu_members(4, 2, hw)
+    del members["data/nyu2_train/scene_1/1.png"]
+    paths["missing_row_zip"] = write_zip(tmp / "missing_row.zip", members)
+    members = nyu_members(4, 2, hw)
+    members["data/nyu2_train.csv"] = b"\n"
+    paths["empty_csv_zip"] = write_zip(tmp / "empty_csv.zip", members)
+    paths["empty_dir"] = tmp / "empty"
+    paths["empty_dir"].mkdir()
+    paths["not_a_zip"] = tmp / "not_a.zip"
+    paths["not_a_zip"].write_bytes(b"this is no zip archive")
+    paths["picture"] = tmp / "picture.png"
+    paths["picture"].write_bytes(encoded(np.full((64, 96, 3), 120, np.uint8)))
+    paths["corrupt_png"] = tmp / "corrupt.png"
+    paths["corrupt_png"].write_bytes(b"\x89PNG\r\n\x1a\n broken")
+
+    eigen, rgb, depth = eigen_members(n=2)
+    paths["eigen_zip"] = write_zip(tmp / "eigen.zip", eigen)
+    holes = dict(eigen, **{"eigen_test_depth.npy": npy_bytes(np.zeros_like(depth))})
+    paths["holes_eigen_zip"] = write_zip(tmp / "holes_eigen.zip", holes)
+    one_hole = depth.copy()
+    one_hole[0] = 0.0
+    paths["one_hole_eigen_zip"] = write_zip(tmp / "one_hole_eigen.zip",
+                                            dict(eigen, **{"eigen_test_depth.npy": npy_bytes(one_hole)}))
+
+    keras.utils.set_random_seed(0)
+    paths["model"] = tmp / "tiny.keras"
+    create_model(weights=None, decoder_width=0.125).save(paths["model"])
+    paths["truncated_keras"] = tmp / "truncated.keras"
+    paths["truncated_keras"].write_bytes(paths["model"].read_bytes()[: paths["model"].stat().st_size // 2])
+    paths["not_a_model_h5"] = tmp / "not_a_model.h5"
+    with h5py.File(paths["not_a_model_h5"], "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+
+    reasons = {}
+    for name, options in (("ro", "ro,size=1m"), ("full", "size=1m")):
+        reasons[name] = _mount(tmp / name, options)
+        paths[name] = tmp / name
+    paths["mount_errors"] = reasons
+    yield paths
+    for name, reason in reasons.items():
+        if reason is None:
+            subprocess.run(["umount", str(tmp / name)], check=False)
+
+
+def run_main(script, argv, capsys):
+    """(exit code, message, all output) of script's main(argv) run here; SystemExit("error: ...") is code 1."""
+    code = 0
+    try:
+        SCRIPTS[script].main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    out = capsys.readouterr()
+    message = out.err.strip().splitlines()[-1] if out.err.strip() else ""
+    if isinstance(code, str):
+        code, message = 1, code
+    return code or 0, message, out.out + out.err + message
+
+
+@pytest.mark.parametrize("script, argv, code, words", BAD_INPUTS,
+                         ids=[f"{row[0]}:{' '.join(row[1])[:60]}" for row in BAD_INPUTS])
+def test_bad_input(script, argv, code, words, places, capsys, monkeypatch):
+    monkeypatch.chdir(places["tmp"])  # no nyu.h5, nyu_data.zip or runs/ here
+    for mount in ("ro", "full"):
+        if any(f"{{{mount}}}" in a for a in argv) and places["mount_errors"][mount]:
+            pytest.skip(f"cannot mount a {mount} tmpfs here: {places['mount_errors'][mount]}")
+    before = set(places["tmp"].rglob("*"))
+    argv = [a.format(**places) for a in argv]
+    got_code, message, output = run_main(script, argv, capsys)
+    assert got_code == code, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "\n" not in message and "error: " in message, output[-3000:]
+    for word in words:
+        assert word in message, message
+    # A failure leaves nothing behind: no run folder, no output folder, no partial file.
+    left = {p for p in set(places["tmp"].rglob("*")) - before if not p.name.startswith("__pycache__")}
+    assert not left, sorted(left)
+
+
+def test_eigen_image_without_valid_depth_is_skipped_and_counted(places, capsys, monkeypatch):
+    monkeypatch.chdir(places["tmp"])
+    out = places["tmp"] / "one_hole.json"
+    results = evaluate.main(["--data", str(places["one_hole_eigen_zip"]), "--model", str(places["model"]),
+                             "--input-size", "64x96", "--no-flip", "--json", str(out)])
+    printed = capsys.readouterr()
+    assert "skipped eigen_test_rgb.npy[0]: no valid ground truth" in printed.err
+    assert "skipped 1 of 2 images without valid ground truth" in printed.out
+    saved = json.loads(out.read_text())
+    assert saved["images"] == 1 and saved["skipped_images"] == 1
+    assert saved["pooled"] == results["pooled"] and 0.0 < saved["pooled"]["abs_rel"] < 10.0
+    out.unlink()
+
+
+def test_metrics_and_losses_over_an_empty_mask_are_nan_never_a_score():
+    import tensorflow as tf
+
+    from loss import depth_loss_function
+    from utils import NYU, InputError
+
+    target = np.full((2, 16, 16, 1), 2.0, np.float32)
+    mask = np.ones_like(target)
+    mask[1] = 0.0  # the second image has no valid pixel
+    y_true = tf.constant(np.concatenate([target, mask], axis=-1))
+    y_pred = tf.constant(np.full((2, 16, 16, 1), 2.0, np.float32))
+    loss = depth_loss_function(y_true, y_pred).numpy()
+    assert loss[0] == pytest.approx(0.0, abs=1e-6) and np.isnan(loss[1])
+    metrics = {m.__name__: m for m in train.monitoring_metrics(NYU)}
+    for name, perfect in (("delta1", 1.0), ("rel", 0.0), ("rms", 0.0)):
+        values = metrics[name](y_true, y_pred).numpy()
+        assert values[0] == pytest.approx(perfect, abs=1e-6) and np.isnan(values[1]), name
+
+    empty = tf.data.Dataset.from_tensors((tf.zeros((1, 32, 32, 3)), tf.constant(np.concatenate(
+        [target[:1], np.zeros_like(target[:1])], axis=-1))))
+    with pytest.raises(InputError, match="no valid depth in the first 20 training batches"):
+        train.mean_depth_baseline(empty, empty, NYU)
+    full = tf.data.Dataset.from_tensors((tf.zeros((2, 32, 32, 3)), y_true))
+    baseline = train.mean_depth_baseline(full, full, NYU)  # the empty image is left out, not scored 1
+    assert baseline == pytest.approx({"mean_depth_m": 5.0, "delta1": 1.0, "rel": 0.0, "rms": 0.0}, abs=1e-5)
+
+
+def test_write_json_is_atomic_and_check_writable_says_why(places, tmp_path):
+    from utils import InputError, check_writable, write_json
+
+    path = write_json(tmp_path / "sub" / "a.json", {"x": 1})
+    assert json.loads(path.read_text()) == {"x": 1}
+    cyclic = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="Circular reference"):
+        write_json(path, {"x": cyclic})
+    assert json.loads(path.read_text()) == {"x": 1}  # the old content, whole
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]  # and no partial file
+    with pytest.raises(InputError, match="is a folder"):
+        check_writable(tmp_path)
+    if places["mount_errors"]["ro"]:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {places['mount_errors']['ro']}")
+    with pytest.raises(OSError):
+        write_json(places["ro"] / "a.json", {"x": 1})
+    with pytest.raises(InputError, match=r"deep/a\.json: cannot write in .*ro \(Read-only file system\)"):
+        check_writable(places["ro"] / "deep" / "a.json")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: a real training process
+# ---------------------------------------------------------------------------------------------------------
+
+
+def start_training(tmp, cache, *args):
+    env = {**os.environ, "DENSEDEPTH_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env, stdout=out,
+                               stderr=err, text=True)
+    return process, out, err, env
+
+
+def wait_for_text(process, stream, text, limit_s=900):
+    """Wait until stream holds text (or the process ends); polls the file, measures nothing."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while process.poll() is None and time.monotonic() < deadline:
+        stream.seek(0)
+        if text in stream.read():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig, places, tmp_path):
+    from data import synthetic_dataset_path
+
+    cache = places["tmp"] / "cache"
+    synthetic_dataset_path("synthetic:24:8", cache)
+    args = ["--data", "synthetic:24:8", *SMALL[:-4], "--epochs", "2", "--steps-per-epoch", "4", "--val-samples", "2",
+            "--run-dir", str(tmp_path), "--name", "stopped"]
+    process, out, err, env = start_training(tmp_path, cache, *args)
+    try:
+        assert wait_for_text(process, err, "epoch 1:"), "training never started"
+        process.send_signal(sig)
+        process.wait(900)
+    finally:
+        process.kill()
+    out.seek(0)
+    err.seek(0)
+    stdout, stderr = out.read(), err.read()
+    assert process.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted ({sig.name}) at step "), last
+    state = json.loads((tmp_path / "stopped" / "checkpoints" / "state.json").read_text())
+    assert f"checkpoint {state['checkpoint']} kept" in last
+    assert (tmp_path / "stopped" / "checkpoints" / state["checkpoint"]).is_file()
+    assert 1 <= state["global_step"] < 8 and not (tmp_path / "stopped" / "final.keras").exists()
+    command = last.split("resume with: ", 1)[1]
+    assert command == f"python train.py --init resume --run-dir {tmp_path} --name stopped --epochs 2"
+    if sig != signal.SIGINT:
+        return
+    # The printed command, run as printed, finishes the run where it stood.
+    resumed = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    end = json.loads((tmp_path / "stopped" / "checkpoints" / "state.json").read_text())
+    assert (end["epoch"], end["epoch_step"], end["global_step"]) == (2, 0, 8)
+    config = json.loads((tmp_path / "stopped" / "config.json").read_text())
+    assert [r["global_step"] for r in config["resumes"]] == [state["global_step"]]
+    assert (tmp_path / "stopped" / "final.keras").is_file()
