@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from data import EigenArrays, SampleErrors, open_dataset, pipeline, synthetic_dataset_path
-from datagen import eigen_members, kitti_folder, nyu_members, write_folder, write_zip
+from datagen import eigen_members, encoded, kitti_folder, nyu_members, write_folder, write_zip
 from utils import InputError
 
 
@@ -89,10 +89,18 @@ def test_kitti_training_crop_is_fixed_size(tmp_path):
 
 
 def test_depth_holes_never_become_inf_or_nan(tmp_path):
-    members = nyu_members(test_depth_mm=0)  # all holes
+    members = nyu_members(test_depth_mm=2500)
+    half = np.full((32, 48), 2500, np.uint16)
+    half[:, :24] = 0  # holes: the far limit, target 1; 2.5 m: target 4
+    members["data/nyu2_test/00000_depth.png"] = encoded(half)
     dataset = open_dataset(write_zip(tmp_path / "holes.zip", members))
     _, targets = first_batch(dataset, "test")
-    assert np.all(np.isfinite(targets)) and np.all(targets.numpy() == 1.0)
+    assert np.all(np.isfinite(targets)) and targets.numpy().min() == 1.0 and targets.numpy().max() == 4.0
+    # A map of holes only has no ground truth at all: a bad sample named by its file, not a perfect far wall.
+    members["data/nyu2_test/00000_depth.png"] = encoded(np.zeros((32, 48), np.uint16))
+    dataset = open_dataset(write_zip(tmp_path / "all_holes.zip", members))
+    with pytest.raises(Exception, match="00000_depth.png: no valid depth"):
+        first_batch(dataset, "test")
 
 
 def test_training_pipeline_is_seeded_and_resumable(nyu_zip):

@@ -284,7 +284,8 @@ def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
     metrics = {"a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10"}
     assert set(result) == {"model", "contract", "data", "kind", "split", "images", "pixels", "crop", "flip",
                            "input_size", "precision", "batch_size", "limit", "prediction_clip_m", "depth_range_m",
-                           "eval_min_depth_m", "protocol", "pooled", "per_image", "quality", "paper"}
+                           "eval_min_depth_m", "protocol", "pooled", "per_image", "quality", "paper",
+                           "skipped_images"}
     assert set(result["pooled"]) == set(result["per_image"]) == metrics
     assert set(result["paper"]) == {"a1", "a2", "a3", "abs_rel", "rmse", "log10"}  # the paper's NYU six
     assert (result["protocol"], result["contract"], result["prediction_clip_m"]) == ("paper", {}, [0.4, 10.0])
