@@ -15,8 +15,8 @@ import itertools
 
 import tensorflow as tf
 
-FLIP_PROBABILITY = 0.5
-PERMUTE_PROBABILITY = 0.25          # the paper
+from utils import FLIP_PROBABILITY, PERMUTE_PROBABILITY
+
 CHANNEL_ORDERS = tf.constant([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])
 
 

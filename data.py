@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import (KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW, InputError, check_writable,
-                   depth_norm)
+from utils import (EIGEN_CROP, KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW, PERMUTE_PROBABILITY,
+                   InputError, check_writable, depth_norm, network_input, pil_rgb)
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"
 DEFAULT_EVAL_DATA = "nyu_test.zip"
@@ -128,10 +128,7 @@ def decode_rgb(data, label):
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                gray = (np.asarray(im, dtype=np.float32) / 257.0 + 0.5).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=-1)
-            return np.asarray(im.convert("RGB"))
+            return pil_rgb(im)
     except Exception as err:  # PIL raises many types for broken files
         raise InputError(f"{label}: cannot decode image ({type(err).__name__}: {err})") from None
 
@@ -199,7 +196,9 @@ class EigenArrays:
     def __init__(self, name, arrays):
         self.name = name
         self.rgb, self.depth, crop = arrays
-        self.crop = tuple(int(c) for c in np.asarray(crop).ravel())
+        if tuple(int(c) for c in np.asarray(crop).ravel()) != EIGEN_CROP:
+            raise InputError(f"{name}: eigen_test_crop.npy holds {np.asarray(crop).ravel().tolist()}, not the Eigen "
+                             f"crop {list(EIGEN_CROP)} the evaluation uses")
         if len(self.rgb) != len(self.depth):
             raise InputError(f"{name}: {len(self.rgb)} images but {len(self.depth)} depth maps")
 
@@ -464,11 +463,12 @@ class SampleErrors:
         return self.messages[0] if self.messages else None
 
 
-def pipeline(dataset, split, batch_size, input_hw=None, seed=0, training=True, skip_bad=False,
-             errors=None, flip_probability=None, permute_probability=None, start_index=0, shard=(1, 0)):
+def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False,
+             errors=None, permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0)):
     """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
 
-    training: shuffled with the seed, repeated, augmented and with whole batches only; otherwise one
+    input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
+    the seed, repeated, augmented and with whole batches only; otherwise one
     ordered pass over every sample. Targets are utils.depth_norm of the depth resized to the output
     size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
     shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
@@ -476,10 +476,9 @@ def pipeline(dataset, split, batch_size, input_hw=None, seed=0, training=True, s
     """
     import tensorflow as tf
 
-    from augment import FLIP_PROBABILITY, PERMUTE_PROBABILITY, augment, seed_for
+    from augment import augment, seed_for
 
     samples = dataset.samples(split)
-    input_hw = tuple(input_hw or dataset.train_hw)
     errors = errors if errors is not None else SampleErrors()
     read = _sample_reader(dataset, samples, skip_bad, errors)
     ds = tf.data.Dataset.range(len(samples))
@@ -489,13 +488,11 @@ def pipeline(dataset, split, batch_size, input_hw=None, seed=0, training=True, s
     ds = ds.map(lambda k, i: (k, *read(i)), num_parallel_calls=tf.data.AUTOTUNE)
     if skip_bad:
         ds = ds.filter(lambda k, image, depth, ok: ok)
-    flip = FLIP_PROBABILITY if flip_probability is None else flip_probability
-    permute = PERMUTE_PROBABILITY if permute_probability is None else permute_probability
 
     def to_pair(k, image, depth, ok):
-        image, target = training_pair(image, depth, input_hw, dataset, seed_for(k, seed), training)
+        image, target = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training)
         if training:
-            image, target = augment(image, target, seed_for(k, seed + 1), flip, permute)
+            image, target = augment(image, target, seed_for(k, seed + 1), permute_probability=permute_probability)
         return image, target
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
@@ -532,15 +529,16 @@ def _sample_reader(dataset, samples, skip_bad, errors):
     return read
 
 
-def training_pair(rgb, depth_m, input_hw, dataset, seed, training):
-    """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size."""
+def network_pair(rgb, depth_m, input_hw, dataset, seed, training):
+    """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size, for training
+    and validation alike (KITTI: a random crop when training, the bottom-centre one otherwise)."""
     import tensorflow as tf
 
     image = tf.image.convert_image_dtype(rgb, tf.float32)
     depth_m = depth_m[..., None]
     if dataset.kind == "kitti":
         image, depth_m = _kitti_crop(image, depth_m, seed, training)
-    image = _resized(image, input_hw, "bilinear")
+    image = network_input(image, input_hw)
     out_hw = (input_hw[0] // 2, input_hw[1] // 2)
     if dataset.sparse:
         # LiDAR points must not be blended with holes: nearest keeps measured values only.
@@ -549,16 +547,6 @@ def training_pair(rgb, depth_m, input_hw, dataset, seed, training):
         return image, tf.concat([depth_norm(depth_m, dataset.depth_range), mask], axis=-1)
     depth_m = tf.image.resize(depth_m, out_hw, method="area")
     return image, depth_norm(depth_m, dataset.depth_range)
-
-
-def _resized(image, hw, method):
-    import tensorflow as tf
-
-    if tuple(image.shape[:2]) == tuple(hw):
-        return image
-    # Decoded images have no static size: check at run time too, a same-size resize costs a full pass.
-    same = tf.reduce_all(tf.shape(image)[:2] == tf.constant(hw))
-    return tf.cond(same, lambda: image, lambda: tf.image.resize(image, hw, method=method, antialias=True))
 
 
 def _kitti_crop(image, depth_m, seed, training):

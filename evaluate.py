@@ -37,12 +37,11 @@ import numpy as np
 from tqdm import tqdm
 
 from data import DEFAULT_EVAL_DATA, open_dataset
-from model import contract_depth_range, contract_warning, describe_contract, load_model, read_contract
 from utils import (DEPTH_RANGES, EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES,
                    NYU, NYU_IMAGE_HW, NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS,
                    DepthRange, InputError, back_project, check_writable, colorize,
                    compute_errors, find_default_model, parse_hw,
-                   predict, resize_depth, scaled_intrinsics, to_model_input, valid_mask, write_json)
+                   network_input, predict, quiet_tensorflow, resize_depth, scaled_intrinsics, valid_mask, write_json)
 
 CROPS = ("eigen", "garg", "none")
 DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
@@ -185,11 +184,7 @@ def predict_depth(model, rgbs, height, width, depth_range=NYU, flip=True, batch_
     image, as the paper and the reference code average them (in metres, after clipping to the range).
     input_hw: feed the network the images resized to this (height, width) instead of their own size.
     """
-    rgbs = np.asarray(rgbs)
-    if input_hw and tuple(input_hw) != rgbs.shape[1:3]:
-        from skimage.transform import resize
-
-        rgbs = np.clip(resize(to_model_input(rgbs), (len(rgbs), *input_hw, 3), order=1, anti_aliasing=True), 0, 1)
+    rgbs = np.asarray(network_input(np.asarray(rgbs), input_hw))
     return resize_depth(predict(model, rgbs, batch_size, depth_range, flip=flip), height, width)
 
 
@@ -400,7 +395,8 @@ def parse_args(argv=None):
     parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
                         help="the range the model's output is read with (default: the model's saved contract; "
                              "for a model without one, the dataset's)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument("--bs", type=int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument("--batch-size", dest="bs", type=int, help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="turn off the mirrored test-time augmentation (on by default, as in the paper)")
     parser.add_argument("--crop", choices=CROPS, help="evaluation crop (default: eigen for NYU-style data, "
@@ -424,8 +420,8 @@ def parse_args(argv=None):
     parser.add_argument("--save-predictions", metavar="NPZ",
                         help="write every prediction (metres, at ground-truth resolution) to this .npz file")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.bs < 1:
+        parser.error(f"--bs must be at least 1, got {args.bs}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if args.samples < 1:
@@ -445,6 +441,8 @@ def model_settings(model_path, contract, dataset, args):
     The model's max depth reads its output (y = max_m / depth); the protocol sets the clip floor: the
     dataset's minimum (the paper) or 0.1 m (the authors' script).
     """
+    from model import contract_depth_range
+
     saved = contract_depth_range(contract)
     if args.depth_range:
         model_range = DEPTH_RANGES[args.depth_range]
@@ -469,6 +467,9 @@ def model_settings(model_path, contract, dataset, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
+    from model import contract_warning, describe_contract, load_model, read_contract
+
     try:
         dataset = open_dataset(args.data)
         if args.protocol == "reference" and dataset.kind != "nyu":
@@ -497,7 +498,7 @@ def main(argv=None):
         keep = args.samples if args.save_samples else 0
         skipped = []
         records, kept = evaluate(model, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
-                                 args.batch_size, args.quality, keep, predictions, input_hw, prediction_range,
+                                 args.bs, args.quality, keep, predictions, input_hw, prediction_range,
                                  args.protocol, skipped)
         if not records:
             raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
@@ -516,7 +517,7 @@ def main(argv=None):
     settings = {"model": str(model_path), "contract": contract, "data": dataset.name, "kind": dataset.kind,
                 "split": args.split, "images": len(records), "pixels": int(sum(r["pixels"] for r in records)),
                 "crop": crop, "flip": args.flip, "input_size": input_hw, "precision": args.precision,
-                "batch_size": args.batch_size, "limit": args.limit,
+                "batch_size": args.bs, "limit": args.limit,
                 "prediction_clip_m": [prediction_range.min_m, prediction_range.max_m],
                 "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
                 "eval_min_depth_m": dataset.depth_range.eval_min_m}

@@ -14,9 +14,7 @@ with a target whose holes are filled by the prediction itself, so holes neither 
 """
 import tensorflow as tf
 
-from utils import SSIM_DYNAMIC_RANGE
-
-THETA = 0.1  # weight of the point-wise L1 term
+from utils import ROOTED_METRICS, SSIM_DYNAMIC_RANGE, THETA, inverse_depth_norm, pixel_errors
 
 
 def split_target(y_true):
@@ -48,21 +46,21 @@ def gradient_term(y_true, y_pred, mask):
     return tf.reduce_sum(total, axis=[1, 2, 3]) / _valid_count(mask)
 
 
-def ssim_term(y_true, y_pred, mask, max_depth_val=SSIM_DYNAMIC_RANGE):
+def ssim_term(y_true, y_pred, mask, ssim_range=SSIM_DYNAMIC_RANGE):
     """clip((1 - SSIM) / 2, 0, 1) per sample, holes filled with the (constant) prediction."""
     y_true, y_pred, mask = _as_float32(y_true, y_pred, mask)
     filled = tf.where(mask > 0, y_true, tf.stop_gradient(y_pred))
-    ssim = tf.image.ssim(filled, y_pred, max_val=max_depth_val, filter_size=11, filter_sigma=1.5)
+    ssim = tf.image.ssim(filled, y_pred, max_val=ssim_range, filter_size=11, filter_sigma=1.5)
     term = tf.clip_by_value((1.0 - ssim) * 0.5, 0.0, 1.0)
     return tf.where(_valid_count(mask) > 0, term, float("nan"))  # nothing to compare is no perfect score
 
 
-def depth_loss_function(y_true, y_pred, theta=THETA, max_depth_val=SSIM_DYNAMIC_RANGE):
+def depth_loss_function(y_true, y_pred, theta=THETA, ssim_range=SSIM_DYNAMIC_RANGE):
     """theta * L_depth + L_grad + L_SSIM per sample, shape (batch,)."""
     y_true, mask = split_target(y_true)
     y_pred = tf.cast(y_pred, tf.float32)
     return (theta * l1_term(y_true, y_pred, mask) + gradient_term(y_true, y_pred, mask)
-            + ssim_term(y_true, y_pred, mask, max_depth_val))
+            + ssim_term(y_true, y_pred, mask, ssim_range))
 
 
 def _as_float32(*tensors):
@@ -77,3 +75,38 @@ def _valid_count(mask):
 
 def _masked_mean(values, mask):
     return tf.reduce_sum(values * mask, axis=[1, 2, 3]) / _valid_count(mask)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What training monitors: the loss terms, and the evaluation's metrics in metres (utils.pixel_errors)
+# ---------------------------------------------------------------------------------------------------------
+
+MONITORED_METRICS = ("a1", "abs_rel", "rmse")
+
+
+def training_metrics(depth_range):
+    """Keras metrics: l1, grad and ssim (the loss terms) and a1, abs_rel, rmse at the output resolution.
+
+    Each is per image, averaged by Keras over the batches: a monitor, not the paper's protocol. An image
+    without valid depth gives NaN, never a score that looks good.
+    """
+    def term(function, name):
+        def metric(y_true, y_pred):
+            target, mask = split_target(y_true)
+            return function(target, y_pred, mask)
+        metric.__name__ = name
+        return metric
+
+    def depth_metric(name):
+        def metric(y_true, y_pred):
+            target, mask = split_target(y_true)
+            gt = inverse_depth_norm(target, depth_range)
+            pred = inverse_depth_norm(tf.cast(y_pred, tf.float32), depth_range)
+            values = pixel_errors(gt, pred)[name]
+            per_image = tf.reduce_sum(tf.where(mask > 0, values, 0.0), axis=[1, 2, 3]) / tf.reduce_sum(mask, axis=[1, 2, 3])
+            return tf.sqrt(per_image) if name in ROOTED_METRICS else per_image
+        metric.__name__ = name
+        return metric
+
+    return ([term(l1_term, "l1"), term(gradient_term, "grad"), term(ssim_term, "ssim")]
+            + [depth_metric(name) for name in MONITORED_METRICS])

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils import KITTI, NYU_REFERENCE, VERSION, DepthRange, InputError, git_commit, set_precision
+from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, VERSION, DepthRange, InputError, git_commit,
+                   set_precision)
 
 ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201}
-ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920}
 # Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
 SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
 BLOCK_NAMES = ("up1", "up2", "up3", "up4")

@@ -403,12 +403,6 @@ def _near_shape(point, shape, margin=0.15):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def intrinsics(height=NYU_IMAGE_HW[0], width=NYU_IMAGE_HW[1]):
-    """(fx, fy, cx, cy) in pixels: NYU's Kinect intrinsics scaled from 640x480 to width x height."""
-    k = scaled_intrinsics(height, width)
-    return k["fx"], k["fy"], k["cx"], k["cy"]
-
-
 def camera_rotation(camera):
     """3x3 rotation taking camera coordinates (x right, y down, z forward) to world coordinates (z up)."""
     # At yaw = pitch = roll = 0 the camera looks along world +x, with its x axis along world -y.
@@ -432,7 +426,7 @@ def _ray_directions(rotation, height, width):
 
     With unit camera-z the ray parameter t of a hit is its z-depth.
     """
-    fx, fy, cx, cy = intrinsics(height, width)
+    fx, fy, cx, cy = (scaled_intrinsics(height, width)[k] for k in ("fx", "fy", "cx", "cy"))
     x = ((np.arange(width) + 0.5 - cx) / fx)[None, :]
     y = ((np.arange(height) + 0.5 - cy) / fy)[:, None]
     return tuple((r[0] * x + r[1] * y + r[2]).astype(np.float32) for r in rotation)
@@ -563,7 +557,7 @@ def _screen_window(shape, origin, rotation, height, width):
         return None
     if np.any(z <= 1e-3):  # straddles the camera plane: projecting would be meaningless
         return np.s_[:, :]
-    fx, fy, cx, cy = intrinsics(height, width)
+    fx, fy, cx, cy = (scaled_intrinsics(height, width)[k] for k in ("fx", "fy", "cx", "cy"))
     u, v = fx * cam[:, 0] / z + cx, fy * cam[:, 1] / z + cy
     # Pixel i has its centre at i + 0.5; one pixel of slack on each side covers rounding.
     u0, u1 = int(np.clip(np.floor(u.min() - 0.5) - 1, 0, width)), int(np.clip(np.ceil(u.max() - 0.5) + 2, 0, width))

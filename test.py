@@ -33,10 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 import numpy as np
 from tqdm import tqdm
 
-from model import contract_depth_range, contract_warning, describe_contract, load_model, read_contract
 from utils import (DEPTH_RANGES, NYU, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, check_writable,
                    colorize,
-                   find_default_model, load_image, predict, resize_depth, scaled_intrinsics,
+                   find_default_model, load_image, network_input, predict, quiet_tensorflow, resize_depth, scaled_intrinsics,
                    save_depth_montage)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -92,13 +91,9 @@ def network_size(height, width, max_side):
 
 def predict_picture(model, image, depth_range, max_side):
     """Depth in metres (H, W) for a float RGB picture (H, W, 3) in [0, 1], at the picture's own size."""
-    from skimage.transform import resize
-
     height, width = image.shape[:2]
-    size = network_size(height, width, max_side)
-    if size != (height, width):
-        image = resize(image, size, order=1, anti_aliasing=size[0] < height, preserve_range=True)
-    depth = predict(model, image.astype(np.float32)[None], depth_range=depth_range)[0]
+    image = np.asarray(network_input(image, network_size(height, width, max_side)))
+    depth = predict(model, image[None], depth_range=depth_range)[0]
     return resize_depth(depth, height, width)
 
 
@@ -191,6 +186,8 @@ def parse_args(argv=None):
 
 def model_settings(model_path, contract, args):
     """(depth range the model's output is read with, --max-side): flags first, else the model's contract."""
+    from model import contract_depth_range
+
     saved = contract_depth_range(contract)
     if args.depth_range:
         depth_range = DEPTH_RANGES[args.depth_range]
@@ -215,6 +212,9 @@ def intrinsics_for(args, height, width):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
+    from model import contract_warning, describe_contract, load_model, read_contract
+
     paths, unmatched = expand_inputs(args.input)
     try:
         if not paths:

@@ -31,10 +31,6 @@ class DepthRange:
     max_m: float
     eval_min_m: float = 1e-3
 
-    @property
-    def max_target(self):
-        return self.max_m / self.min_m
-
 
 # The paper's appendix clips NYU targets to [0.4, 10] m; the reference code uses [0.1, 10] m.
 NYU = DepthRange(min_m=0.4, max_m=10.0)
@@ -43,11 +39,19 @@ NYU_REFERENCE = DepthRange(min_m=0.1, max_m=10.0)
 KITTI = DepthRange(min_m=0.8, max_m=80.0)
 DEPTH_RANGES = {"nyu": NYU, "nyu_reference": NYU_REFERENCE, "kitti": KITTI}
 
-# SSIM's dynamic range in the loss: the reference code's target range, 1000 cm / 10 cm.
+# The loss (paper section 3.2): weight of the point-wise L1 term, and SSIM's dynamic range, the reference
+# code's target range 1000 cm / 10 cm.
+THETA = 0.1
 SSIM_DYNAMIC_RANGE = 100.0
 
+# Augmentation (paper section 3.3): mirror probability and colour-permutation probability.
+FLIP_PROBABILITY = 0.5
+PERMUTE_PROBABILITY = 0.25
+
+# Encoders and the channels of their last feature map (model.py builds them).
+ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920}
+
 NYU_IMAGE_HW = (480, 640)  # input (height, width)
-NYU_DEPTH_HW = (240, 320)  # output: half the input, as the network predicts
 # Eigen crop of the 480x640 NYU test images: rows 20..459 and columns 24..615, inclusive.
 EIGEN_CROP = (20, 459, 24, 615)
 # Kinect intrinsics of NYU Depth v2 at 640x480 (pixels).
@@ -98,11 +102,17 @@ def parse_hw(text, even=False):
 
 
 def _array_module(x):
-    """NumPy for arrays, TensorFlow's NumPy API for tensors, so tf.data graphs can share these functions."""
-    if type(x).__module__.startswith("tensorflow"):
+    """NumPy for arrays, TensorFlow's NumPy API for tensors (tf.data graphs share these functions), and
+    keras.ops for the other backends' tensors."""
+    module = type(x).__module__
+    if module.startswith("tensorflow"):
         import tensorflow.experimental.numpy as tnp
 
         return tnp
+    if module.startswith(("jax", "torch", "keras")):
+        import keras
+
+        return keras.ops
     return np
 
 
@@ -177,10 +187,23 @@ def _predict_targets(model, batch):
     return np.asarray(model(np.ascontiguousarray(batch), training=False), dtype=np.float32)
 
 
-def scale_up(images, scale=2):
-    """Bilinear up-sampling of (N, H, W) or (H, W) maps by an integer factor, as the reference code does."""
-    images = np.asarray(images, dtype=np.float32)
-    return resize_depth(images, images.shape[-2] * scale, images.shape[-1] * scale)
+def network_input(images, hw=None):
+    """What the network takes: float32 RGB in [0, 1], resized (bilinear, antialiased) to hw = (H, W).
+
+    The one preparation of pictures for training (inside tf.data graphs), evaluation and inference.
+    images: (H, W, 3) or (N, H, W, 3), uint8 or float in [0, 1], arrays or tensors; returns a tensor.
+    """
+    import tensorflow as tf
+
+    images = tf.image.convert_image_dtype(images, tf.float32)
+    if hw is None or tuple(images.shape[-3:-1]) == tuple(hw):
+        return images
+    resize = lambda: tf.clip_by_value(tf.image.resize(images, hw, antialias=True), 0.0, 1.0)  # noqa: E731
+    if None not in images.shape[-3:-1]:
+        return resize()
+    # Decoded images have no static size: check at run time too, a same-size resize costs a full pass.
+    same = tf.reduce_all(tf.shape(images)[-3:-1] == tf.constant(hw))
+    return tf.cond(same, lambda: images, resize)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -203,23 +226,32 @@ def valid_mask(gt, mask=None, min_depth_m=0.0):
     return valid
 
 
+ROOTED_METRICS = ("rmse", "rmse_log")  # means of squares, square-rooted after averaging
+
+
+def pixel_errors(gt, pred):
+    """{metric: per-pixel term} whose mean over pixels is the metric (ROOTED_METRICS: its square).
+
+    NumPy arrays or tensors of any backend, so evaluation and the training monitor share one definition.
+    """
+    xp = _array_module(gt)
+    ratio = xp.maximum(gt / pred, pred / gt)
+    one, zero = xp.ones_like(gt), xp.zeros_like(gt)
+    difference, log_difference = gt - pred, xp.log(gt) - xp.log(pred)
+    return {"a1": xp.where(ratio < 1.25, one, zero), "a2": xp.where(ratio < 1.25**2, one, zero),
+            "a3": xp.where(ratio < 1.25**3, one, zero), "abs_rel": xp.abs(difference) / gt,
+            "sq_rel": difference**2 / gt, "rmse": difference**2, "rmse_log": log_difference**2,
+            "log10": xp.abs(log_difference) / np.log(10.0)}
+
+
 def _errors_on_pixels(gt, pred):
     """Every metric of METRIC_NAMES over 1-D arrays of valid pixels (rmse and sq_rel in metres)."""
     if gt.size == 0:
         raise ValueError("no valid ground-truth pixels to evaluate")
     if not np.all(np.isfinite(pred)) or np.any(pred <= 0):
         raise ValueError("predictions must be positive and finite wherever ground truth is valid")
-    thresh = np.maximum(gt / pred, pred / gt)
-    return {
-        "a1": float(np.mean(thresh < 1.25)),
-        "a2": float(np.mean(thresh < 1.25**2)),
-        "a3": float(np.mean(thresh < 1.25**3)),
-        "abs_rel": float(np.mean(np.abs(gt - pred) / gt)),
-        "sq_rel": float(np.mean((gt - pred) ** 2 / gt)),
-        "rmse": float(np.sqrt(np.mean((gt - pred) ** 2))),
-        "rmse_log": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
-        "log10": float(np.mean(np.abs(np.log10(gt) - np.log10(pred)))),
-    }
+    means = {name: float(np.mean(term)) for name, term in pixel_errors(gt, pred).items()}
+    return {name: float(np.sqrt(value)) if name in ROOTED_METRICS else value for name, value in means.items()}
 
 
 def compute_errors(gt, pred, mask=None, min_depth_m=0.0):
@@ -233,12 +265,6 @@ def compute_errors(gt, pred, mask=None, min_depth_m=0.0):
         raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
     valid = valid_mask(gt, mask, min_depth_m)
     return _errors_on_pixels(gt[valid], pred[valid])
-
-
-def compute_errors_per_image(gt, pred, mask=None, min_depth_m=0.0):
-    """The metrics computed on each image, then averaged over images (rmse is per-image rms)."""
-    per_image = per_image_errors(gt, pred, mask, min_depth_m)
-    return {k: float(np.mean([e[k] for e in per_image])) for k in METRIC_NAMES}
 
 
 def per_image_errors(gt, pred, mask=None, min_depth_m=0.0):
@@ -267,26 +293,22 @@ def load_image(path):
     try:
         with Image.open(path) as im:
             im.load()
-            return _pil_to_rgb_float(im)
+            return pil_rgb(im).astype(np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
 
 
-def _pil_to_rgb_float(im):
-    """Float RGB in [0, 1] from any PIL image mode; alpha is dropped, gray replicated, 16 bits rescaled."""
+def pil_rgb(im):
+    """uint8 RGB (H, W, 3) from a PIL image of any mode: alpha dropped, gray replicated, 16 bits rescaled,
+    float images stretched to their own range. The one decoder of pictures (files and dataset members)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        gray = np.asarray(im, dtype=np.float32) / 65535.0
-        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1)
+        gray = np.clip(np.asarray(im, dtype=np.float32) / 257.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
     if im.mode == "F":
         gray = np.asarray(im, dtype=np.float32)
         gray = (gray - gray.min()) / max(float(np.ptp(gray)), 1e-12)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def load_images(paths):
-    """A list of RGB float32 images in [0, 1] (sizes may differ); the first unreadable file raises InputError."""
-    return [load_image(p) for p in paths]
+        return np.repeat((gray * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
 
 
 def colorize(depth, vmin=None, vmax=None, cmap="plasma"):
@@ -341,6 +363,32 @@ def git_commit():
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def quiet_tensorflow():
+    """Import TensorFlow with its C++ start-up lines kept off the console.
+
+    TensorFlow 2.21 logs "oneDNN custom operations are on" and "Could not find cuda drivers" through absl
+    before absl's logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot stop them and no other switch
+    reaches them: the import runs with file descriptor 2 pointed at /dev/null. Errors are Python
+    exceptions and still show. Without TensorFlow (another Keras backend) this does nothing.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def set_precision(precision):

@@ -45,7 +45,7 @@ REFERENCE_MIN_DEPTH_CM = 10.0
 REFERENCE_RGB_HW = (480, 640)
 REFERENCE_DEPTH_HW = (240, 320)
 REFERENCE_MIRROR_PROBABILITY = 0.5
-REFERENCE_PERMUTE_PROBABILITY = 0.25  # the paper's rate, the one our pipeline uses (reference code: 0.5)
+from utils import PERMUTE_PROBABILITY  # noqa: E402  (the paper's rate, the one our pipeline uses)
 
 
 def parse_args(argv=None):
@@ -158,7 +158,7 @@ def reference_sample(rgb_bytes, depth_bytes, rng):
     y = resize(y, REFERENCE_DEPTH_HW, preserve_range=True, mode="reflect", anti_aliasing=True)
     if rng.random() < REFERENCE_MIRROR_PROBABILITY:
         x, y = x[:, ::-1], y[:, ::-1]
-    if rng.random() < REFERENCE_PERMUTE_PROBABILITY:
+    if rng.random() < PERMUTE_PROBABILITY:
         x = x[..., rng.permutation(3)]
     return x, REFERENCE_MAX_DEPTH_CM / y
 
@@ -186,7 +186,8 @@ def pipeline_batches(zip_path, seed):
     """The training pipeline's batches at the native 640x480, as NumPy (what Keras' fit would consume)."""
     from data import open_dataset, pipeline
 
-    ds = pipeline(open_dataset(zip_path), "train", batch_size=BATCH_SIZE, seed=seed, training=True)
+    dataset = open_dataset(zip_path)
+    ds = pipeline(dataset, "train", BATCH_SIZE, dataset.train_hw, seed=seed, training=True)
     return ((x.numpy(), y.numpy()) for x, y in ds)
 
 

@@ -7,7 +7,7 @@ precision (float16 compute on a GPU, bfloat16 on a CPU; float32 weights either w
     python bench/bench_train.py --data synthetic                  # through train.py's input pipeline as well
 
 Each configuration runs in a process of its own, so that its dtype policy and its peak memory are its alone.
-The process builds the model as train.py does (train.make_strategy, train.build_model: Adam, the depth loss
+The process builds the model as train.py does (distribute.make_strategy, train.build_model: Adam, the depth loss
 and the monitoring metrics, under the same distribution strategy over every visible GPU) and runs model.fit
 for --warmup untimed steps (the first traces the graph; its time is reported apart) and --steps timed ones.
 By default every step trains on one random batch held in memory, which measures the step alone; --data
@@ -62,7 +62,7 @@ def train_args(args, width, precision):
 
     argv = ["--input-size", args.input_size, "--bs", str(args.bs), "--encoder", args.encoder,
             "--decoder-width", str(width), "--weights", "none"]
-    return train.parse_args(argv + (["--mixed-precision"] if precision == "mixed" else []))
+    return train.parse_args(argv + ["--precision", precision])
 
 
 def peak_rss_mb():
@@ -80,26 +80,28 @@ def run_child(args):
 
     width, precision = args.decoder_widths[0], args.precisions[0]
     targs = train_args(args, width, precision)
-    strategy = train.make_strategy(targs)
-    policy = train.set_precision(targs)
+    from distribute import make_strategy, training_precision
+
+    strategy = make_strategy(targs.gpus, targs.cpu_devices)
+    policy = training_precision(targs.precision)
     if args.bs % strategy.num_replicas_in_sync:
         sys.exit(f"error: --bs {args.bs} is not divisible by the {strategy.num_replicas_in_sync} replicas")
-    height, width_px = targs.input_hw
+    height, width_px = targs.input_size
     if args.data:
         from data import open_dataset, pipeline
 
         dataset = open_dataset(args.data)
-        targs.depth_range = dataset.depth_range
+        depth_range = dataset.depth_range
         data = strategy.distribute_datasets_from_function(lambda context: pipeline(
-            dataset, "train", context.get_per_replica_batch_size(args.bs), targs.input_hw, training=True))
+            dataset, "train", context.get_per_replica_batch_size(args.bs), targs.input_size, training=True))
     else:
-        targs.depth_range = NYU
+        depth_range = NYU
         rng = np.random.default_rng(0)
         images = rng.random((args.bs, height, width_px, 3), dtype=np.float32)
         targets = rng.uniform(1.0, 10.0, (args.bs, height // 2, width_px // 2, 1)).astype(np.float32)
         data = tf.data.Dataset.from_tensors((images, targets)).repeat()
     with strategy.scope():
-        model = train.build_model(targs)
+        model = train.build_model(targs, depth_range, train.LEARNING_RATE)
 
     class StepTimes(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

@@ -19,6 +19,23 @@ def full_model():
     return create_model(weights=None)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A small random DenseDepth (no contract) whose output is scaled into the depth range (mostly 1-10 m),
+    so depth varies and is not clipped."""
+    import keras
+
+    from model import create_model
+
+    keras.utils.set_random_seed(0)
+    model = create_model(weights=None, decoder_width=0.125)
+    kernel, bias = model.get_layer("conv3").get_weights()
+    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    model.save(path)
+    return path
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -25,6 +25,8 @@ import evaluate
 import test as test_script
 import train
 from datagen import eigen_members, encoded, npy_bytes, nyu_members, write_zip
+from loss import training_metrics
+from runs import mean_depth_baseline
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate}
@@ -89,7 +91,7 @@ BAD_INPUTS = [
     ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{truncated_keras}"], 1, ["not a complete .keras zip"]),
     ("evaluate.py", ["--data", "{good_zip}", "--model", "{model}", "--crop", "garg"], 1, ["Garg crop is defined for KITTI"]),
     ("evaluate.py", ["--data", "nyu_test"], 1, ["nyu_test.zip: not found"]),
-    ("evaluate.py", ["--batch-size", "0"], 2, ["--batch-size must be at least 1"]),
+    ("evaluate.py", ["--bs", "0"], 2, ["--bs must be at least 1"]),
 ]
 
 
@@ -220,18 +222,18 @@ def test_metrics_and_losses_over_an_empty_mask_are_nan_never_a_score():
     y_pred = tf.constant(np.full((2, 16, 16, 1), 2.0, np.float32))
     loss = depth_loss_function(y_true, y_pred).numpy()
     assert loss[0] == pytest.approx(0.0, abs=1e-6) and np.isnan(loss[1])
-    metrics = {m.__name__: m for m in train.monitoring_metrics(NYU)}
-    for name, perfect in (("delta1", 1.0), ("rel", 0.0), ("rms", 0.0)):
+    metrics = {m.__name__: m for m in training_metrics(NYU)}
+    for name, perfect in (("a1", 1.0), ("abs_rel", 0.0), ("rmse", 0.0)):
         values = metrics[name](y_true, y_pred).numpy()
         assert values[0] == pytest.approx(perfect, abs=1e-6) and np.isnan(values[1]), name
 
     empty = tf.data.Dataset.from_tensors((tf.zeros((1, 32, 32, 3)), tf.constant(np.concatenate(
         [target[:1], np.zeros_like(target[:1])], axis=-1))))
     with pytest.raises(InputError, match="no valid depth in the first 20 training batches"):
-        train.mean_depth_baseline(empty, empty, NYU)
+        mean_depth_baseline(empty, empty, NYU)
     full = tf.data.Dataset.from_tensors((tf.zeros((2, 32, 32, 3)), y_true))
-    baseline = train.mean_depth_baseline(full, full, NYU)  # the empty image is left out, not scored 1
-    assert baseline == pytest.approx({"mean_depth_m": 5.0, "delta1": 1.0, "rel": 0.0, "rms": 0.0}, abs=1e-5)
+    baseline = mean_depth_baseline(full, full, NYU)  # the empty image is left out, not scored 1
+    assert baseline == pytest.approx({"mean_depth_m": 5.0, "a1": 1.0, "abs_rel": 0.0, "rmse": 0.0}, abs=1e-5)
 
 
 def test_write_json_is_atomic_and_check_writable_says_why(places, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from data import EigenArrays, SampleErrors, open_dataset, pipeline, synthetic_dataset_path
-from datagen import eigen_members, encoded, kitti_folder, nyu_members, write_folder, write_zip
+from datagen import eigen_members, encoded, kitti_folder, npy_bytes, nyu_members, write_folder, write_zip
 from utils import InputError
 
 
@@ -52,11 +52,18 @@ def test_images_are_scaled_to_unit_range(nyu_zip):
     np.testing.assert_allclose(images[0].numpy(), rgb / 255.0, atol=1e-6)
 
 
+def test_eigen_arrays_with_another_crop_are_refused(tmp_path):
+    members, _, _ = eigen_members()
+    members["eigen_test_crop.npy"] = npy_bytes(np.array([0, 479, 0, 639]))
+    with pytest.raises(InputError, match=r"eigen_test_crop.npy holds \[0, 479, 0, 639\], not the Eigen crop"):
+        open_dataset(write_zip(tmp_path / "nyu_test.zip", members))
+
+
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
 def test_eigen_arrays_zip(tmp_path, compression):
     members, rgb, depth = eigen_members()
     dataset = open_dataset(write_zip(tmp_path / "nyu_test.zip", members, compression))
-    assert isinstance(dataset, EigenArrays) and dataset.crop == (20, 459, 24, 615)
+    assert isinstance(dataset, EigenArrays)
     if compression == zipfile.ZIP_STORED:
         assert isinstance(dataset.rgb, np.memmap)  # read in place, not loaded whole
     got_rgb, got_depth = dataset.read(dataset.samples("test")[1])
@@ -84,7 +91,7 @@ def test_kitti_sparse_depth_and_mask(tmp_path):
 
 def test_kitti_training_crop_is_fixed_size(tmp_path):
     dataset = open_dataset(kitti_folder(tmp_path / "kitti"))
-    images, targets = next(iter(pipeline(dataset, "train", 2, training=True)))
+    images, targets = next(iter(pipeline(dataset, "train", 2, dataset.train_hw, training=True)))
     assert images.shape == (2, 352, 1216, 3) and targets.shape == (2, 176, 608, 2)
 
 

@@ -18,7 +18,9 @@ import evaluate
 from evaluate import depth_ssim, edge_f1, normal_distance
 from model import create_model, load_model
 from utils import (InputError, compute_errors, find_default_model, per_image_errors,
-                   predict, resize_depth, scale_up, scaled_intrinsics)
+                   predict, resize_depth, scaled_intrinsics)
+from datagen import npy_bytes
+from helpers import scale_up
 
 CONSTANT_DEPTH_M = 2.5  # what the constant model predicts everywhere: target 10 / 2.5 = 4
 
@@ -45,28 +47,10 @@ def constant_depth_model(depth_m, max_depth_m=10.0):
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    """A small random DenseDepth whose output is scaled into the depth range (mostly 1-10 m), not clipped."""
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    model = create_model(weights=None, decoder_width=0.125)
-    kernel, bias = model.get_layer("conv3").get_weights()
-    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
-    model.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def constant_model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "constant.keras"
     constant_depth_model(CONSTANT_DEPTH_M).save(path)
     return path
-
-
-def npy_bytes(array):
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def png_bytes(array):
@@ -207,13 +191,14 @@ def test_batches_keep_every_image_and_never_mix_sizes():
 
 
 def test_input_size_feeds_the_network_resized_images(tmp_path, tiny_model_path, small_nyu_zip):
-    from skimage.transform import resize
+    import tensorflow as tf
 
     path, rgb, depth = small_nyu_zip
     result, _, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
                                           "--no-flip", "--input-size", "64x64")
     assert result["input_size"] == [64, 64] and predictions.shape == (2, 96, 128)  # still the ground truth's size
-    small = resize(rgb / 255.0, (2, 64, 64, 3), order=1, anti_aliasing=True).astype(np.float32)
+    # The one preparation of pictures (utils.network_input): bilinear, antialiased, clipped to [0, 1].
+    small = np.clip(tf.image.resize(rgb.astype(np.float32) / 255.0, (64, 64), antialias=True).numpy(), 0, 1)
     expected = resize_depth(predict(load_model(tiny_model_path), small), 96, 128)
     np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-4)
 
@@ -388,12 +373,15 @@ def test_impossible_input_size_is_refused(capsys):
     assert "--input-size" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--batch-size", "--limit", "--samples"])
-def test_impossible_flag_values_are_refused(flag, capsys):
+@pytest.mark.parametrize("flag, named", [("--bs", "--bs"), ("--batch-size", "--bs"), ("--limit", "--limit"),
+                                         ("--samples", "--samples")])
+def test_impossible_flag_values_are_refused(flag, named, capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate.parse_args([flag, "0"])
     assert exit_info.value.code == 2
-    assert f"{flag} must be at least 1" in capsys.readouterr().err
+    assert f"{named} must be at least 1" in capsys.readouterr().err
+    if flag == "--batch-size":  # the old spelling still works, as a hidden alias of --bs
+        assert evaluate.parse_args([flag, "3"]).bs == 3
 
 
 def test_precision_applies_to_a_saved_keras_model(tiny_model_path):

@@ -16,18 +16,6 @@ PICTURES = {"rgb": ("RGB", 64, 80), "gray": ("L", 48, 64), "rgba": ("RGBA", 64, 
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    """A small random DenseDepth whose output is scaled into the depth range, so depth varies."""
-    keras.utils.set_random_seed(0)
-    model = create_model(weights=None, decoder_width=0.125)
-    kernel, bias = model.get_layer("conv3").get_weights()
-    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
-    path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    model.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def pictures(tmp_path_factory):
     """A folder of PNGs in several modes and sizes, plus a corrupt one."""
     folder = tmp_path_factory.mktemp("pictures")

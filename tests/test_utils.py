@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from utils import (EIGEN_CROP, KITTI, NYU, InputError, colorize, compute_errors, compute_errors_per_image,
-                   depth_norm, inverse_depth_norm, load_image, load_images, per_image_errors, predict,
-                   scale_up)
+from helpers import compute_errors_per_image, load_images, scale_up
+from utils import (EIGEN_CROP, KITTI, NYU, InputError, colorize, compute_errors, depth_norm, inverse_depth_norm,
+                   load_image, per_image_errors, predict)
 
 
 def test_depth_norm_and_inverse():

@@ -1,0 +1,21 @@
+"""Reference computations the tests compare the product against (not used by the product itself)."""
+import numpy as np
+
+from utils import METRIC_NAMES, load_image, per_image_errors, resize_depth
+
+
+def scale_up(images, scale=2):
+    """Bilinear up-sampling of (N, H, W) or (H, W) maps by an integer factor, as the reference code does."""
+    images = np.asarray(images, dtype=np.float32)
+    return resize_depth(images, images.shape[-2] * scale, images.shape[-1] * scale)
+
+
+def load_images(paths):
+    """A list of RGB float32 images in [0, 1]; the first unreadable file raises InputError."""
+    return [load_image(p) for p in paths]
+
+
+def compute_errors_per_image(gt, pred, mask=None, min_depth_m=0.0):
+    """The metrics computed on each image, then averaged over images (rmse is per-image rms)."""
+    per_image = per_image_errors(gt, pred, mask, min_depth_m)
+    return {k: float(np.mean([e[k] for e in per_image])) for k in METRIC_NAMES}
