@@ -12,6 +12,7 @@ from loss import depth_loss_function
 from utils import InputError
 
 
+@pytest.mark.slow  # the paper's full-size network
 @pytest.mark.parametrize("encoder, width, trainable_m, total_m", [
     ("densenet169", 1.0, 42.66, 42.82),   # the paper's network
     ("densenet169", 0.5, 21.37, 21.52),   # the reference code's default decoder
@@ -24,12 +25,14 @@ def test_parameter_counts(encoder, width, trainable_m, total_m):
     assert round(total / 1e6, 2) == total_m
 
 
+@pytest.mark.slow  # the paper's full-size network
 def test_full_width_decoder_filters(full_model):
     filters = [full_model.get_layer(n).filters for n in ("conv2", "up1_convA", "up2_convA", "up3_convA",
                                                           "up4_convA", "conv3")]
     assert filters == [1664, 832, 416, 208, 104, 1]
 
 
+@pytest.mark.slow  # the paper's full-size network
 @pytest.mark.parametrize("height, width, out_hw", [(480, 640, (240, 320)), (250, 333, (125, 167)),
                                                    (64, 64, (32, 32))])
 def test_output_is_half_the_input(full_model, height, width, out_hw):
@@ -38,6 +41,7 @@ def test_output_is_half_the_input(full_model, height, width, out_hw):
     assert np.all(np.isfinite(out))
 
 
+@pytest.mark.slow  # the paper's full-size network
 def test_leaky_relu_follows_both_convolutions_and_decoder_has_no_batchnorm(full_model):
     for block in BLOCK_NAMES:
         for conv in BLOCK_CONVS:
@@ -134,6 +138,7 @@ def legacy_model():
     return create_model(weights=None, upsampling="align_corners")
 
 
+@pytest.mark.slow  # the paper's full-size network
 @pytest.mark.parametrize("as_bytes", [True, False])
 def test_legacy_h5_full_width_round_trip(legacy_model, tmp_path, as_bytes):
     path = tmp_path / "nyu.h5"
@@ -146,6 +151,7 @@ def test_legacy_h5_full_width_round_trip(legacy_model, tmp_path, as_bytes):
     np.testing.assert_allclose(loaded(x), legacy_model(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # the paper's full-size network
 def test_legacy_network_upsamples_with_align_corners(legacy_model, tmp_path):
     """Every decoder level of a loaded authors' file resizes as resize_images(align_corners=True) did."""
     write_keras2_h5(legacy_model, tmp_path / "nyu.h5")

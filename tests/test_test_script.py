@@ -147,11 +147,15 @@ def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, pictures, argv, me
         test_script.main(argv)
 
 
-@pytest.mark.parametrize("argv", [["--fx", "0"], ["--fy", "-3"], ["--max-side", "8"], ["--depth-range", "moon"]])
-def test_impossible_flag_values_are_refused(argv):
+@pytest.mark.parametrize("argv, message", [
+    (["--fx", "0"], "--fx must be positive, got 0.0"), (["--fy", "-3"], "--fy must be positive, got -3.0"),
+    (["--max-side", "8"], "--max-side must be 0 or at least 32, got 8"),
+    (["--depth-range", "moon"], "argument --depth-range: invalid choice: 'moon'")])
+def test_impossible_flag_values_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         test_script.parse_args(argv)
     assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_network_sizes():

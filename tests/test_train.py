@@ -9,6 +9,7 @@ Slow: every training process traces the DenseNet-169 train step (about a minute 
 do not depend on each other go two at a time, one per core.
 """
 import csv
+import re
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ import numpy as np
 import pytest
 
 from datagen import nyu_members, write_zip
+
+pytestmark = pytest.mark.slow  # every test here trains in subprocesses
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "train.py")
@@ -166,7 +169,7 @@ def test_smoke_run_leaves_a_complete_run_folder(smoke):
     config = json.loads((folder / "config.json").read_text())
     assert config["args"]["smoke"] and config["args"]["epochs"] == 2 and config["args"]["weights"] == "none"
     assert "train.py" in config["command"] and "--smoke" in config["command"]
-    assert config["git_commit"]
+    assert re.fullmatch("[0-9a-f]{40}", config["git_commit"])  # the tests run in a git checkout
     assert "Total params" in (folder / "model_summary.txt").read_text()
 
     rows = log_rows(folder)
