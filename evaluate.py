@@ -37,11 +37,11 @@ import numpy as np
 from tqdm import tqdm
 
 from data import DEFAULT_EVAL_DATA, open_dataset
-from utils import (DEPTH_RANGES, EDGE_THRESHOLD, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES,
-                   NYU, NYU_IMAGE_HW, NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS,
-                   DepthRange, InputError, back_project, check_writable, colorize,
-                   compute_errors, find_default_model, parse_hw,
-                   network_input, predict, quiet_tensorflow, resize_depth, scaled_intrinsics, valid_mask, write_json)
+from quality import quality_measures
+from utils import (DEPTH_RANGES, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU, NYU_IMAGE_HW,
+                   NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS, DepthRange, InputError,
+                   check_writable, colorize, compute_errors, network_input, parse_hw, predict, quiet_tensorflow,
+                   resize_depth, valid_mask, write_json)
 
 CROPS = ("eigen", "garg", "none")
 DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
@@ -49,8 +49,6 @@ QUALITY_NAMES = ("mssim", "edge_f1", "normal_distance")
 PROTOCOLS = ("paper", "reference")
 # The reference protocol's abs rel in the authors' argument order: mean |gt - pred| / pred.
 REFERENCE_ORDER = "abs_rel_reference_order"
-# SSIM as in the loss (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5.
-SSIM_SIGMA = 1.5
 SAMPLE_ERROR_MAX = 0.5  # the error panel of --save-samples spans relative errors 0..50 %
 
 
@@ -93,83 +91,6 @@ def evaluation_mask(gt, kind="nyu", crop="eigen", depth_range=NYU):
     if kind == "kitti":
         mask &= gt <= depth_range.max_m
     return mask
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The paper's quality measures: pure functions of (ground truth, prediction), ground truth first
-# ---------------------------------------------------------------------------------------------------------
-
-
-def depth_ssim(gt, pred, data_range=NYU.max_m, mask=None):
-    """Mean SSIM between two depth maps in metres, over mask (all pixels by default).
-
-    data_range: the span depth values can take, the dataset's cap (10 m on NYU).
-    """
-    from skimage.metrics import structural_similarity
-
-    _, ssim_map = structural_similarity(np.asarray(gt, np.float64), np.asarray(pred, np.float64),
-                                        data_range=data_range, gaussian_weights=True, sigma=SSIM_SIGMA,
-                                        use_sample_covariance=False, full=True)
-    return float(ssim_map[mask].mean() if mask is not None else ssim_map.mean())
-
-
-def edge_map(depth, threshold=EDGE_THRESHOLD):
-    """Depth edges: Sobel gradient magnitude above threshold.
-
-    scipy's Sobel is unnormalised (a step of height d gives 4d on both sides of it), so on depth in metres
-    the paper's threshold of 0.5 marks steps of more than 0.125 m.
-    """
-    from scipy import ndimage
-
-    depth = np.asarray(depth, dtype=np.float64)
-    return np.hypot(ndimage.sobel(depth, axis=0), ndimage.sobel(depth, axis=1)) > threshold
-
-
-def edge_f1(gt, pred, threshold=EDGE_THRESHOLD, mask=None):
-    """F1 score of the prediction's depth edges against the ground truth's, counted inside mask.
-
-    1.0 when neither map has an edge: there is nothing to miss and nothing was invented.
-    """
-    true, found = edge_map(gt, threshold), edge_map(pred, threshold)
-    if mask is not None:
-        true, found = true & mask, found & mask
-    if not true.any() and not found.any():
-        return 1.0
-    # F1 = 2 TP / (2 TP + FP + FN), and 2 TP + FP + FN = |true edges| + |found edges|.
-    return float(2 * np.count_nonzero(true & found) / (np.count_nonzero(true) + np.count_nonzero(found)))
-
-
-def surface_normals(depth, intrinsics):
-    """Unit surface normals (H, W, 3) in the camera frame, from the back-projected depth map.
-
-    Cross product of the point cloud's derivatives along rows and columns: exact for any plane, since
-    differences of points on a plane lie in it.
-    """
-    points = back_project(depth, intrinsics)
-    normals = np.cross(np.gradient(points, axis=1), np.gradient(points, axis=0))
-    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
-
-
-def normal_distance(gt, pred, intrinsics=None, mask=None):
-    """Mean cosine distance 1 - cos(angle) between the surface normals of ground truth and prediction.
-
-    intrinsics: {fx, fy, cx, cy} of the maps' pixels; NYU's Kinect scaled to their size by default.
-    """
-    intrinsics = intrinsics or scaled_intrinsics(*np.shape(gt))
-    cosine = np.sum(surface_normals(gt, intrinsics) * surface_normals(pred, intrinsics), axis=-1)
-    distance = 1.0 - np.clip(cosine, -1.0, 1.0)
-    return float(distance[mask].mean() if mask is not None else distance.mean())
-
-
-def quality_measures(gt, pred, box, mask, depth_range=NYU):
-    """The three quality measures of one image, on its crop box, counted where ground truth is valid."""
-    full = scaled_intrinsics(*gt.shape)
-    top, bottom, left, right = box
-    crop = np.s_[top:bottom, left:right]
-    intrinsics = {"fx": full["fx"], "fy": full["fy"], "cx": full["cx"] - left, "cy": full["cy"] - top}
-    return {"mssim": depth_ssim(gt[crop], pred[crop], depth_range.max_m, mask[crop]),
-            "edge_f1": edge_f1(gt[crop], pred[crop], mask=mask[crop]),
-            "normal_distance": normal_distance(gt[crop], pred[crop], intrinsics, mask[crop])}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -465,33 +386,32 @@ def model_settings(model_path, contract, dataset, args):
     return prediction_range, input_hw
 
 
+def checked_inputs(args):
+    """(dataset, samples, crop) once the data, the crop and every output place are known to work."""
+    dataset = open_dataset(args.data)
+    if args.protocol == "reference" and dataset.kind != "nyu":
+        raise InputError(f"{dataset.name}: --protocol reference is the authors' NYU evaluation; "
+                         f"{dataset.kind} data takes the paper's protocol")
+    crop = args.crop or DEFAULT_CROP[dataset.kind]
+    crop_box(*NYU_IMAGE_HW, dataset.kind, crop)  # an impossible crop fails before the model loads
+    if args.quality and dataset.sparse:
+        raise InputError(f"{dataset.name}: --quality needs dense ground truth, and this dataset is sparse")
+    for path in (args.json, args.per_image, args.save_predictions):  # before the work, not after it
+        if path:
+            check_writable(path)
+    if args.save_samples:
+        check_writable(args.save_samples, folder=True)
+    return dataset, dataset.samples(args.split)[:args.limit], crop
+
+
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from model import contract_warning, describe_contract, load_model, read_contract
+    from model import load_announced
 
     try:
-        dataset = open_dataset(args.data)
-        if args.protocol == "reference" and dataset.kind != "nyu":
-            raise InputError(f"{dataset.name}: --protocol reference is the authors' NYU evaluation; "
-                             f"{dataset.kind} data takes the paper's protocol")
-        samples = dataset.samples(args.split)[:args.limit]
-        crop = args.crop or DEFAULT_CROP[dataset.kind]
-        crop_box(*NYU_IMAGE_HW, dataset.kind, crop)  # an impossible crop fails before the model loads
-        if args.quality and dataset.sparse:
-            raise InputError(f"{dataset.name}: --quality needs dense ground truth, and this dataset is sparse")
-        for path in (args.json, args.per_image, args.save_predictions):  # before the work, not after it
-            if path:
-                check_writable(path)
-        if args.save_samples:
-            check_writable(args.save_samples, folder=True)
-        model_path = Path(args.model) if args.model else find_default_model()
-        print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
-        model = load_model(model_path, args.precision)
-        contract = read_contract(model_path)
-        print(f"contract: {describe_contract(contract)}")
-        if contract_warning(contract):
-            print(f"warning: {contract_warning(contract)}")
+        dataset, samples, crop = checked_inputs(args)
+        model_path, model, contract = load_announced(args.model, args.precision)
         prediction_range, input_hw = model_settings(model_path, contract, dataset, args)
         pairs = ((s.name, *dataset.read(s)) for s in samples)
         predictions = [] if args.save_predictions else None
@@ -522,9 +442,15 @@ def main(argv=None):
                 "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
                 "eval_min_depth_m": dataset.depth_range.eval_min_m}
     settings["skipped_images"] = len(skipped)
+    write_outputs(args, {**settings, **results, "paper": PAPER_RESULTS[dataset.kind]}, records, kept, predictions)
+    return results
+
+
+def write_outputs(args, results, records, kept, predictions):
+    """The files asked for: --json, --per-image, --save-samples, --save-predictions (one line if one fails)."""
     try:
         if args.json:
-            write_json(args.json, {**settings, **results, "paper": PAPER_RESULTS[dataset.kind]})
+            write_json(args.json, results)
             print(f"wrote {args.json}")
         if args.per_image:
             write_per_image_csv(records, args.per_image)
@@ -539,7 +465,6 @@ def main(argv=None):
     except OSError as err:  # the place filled up or went away during the evaluation
         sys.exit(f"error: {err.filename or 'output'}: cannot write ({err.strerror or err}); the results are "
                  "printed above")
-    return results
 
 
 if __name__ == "__main__":

@@ -267,6 +267,23 @@ def describe_contract(contract):
     return ", ".join(parts)
 
 
+def load_announced(path=None, precision=None):
+    """(path, model, contract) of the model a script uses, its choice, contract and any warning printed.
+
+    path None: utils.find_default_model (nyu.h5 here, else the newest run's model).
+    """
+    from utils import find_default_model
+
+    model_path = Path(path) if path else find_default_model()
+    print(f"model: {model_path}{'' if path else ' (default: pass --model to choose)'}")
+    model = load_model(model_path, precision)
+    contract = read_contract(model_path)
+    print(f"contract: {describe_contract(contract)}")
+    if contract_warning(contract):
+        print(f"warning: {contract_warning(contract)}")
+    return model_path, model, contract
+
+
 def contract_warning(contract):
     """A warning line for a smoke run or a barely trained model, else None."""
     training = (contract or {}).get("training") or {}

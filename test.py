@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from utils import (DEPTH_RANGES, NYU, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, check_writable,
                    colorize,
-                   find_default_model, load_image, network_input, predict, quiet_tensorflow, resize_depth, scaled_intrinsics,
+                   load_image, network_input, predict, quiet_tensorflow, resize_depth, scaled_intrinsics,
                    save_depth_montage)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -213,20 +213,14 @@ def intrinsics_for(args, height, width):
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from model import contract_warning, describe_contract, load_model, read_contract
+    from model import load_announced
 
     paths, unmatched = expand_inputs(args.input)
     try:
         if not paths:
             raise InputError(f"no images found in {' '.join(args.input)}")
         check_writable(args.output, folder=True)  # before the model loads and the pictures are predicted
-        model_path = Path(args.model) if args.model else find_default_model()
-        print(f"model: {model_path}{'' if args.model else ' (default: pass --model to choose)'}")
-        model = load_model(model_path, args.precision)
-        contract = read_contract(model_path)
-        print(f"contract: {describe_contract(contract)}")
-        if contract_warning(contract):
-            print(f"warning: {contract_warning(contract)}")
+        model_path, model, contract = load_announced(args.model, args.precision)
         depth_range, max_side = model_settings(model_path, contract, args)
     except InputError as err:
         sys.exit(f"error: {err}")

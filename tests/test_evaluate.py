@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import evaluate
-from evaluate import depth_ssim, edge_f1, normal_distance
-from model import create_model, load_model
+from quality import depth_ssim, edge_f1, normal_distance
+from model import load_model
 from utils import (InputError, compute_errors, find_default_model, per_image_errors,
                    predict, resize_depth, scaled_intrinsics)
 from datagen import npy_bytes

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from evaluate import (crop_box, crop_mask, depth_ssim, edge_f1, edge_map, evaluation_mask, normal_distance,
-                      surface_normals)
+from evaluate import crop_box, crop_mask, evaluation_mask
+from quality import depth_ssim, edge_f1, edge_map, normal_distance, surface_normals
 from utils import KITTI, InputError, scaled_intrinsics
 
 H, W = 48, 64

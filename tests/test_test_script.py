@@ -1,13 +1,12 @@
 """test.py end to end on small pictures of every mode: each promised file, its shape, units and range."""
 import shutil
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 import test as test_script
-from model import create_model, load_model
+from model import load_model
 from utils import load_image, predict, resize_depth, scaled_intrinsics
 
 # name: (PIL mode, height, width); odd sizes on purpose

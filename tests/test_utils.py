@@ -5,7 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 from helpers import compute_errors_per_image, load_images, scale_up
-from utils import (EIGEN_CROP, KITTI, NYU, InputError, colorize, compute_errors, depth_norm, inverse_depth_norm,
+from utils import (EIGEN_CROP, KITTI, InputError, colorize, compute_errors, depth_norm, inverse_depth_norm,
                    load_image, per_image_errors, predict)
 
 
