@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, VERSION, DepthRange, InputError, git_commit,
                    set_precision)
@@ -53,6 +53,10 @@ class ResizeToMatch(keras.layers.Layer):
     in one process work. `convention` (UPSAMPLING_CONVENTIONS) says where source and target pixels sit:
     the authors' layers.py called resize_images(..., align_corners=True) from its first commit (January
     2019, when nyu.h5 and kitti.h5 were trained) until September 2020, when it became TF 2's resize.
+
+    The resize is resize_bilinear (keras.ops) on every backend but TensorFlow, which keeps its own
+    ResizeBilinear kernel: on a CPU the matrix products take 4.5x its time forward and backward
+    (tests/test_backends.py holds the two equal). Either keeps x's dtype, so mixed precision stays intact.
     """
 
     def __init__(self, convention=DEFAULT_UPSAMPLING, half_pixel_centers=None, **kwargs):
@@ -65,10 +69,10 @@ class ResizeToMatch(keras.layers.Layer):
         self.convention = convention
 
     def call(self, x, skip):
-        align_corners, half_pixel_centers = UPSAMPLING_CONVENTIONS[self.convention]
-        resized = tf.raw_ops.ResizeBilinear(images=x, size=tf.shape(skip)[1:3], align_corners=align_corners,
-                                            half_pixel_centers=half_pixel_centers)
-        return tf.cast(resized, x.dtype)  # the op always returns float32; keep mixed precision intact
+        if keras.backend.backend() == "tensorflow":
+            return _tensorflow_resize_bilinear(x, skip, self.convention)
+        _, height, width, _ = ops.shape(skip)
+        return resize_bilinear(x, height, width, self.convention)
 
     def compute_output_shape(self, x_shape, skip_shape):
         return (x_shape[0], skip_shape[1], skip_shape[2], x_shape[3])
@@ -77,9 +81,58 @@ class ResizeToMatch(keras.layers.Layer):
         return {**super().get_config(), "convention": self.convention}
 
 
+def resize_bilinear(x, height, width, convention=DEFAULT_UPSAMPLING):
+    """Bilinear resize of x (B, H, W, C) to height x width in the convention, in x's dtype.
+
+    Two matrix products, rows then columns, with interpolation_matrix's weights: exact for every
+    convention (keras.ops.image.resize has no align_corners), any size, and matmul work for a GPU. Under
+    TensorFlow's graph mode height and width may be scalar tensors.
+    """
+    _, in_h, in_w, _ = ops.shape(x)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    rows = interpolation_matrix(in_h, height, convention, dtype)
+    columns = interpolation_matrix(in_w, width, convention, dtype)
+    return ops.einsum("pw,bowc->bopc", columns, ops.einsum("oh,bhwc->bowc", rows, x))
+
+
+def _tensorflow_resize_bilinear(x, skip, convention):
+    """TensorFlow's own ResizeBilinear kernel, the same resize as resize_bilinear (imported only here)."""
+    import tensorflow as tf
+
+    align_corners, half_pixel_centers = UPSAMPLING_CONVENTIONS[convention]
+    resized = tf.raw_ops.ResizeBilinear(images=x, size=tf.shape(skip)[1:3], align_corners=align_corners,
+                                        half_pixel_centers=half_pixel_centers)
+    return tf.cast(resized, x.dtype)  # the op always returns float32; keep mixed precision intact
+
+
+def interpolation_matrix(in_size, out_size, convention=DEFAULT_UPSAMPLING, dtype="float32"):
+    """(out_size, in_size) weights of 1-D bilinear interpolation, as TensorFlow's ResizeBilinear takes them.
+
+    Output pixel i samples the input at src = (i + 0.5) * scale - 0.5 (half-pixel centres) or i * scale,
+    with scale = in / out, or (in - 1) / (out - 1) with align_corners; its weights are 1 - frac(src) on
+    max(floor(src), 0) and frac(src) on min(ceil(src), in - 1). Computed in float32 like TensorFlow's
+    kernel, so every convention matches it to rounding. Sizes may be Python ints or scalar tensors.
+    """
+    align_corners, half_pixel_centers = UPSAMPLING_CONVENTIONS[convention]
+    in_f, out_f = ops.cast(in_size, "float32"), ops.cast(out_size, "float32")
+    scale = in_f / out_f
+    if align_corners:
+        scale = ops.where(out_f > 1, (in_f - 1) / ops.maximum(out_f - 1, 1), scale)
+    index = ops.cast(ops.arange(out_size), "float32")
+    src = (index + 0.5) * scale - 0.5 if half_pixel_centers else index * scale
+    src_floor = ops.floor(src)
+    lerp = ops.expand_dims(src - src_floor, 1)
+    lower = ops.expand_dims(ops.maximum(src_floor, 0.0), 1)
+    upper = ops.expand_dims(ops.minimum(ops.ceil(src), in_f - 1), 1)
+    column = ops.expand_dims(ops.cast(ops.arange(in_size), "float32"), 0)
+    weights = (ops.cast(ops.equal(column, lower), "float32") * (1.0 - lerp)
+               + ops.cast(ops.equal(column, upper), "float32") * lerp)
+    return ops.cast(weights, dtype)
+
+
 def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
                  leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, upsampling=DEFAULT_UPSAMPLING):
-    """The DenseDepth network as a functional tf.keras model.
+    """The DenseDepth network as a functional Keras model.
 
     Args:
         encoder: "densenet169" (the paper) or "densenet201" (its ablation).
