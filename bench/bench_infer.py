@@ -15,6 +15,13 @@ left out). Achieved GFLOP/s = images/s x GFLOP per image; compare it with the ma
 (--peak-tflops prints the fraction). The metric comparison renders --metric-images synthetic rooms and
 evaluates them as evaluate.py does (flip, 2x up-sampling, Eigen crop) at each precision: it needs a trained
 model (--model, else nyu.h5 or the newest under runs/) to mean anything.
+
+On any Keras backend, random NumPy images and no TensorFlow needed (a GPU machine with JAX but no TensorFlow):
+
+    python bench/bench_infer.py --backend jax --data random --batch-sizes 1 32 --precision bfloat16
+
+measures one precision in this process (JAX: the forward pass jitted through model.stateless_call;
+PyTorch and TensorFlow: model.predict_on_batch), with the device's peak memory and the achieved TFLOP/s.
 """
 import argparse
 import itertools
@@ -31,9 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+from backends import BACKEND_POLICIES, BACKENDS, conv_flops  # noqa: E402  (the bench folder is on sys.path)
 from utils import METRIC_NAMES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, find_default_model
-
-DECODER_LAYERS = ("conv2", "up1_", "up2_", "up3_", "up4_", "conv3")  # name prefixes of the decoder's layers
 
 
 def parse_args(argv=None):
@@ -44,22 +50,30 @@ def parse_args(argv=None):
                         help="decoder width of the random-weight network when there is no model (default 1.0)")
     parser.add_argument("--height", type=int, default=NYU_IMAGE_HW[0], help="input height (default 480)")
     parser.add_argument("--width", type=int, default=NYU_IMAGE_HW[1], help="input width (default 640)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=tuple(PRECISION_POLICIES),
+    parser.add_argument("--batch-sizes", "--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
+    parser.add_argument("--precisions", "--precision", nargs="+", default=["float32", "bfloat16"], choices=tuple(PRECISION_POLICIES),
                         help="compute precisions (default float32 bfloat16)")
     parser.add_argument("--xla", nargs="+", default=["off", "on"], choices=("off", "on"),
                         help="run without and/or with XLA jit_compile (default off on)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per configuration after the first "
+    parser.add_argument("--repeats", "--steps", type=int, default=2, help="timed calls per configuration after the first "
                                                                "(default 2)")
     parser.add_argument("--metric-images", type=int, default=4,
                         help="synthetic images for the bfloat16-vs-float32 metric comparison (0: skip; default 4)")
     parser.add_argument("--peak-tflops", type=float, help="the machine's peak TFLOP/s, to print the fraction reached")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="time on this Keras backend with random NumPy images (needs no TensorFlow unless "
+                             "the backend is TensorFlow); one precision, measured in this process")
+    parser.add_argument("--data", choices=["random"], default="random",
+                        help="with --backend: random NumPy images (the only choice)")
+    parser.add_argument("--jsonl", help="with --backend: append each result as a JSON line to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one configuration, run in a fresh process
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.repeats < 1 or args.metric_images < 0:
         parser.error("--batch-sizes and --repeats must be at least 1, --metric-images at least 0")
     if args.height < 32 or args.width < 32:
         parser.error("--height and --width must be at least 32")
+    if args.backend and (len(args.precisions) != 1 or args.precisions[0] not in BACKEND_POLICIES):
+        parser.error("with --backend, give one --precision: float32 or bfloat16")
     return args
 
 
@@ -123,29 +137,7 @@ def run_child(config):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-# ---------------------------------------------------------------------------------------------------------
-# FLOPs, counted over the layers
-# ---------------------------------------------------------------------------------------------------------
-
-
-def conv_flops(model, height, width):
-    """(encoder, decoder) FLOPs per image: 2 x multiply-accumulates of every Conv2D at height x width."""
-    import keras
-
-    # A copy with a fixed input size, so that every layer's output shape is known.
-    model = keras.models.clone_model(model, input_tensors=keras.Input((height, width, 3)))
-    encoder = decoder = 0
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.Conv2D):
-            continue
-        _, height, width, _ = layer.output.shape
-        kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
-        flops = 2 * height * width * kernel_h * kernel_w * channels_in * channels_out
-        if layer.name.startswith(DECODER_LAYERS):
-            decoder += flops
-        else:
-            encoder += flops
-    return encoder, decoder
+# FLOPs are counted over the layers by backends.conv_flops.
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -189,8 +181,77 @@ def metrics_by_precision(model_path, decoder_width, precisions, count, height, w
 # ---------------------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------------------
+# --backend: any Keras backend, random NumPy images, no TensorFlow needed
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run_backend(args):
+    """Time each batch size at one precision on the selected backend, in this process; print JSON lines."""
+    from backends import select_backend
+
+    select_backend(args.backend)
+    import keras
+
+    from backends import device_name, error_line, is_out_of_memory, peak_memory_mb, reset_peak_memory
+
+    backend, precision = keras.backend.backend(), args.precisions[0]
+    model = build_model(args.model, args.decoder_width, precision)
+    encoder, decoder = conv_flops(model, args.height, args.width)
+    gflop = (encoder + decoder) / 1e9
+    forward = jax_forward(model) if backend == "jax" else lambda x: model.predict_on_batch(x)
+    device = device_name(backend)
+    print(f"{backend} on {device}, {precision}, {args.width}x{args.height}, {gflop:.1f} GFLOP per image", flush=True)
+    failed = False
+    for batch in sorted(args.batch_sizes):
+        row = {"kind": "infer", "backend": backend, "precision": precision, "batch": batch, "height": args.height,
+               "width": args.width, "decoder_width": args.decoder_width, "device": device, "gflop_forward": gflop}
+        images = np.random.default_rng(0).random((batch, args.height, args.width, 3), dtype=np.float32)
+        reset_peak_memory(backend)
+        try:
+            start = time.perf_counter()
+            np.asarray(forward(images))  # traces and compiles
+            first = time.perf_counter() - start
+            seconds = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                np.asarray(forward(images))  # a NumPy copy of the output waits for it
+                seconds.append(time.perf_counter() - start)
+        except Exception as err:
+            row["error"] = ("out of memory: " if is_out_of_memory(err) else "") + error_line(err)
+            failed = True
+        else:
+            call_s = float(np.median(seconds))
+            peak_mb, where = peak_memory_mb(backend)
+            row.update({"images_per_s": batch / call_s, "call_ms": 1000 * call_s, "first_call_s": first,
+                        "peak_mb": peak_mb, "memory": where, "tflops": gflop * batch / call_s / 1000})
+        print(json.dumps(row), flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    if failed:
+        sys.exit(1)
+
+
+def jax_forward(model):
+    """forward(images) -> prediction: the network jitted on its variables' values, held on the device."""
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    @jax.jit
+    def forward(trainable, non_trainable, images):
+        return model.stateless_call(trainable, non_trainable, images, training=False)[0]
+
+    # The images are copied to the device inside the timed call, as a real prediction would have them.
+    return lambda images: forward(trainable, non_trainable, images)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.backend:
+        return run_backend(args)
     if args.child:
         print(json.dumps(time_configuration(json.loads(args.child))))
         return

@@ -14,6 +14,19 @@ By default every step trains on one random batch held in memory, which measures 
 feeds train.py's tf.data pipeline instead (decoding, resizing and augmentation share the CPUs). Peak memory
 is the process's peak resident memory (model, optimizer state, activations and the TensorFlow runtime on a
 CPU) and, on a GPU, TensorFlow's peak allocation on GPU:0.
+
+On any Keras backend, with NumPy batches and no TensorFlow needed (a GPU machine with JAX but no TensorFlow):
+
+    python bench/bench_train.py --backend jax --data random --height 480 --width 640 --batch 8 --precision bfloat16
+    python bench/bench_train.py --backend jax --data random --batch 8 --find-max-batch --jsonl results.jsonl
+
+There the step is the network and the depth loss under Adam, nothing of train.py: on JAX a jitted step
+written with Keras' stateless API (model.stateless_call, jax.value_and_grad, optimizer.stateless_apply)
+on one device, on PyTorch and TensorFlow model.train_on_batch. One configuration (a precision, a decoder
+width) is measured in this process; --find-max-batch doubles the batch from --batch until the device runs
+out of memory, one result line per batch. Peak memory is the device's peak allocation (JAX: since the
+process began), achieved TFLOP/s counts 3 x the forward convolutions' FLOPs per image (forward, and the
+two products of the backward pass).
 """
 import argparse
 import json
@@ -22,11 +35,14 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere: the repo root holds the modules
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from backends import BACKEND_POLICIES, BACKENDS  # noqa: E402  (the bench folder is on sys.path)
 
 DECODER_WIDTHS = (1.0, 0.5)  # the paper's decoder, the reference code's
 CHILD_TIMEOUT_S = 1800  # one configuration; a hung child must not hang the bench
@@ -35,24 +51,52 @@ CHILD_TIMEOUT_S = 1800  # one configuration; a hung child must not hang the benc
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input-size", default="128x160", help="training input HxW (default 128x160)")
-    parser.add_argument("--bs", type=int, default=2, help="global batch over all replicas (default 2)")
+    parser.add_argument("--height", type=int, help="input height (overrides --input-size)")
+    parser.add_argument("--width", type=int, help="input width (overrides --input-size)")
+    parser.add_argument("--bs", "--batch", type=int, default=2, help="global batch over all replicas (default 2)")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps (default 5)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed steps first; the first one traces the graph (default 2)")
     parser.add_argument("--encoder", default="densenet169", choices=["densenet169", "densenet201"])
     parser.add_argument("--decoder-widths", type=float, nargs="+", default=list(DECODER_WIDTHS), metavar="W",
                         help="decoder widths to measure (default: 1.0 0.5)")
-    parser.add_argument("--precisions", nargs="+", default=["float32", "mixed"], choices=["float32", "mixed"],
-                        help="float32 and/or --mixed-precision (default: both)")
+    parser.add_argument("--precisions", "--precision", nargs="+", default=None,
+                        choices=["float32", "mixed", "bfloat16"],
+                        help="float32 and/or train.py's --mixed-precision (default: both); with --backend: "
+                             "float32 or bfloat16 (mixed bfloat16, float32 weights; default float32)")
     parser.add_argument("--data", default=None,
                         help="a --data value of train.py (e.g. synthetic:24:8) to train through its input "
-                             "pipeline (default: one random batch in memory, the step alone)")
+                             "pipeline, or 'random' (the default: one random batch in memory, the step alone)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="measure on this Keras backend with NumPy batches, without train.py (needs no "
+                             "TensorFlow unless the backend is TensorFlow); requires --data random")
+    parser.add_argument("--find-max-batch", action="store_true",
+                        help="with --backend: double the batch from --bs until it no longer fits in memory")
+    parser.add_argument("--lr", type=float, default=1e-4, help="with --backend: Adam's learning rate (default 1e-4)")
+    parser.add_argument("--jsonl", help="with --backend: append each result as a JSON line to this file")
     parser.add_argument("--child", action="store_true",
                         help="internal: measure one configuration (--decoder-widths W --precisions P) in this "
                              "process and print it as one JSON line (the bench starts itself this way)")
     args = parser.parse_args(argv)
     if min(args.bs, args.steps, args.warmup) < 1:
         parser.error("--bs, --steps and --warmup must be at least 1")
+    if args.height or args.width:
+        height, width = (int(v) for v in args.input_size.lower().split("x"))
+        args.input_size = f"{args.height or height}x{args.width or width}"
+    if args.data == "random":
+        args.data = None
+    if args.backend:
+        if args.data:
+            parser.error("--backend trains on random NumPy batches: use --data random (or leave --data out)")
+        args.precisions = args.precisions or ["float32"]
+        if "mixed" in args.precisions:
+            parser.error("with --backend, choose --precision float32 or bfloat16")
+    else:
+        args.precisions = args.precisions or ["float32", "mixed"]
+        if "bfloat16" in args.precisions:
+            parser.error("without --backend, --precisions takes float32 and mixed (train.py's --mixed-precision)")
+        if args.find_max_batch:
+            parser.error("--find-max-batch needs --backend")
     return args
 
 
@@ -156,9 +200,173 @@ def print_table(rows):
         if i == 0:
             print("-+-".join("-" * w for w in widths))
 
+# ---------------------------------------------------------------------------------------------------------
+# --backend: the network and the loss on any Keras backend, NumPy batches, no TensorFlow needed
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run_backend(args):
+    """Measure the configurations: in this process when there is one, else one child process each."""
+    configurations = [(w, p) for w in args.decoder_widths for p in args.precisions]
+    if len(configurations) > 1:
+        for width, precision in configurations:
+            command = [sys.executable, str(Path(__file__).resolve()), "--backend", args.backend,
+                       "--decoder-widths", str(width), "--precisions", precision, "--input-size", args.input_size,
+                       "--bs", str(args.bs), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                       "--encoder", args.encoder, "--lr", str(args.lr)]
+            command += (["--find-max-batch"] if args.find_max_batch else []) + (["--jsonl", args.jsonl] if args.jsonl else [])
+            try:
+                subprocess.run(command, cwd=REPO, timeout=CHILD_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                print(f"decoder {width} {precision}: no result within {CHILD_TIMEOUT_S} s", file=sys.stderr)
+        return
+    from backends import select_backend
+
+    select_backend(args.backend)
+    height, width_px = (int(v) for v in args.input_size.lower().split("x"))
+    batch, rows = args.bs, []
+    while True:
+        row = backend_train_row(args, height, width_px, batch)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if not args.find_max_batch or "error" in row:
+            break
+        batch *= 2
+    fitted = [r for r in rows if "error" not in r]
+    for r in rows:
+        if "error" in r:
+            print(f"batch {r['batch']}: {r['error']}")
+        else:
+            print(f"batch {r['batch']}: {r['images_per_s']:.2f} images/s, {r['step_ms']:.0f} ms/step, "
+                  f"{r['tflops']:.2f} TFLOP/s, peak {r['peak_mb']:.0f} MB ({r['memory']}), first step "
+                  f"{r['first_step_s']:.1f} s")
+    if args.find_max_batch and fitted:
+        print(f"largest batch that fits: {fitted[-1]['batch']}")
+    if not fitted:
+        sys.exit(1)
+
+
+def backend_train_row(args, height, width, batch):
+    """One result dict (or one with "error") for a batch size, measured on the selected backend."""
+    import gc
+
+    import keras
+    import numpy as np
+
+    from backends import conv_flops, device_name, error_line, is_out_of_memory, peak_memory_mb, reset_peak_memory
+    from loss import depth_loss_function
+    from model import create_model
+
+    backend = keras.backend.backend()
+    width_mult, precision = args.decoder_widths[0], args.precisions[0]
+    row = {"kind": "train", "backend": backend, "precision": precision, "batch": batch, "height": height,
+           "width": width, "decoder_width": width_mult, "device": device_name(backend)}
+    keras.mixed_precision.set_global_policy(BACKEND_POLICIES[precision])
+    keras.utils.set_random_seed(0)
+    model = create_model(args.encoder, weights=None, decoder_width=width_mult)
+    encoder_flops, decoder_flops = conv_flops(model, height, width)
+    rng = np.random.default_rng(0)
+    images = rng.random((batch, height, width, 3), dtype=np.float32)
+    targets = rng.uniform(1.0, 10.0, (batch, height // 2, width // 2, 1)).astype(np.float32)
+    reset_peak_memory(backend)
+    try:
+        step = jax_trainer(model, args.lr) if backend == "jax" else keras_trainer(model, args.lr)
+        start = time.perf_counter()
+        step(images, targets, wait=True)  # traces and compiles
+        first_step_s = time.perf_counter() - start
+        for _ in range(args.warmup - 1):
+            step(images, targets, wait=False)
+        step(None, None, wait=True)  # let queued work finish before the clock starts
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step(images, targets, wait=False)
+        last = step(None, None, wait=True)
+        timed_s = time.perf_counter() - start
+        if not np.isfinite(last):
+            raise FloatingPointError(f"loss is {last}")
+    except Exception as err:  # an out-of-memory error ends --find-max-batch; any other is reported too
+        row["error"] = ("out of memory: " if is_out_of_memory(err) else "") + error_line(err)
+        return row
+    finally:
+        del model
+        gc.collect()
+    images_per_s = args.steps * batch / timed_s
+    peak_mb, where = peak_memory_mb(backend)
+    gflop = (encoder_flops + decoder_flops) / 1e9
+    row.update({"images_per_s": images_per_s, "step_ms": 1000 * timed_s / args.steps, "first_step_s": first_step_s,
+                "peak_mb": peak_mb, "memory": where, "gflop_forward": gflop,
+                "tflops": 3 * gflop * images_per_s / 1000, "steps": args.steps, "loss": float(last)})
+    return row
+
+
+def jax_trainer(model, lr):
+    """step(images, targets, wait) -> loss: a jitted Adam step on the variables' values, held on device.
+
+    wait=False queues the step and returns at once (JAX runs asynchronously); wait=True returns its loss.
+    """
+    import jax
+    import keras
+
+    from loss import depth_loss_function
+
+    optimizer = keras.optimizers.Adam(lr)
+    optimizer.build(model.trainable_variables)
+
+    def loss_fn(trainable, non_trainable, images, targets):
+        prediction, non_trainable = model.stateless_call(trainable, non_trainable, images, training=True)
+        return keras.ops.mean(depth_loss_function(targets, prediction)), non_trainable
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    @partial(jax.jit, donate_argnums=0)
+    def train_step(state, images, targets):
+        trainable, non_trainable, optimizer_variables = state
+        (loss, non_trainable), grads = grad_fn(trainable, non_trainable, images, targets)
+        trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, grads, trainable)
+        return (trainable, non_trainable, optimizer_variables), loss
+
+    state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+             [v.value for v in optimizer.variables])
+    on_device = {}
+    box = {"state": state, "loss": None}
+
+    def step(images, targets, wait):
+        if images is not None:
+            if "images" not in on_device:  # one batch, copied to the device once
+                on_device["images"], on_device["targets"] = jax.device_put(images), jax.device_put(targets)
+            box["state"], box["loss"] = train_step(box["state"], on_device["images"], on_device["targets"])
+        if wait:
+            return float(box["loss"])
+        return None
+
+    return step
+
+
+def keras_trainer(model, lr):
+    """step(images, targets, wait) -> loss with model.train_on_batch (PyTorch, TensorFlow)."""
+    import keras
+
+    from loss import depth_loss_function
+
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=depth_loss_function)
+    box = {"loss": None}
+
+    def step(images, targets, wait):
+        if images is not None:
+            box["loss"] = model.train_on_batch(images, targets)  # returns a Python float: it waits
+        return float(box["loss"]) if wait else None
+
+    return step
+
+
 
 def main():
     args = parse_args()
+    if args.backend:
+        return run_backend(args)
     if args.child:
         return run_child(args)
     train_args(args, args.decoder_widths[0], args.precisions[0])  # bad sizes fail here, before any child

@@ -1,0 +1,116 @@
+"""What bench_train.py and bench_infer.py share when they run on a chosen Keras backend (--backend).
+
+Nothing here imports TensorFlow unless the backend is TensorFlow, so the benches run on a machine that has
+JAX or PyTorch and no TensorFlow. Keras reads KERAS_BACKEND once, at its first import: select_backend
+must come before anything imports keras (model.py, loss.py).
+"""
+import os
+import resource
+
+BACKENDS = ("tensorflow", "jax", "torch")
+# The compute precisions a backend run takes, as Keras dtype policies (float32 weights under mixed ones).
+BACKEND_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+GFLOP_480x640 = 245.4  # the paper's network, forward, per 480x640 image (bench_infer.py counts it)
+
+
+def select_backend(backend):
+    """Make Keras use backend; refuses if Keras was already imported with another one."""
+    import sys
+
+    os.environ["KERAS_BACKEND"] = backend
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise SystemExit(f"error: Keras already runs on {keras.backend.backend()}, not {backend}")
+    if backend == "jax":
+        # Compiled programs survive the process: a rerun of the same configuration skips XLA's compile.
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_CACHE_DIR", "/tmp/jax_cache"))
+
+
+def device_name(backend):
+    """The accelerator the backend computes on, in words, or the CPU."""
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform.upper()} {getattr(device, 'device_kind', '')}".strip()
+    if backend == "torch":
+        import torch
+
+        return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({len(gpus)})" if gpus else "CPU"
+
+
+def peak_memory_mb(backend):
+    """(peak MB so far, where): the accelerator's peak allocation, else the process's peak resident set."""
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"] / 2**20, "device"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**20, "device"
+    else:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, "device"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host RSS"  # Linux: KiB
+
+
+def reset_peak_memory(backend):
+    """Start the peak over where the backend allows it (PyTorch, TensorFlow); JAX's only grows."""
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def is_out_of_memory(err):
+    """Whether an exception is the accelerator (or host) running out of memory, on any backend."""
+    text = f"{type(err).__name__}: {err}".lower()
+    return isinstance(err, MemoryError) or any(
+        marker in text for marker in ("resource_exhausted", "out of memory", "outofmemory", "oom"))
+
+
+def conv_flops(model, height, width):
+    """(encoder, decoder) FLOPs per image: 2 x multiply-accumulates of every Conv2D at height x width."""
+    import keras
+
+    decoder_layers = ("conv2", "up1_", "up2_", "up3_", "up4_", "conv3")
+    # A copy with a fixed input size, so that every layer's output shape is known.
+    model = keras.models.clone_model(model, input_tensors=keras.Input((height, width, 3)))
+    encoder = decoder = 0
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Conv2D):
+            continue
+        _, out_h, out_w, _ = layer.output.shape
+        kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
+        flops = 2 * out_h * out_w * kernel_h * kernel_w * channels_in * channels_out
+        if layer.name.startswith(decoder_layers):
+            decoder += flops
+        else:
+            encoder += flops
+    return encoder, decoder
+
+
+def error_line(err, limit=160):
+    """An exception as one short line for a table cell."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
