@@ -72,6 +72,8 @@ def parse_args(argv=None):
                              "TensorFlow unless the backend is TensorFlow); requires --data random")
     parser.add_argument("--find-max-batch", action="store_true",
                         help="with --backend: double the batch from --bs until it no longer fits in memory")
+    parser.add_argument("--max-batch", type=int, default=1024,
+                        help="with --find-max-batch: stop doubling past this batch (default 1024)")
     parser.add_argument("--lr", type=float, default=1e-4, help="with --backend: Adam's learning rate (default 1e-4)")
     parser.add_argument("--jsonl", help="with --backend: append each result as a JSON line to this file")
     parser.add_argument("--child", action="store_true",
@@ -213,7 +215,7 @@ def run_backend(args):
             command = [sys.executable, str(Path(__file__).resolve()), "--backend", args.backend,
                        "--decoder-widths", str(width), "--precisions", precision, "--input-size", args.input_size,
                        "--bs", str(args.bs), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                       "--encoder", args.encoder, "--lr", str(args.lr)]
+                       "--encoder", args.encoder, "--lr", str(args.lr), "--max-batch", str(args.max_batch)]
             command += (["--find-max-batch"] if args.find_max_batch else []) + (["--jsonl", args.jsonl] if args.jsonl else [])
             try:
                 subprocess.run(command, cwd=REPO, timeout=CHILD_TIMEOUT_S)
@@ -232,7 +234,7 @@ def run_backend(args):
         if args.jsonl:
             with open(args.jsonl, "a") as f:
                 f.write(json.dumps(row) + "\n")
-        if not args.find_max_batch or "error" in row:
+        if not args.find_max_batch or "error" in row or batch * 2 > args.max_batch:
             break
         batch *= 2
     fitted = [r for r in rows if "error" not in r]

@@ -166,6 +166,16 @@ def check_backend(backend, side):
     np.testing.assert_allclose(loaded(side["images"]), side["prediction"], atol=1e-5)
 
 
+def test_model_loss_and_benches_import_without_tensorflow():
+    """The path bench/gpu.sh takes on a machine without TensorFlow: no module imports it at the top."""
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.path[:0] = ['.', 'bench']; "
+            "import model, loss, utils, backends, bench_train, bench_infer; "
+            "assert model.keras.backend.backend() == 'jax'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=TESTS.parent, capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_jax_network_and_loss_equal_tensorflows(tensorflow_side):
     check_backend("jax", tensorflow_side)
