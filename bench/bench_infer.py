@@ -51,13 +51,14 @@ def parse_args(argv=None):
                         help="decoder width of the random-weight network when there is no model (default 1.0)")
     parser.add_argument("--height", type=int, default=NYU_IMAGE_HW[0], help="input height (default 480)")
     parser.add_argument("--width", type=int, default=NYU_IMAGE_HW[1], help="input width (default 640)")
-    parser.add_argument("--batch-sizes", "--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--precisions", "--precision", nargs="+", default=["float32", "bfloat16"], choices=tuple(PRECISION_POLICIES),
-                        help="compute precisions (default float32 bfloat16)")
+    parser.add_argument("--batch-sizes", "--batch", type=int, nargs="+", default=[1, 8],
+                        help="batch sizes (default 1 8)")
+    parser.add_argument("--precisions", "--precision", nargs="+", default=["float32", "bfloat16"],
+                        choices=tuple(PRECISION_POLICIES), help="compute precisions (default float32 bfloat16)")
     parser.add_argument("--xla", nargs="+", default=["off", "on"], choices=("off", "on"),
                         help="run without and/or with XLA jit_compile (default off on)")
-    parser.add_argument("--repeats", "--steps", type=int, default=2, help="timed calls per configuration after the first "
-                                                               "(default 2)")
+    parser.add_argument("--repeats", "--steps", type=int, default=2,
+                        help="timed calls per configuration after the first (default 2)")
     parser.add_argument("--metric-images", type=int, default=4,
                         help="synthetic images for the bfloat16-vs-float32 metric comparison (0: skip; default 4)")
     parser.add_argument("--peak-tflops", type=float, help="the machine's peak TFLOP/s, to print the fraction reached")

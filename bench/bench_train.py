@@ -58,8 +58,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed steps first; the first one traces the graph (default 2)")
     parser.add_argument("--encoder", default="densenet169", choices=["densenet169", "densenet201"])
-    parser.add_argument("--decoder-widths", type=float, nargs="+", default=list(DECODER_WIDTHS), metavar="W",
-                        help="decoder widths to measure (default: 1.0 0.5)")
+    parser.add_argument("--decoder-widths", type=float, nargs="+", default=None, metavar="W",
+                        help="decoder widths to measure (default: 1.0 0.5; with --backend 1.0)")
     parser.add_argument("--precisions", "--precision", nargs="+", default=None,
                         choices=["float32", "mixed", "bfloat16"],
                         help="float32 and/or train.py's --mixed-precision (default: both); with --backend: "
@@ -87,6 +87,7 @@ def parse_args(argv=None):
         args.input_size = f"{args.height or height}x{args.width or width}"
     if args.data == "random":
         args.data = None
+    args.decoder_widths = args.decoder_widths or ([1.0] if args.backend else list(DECODER_WIDTHS))
     if args.backend:
         if args.data:
             parser.error("--backend trains on random NumPy batches: use --data random (or leave --data out)")
@@ -216,7 +217,8 @@ def run_backend(args):
                        "--decoder-widths", str(width), "--precisions", precision, "--input-size", args.input_size,
                        "--bs", str(args.bs), "--steps", str(args.steps), "--warmup", str(args.warmup),
                        "--encoder", args.encoder, "--lr", str(args.lr), "--max-batch", str(args.max_batch)]
-            command += (["--find-max-batch"] if args.find_max_batch else []) + (["--jsonl", args.jsonl] if args.jsonl else [])
+            command += ["--find-max-batch"] if args.find_max_batch else []
+            command += ["--jsonl", args.jsonl] if args.jsonl else []
             try:
                 subprocess.run(command, cwd=REPO, timeout=CHILD_TIMEOUT_S)
             except subprocess.TimeoutExpired:

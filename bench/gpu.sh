@@ -20,7 +20,7 @@ QUICK=0
 PY=${PYTHON:-python3}
 PEAK_TFLOPS=${PEAK_TFLOPS:-790}
 RESULTS=${RESULTS:-/tmp/densedepth_gpu}
-BUDGET_S=${BUDGET_S:-$(( QUICK ? 1500 : 450 ))}  # all configurations together; install and table on top
+BUDGET_S=${BUDGET_S:-$(( QUICK ? 3600 : 430 ))}  # all configurations together; install and table on top
 START_S=$SECONDS
 mkdir -p "$RESULTS"
 : > "$RESULTS/results.jsonl"
@@ -40,7 +40,7 @@ fi
 if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; fi
 
 if (( QUICK )); then
-    SIZE=(--height 64 --width 64); TRAIN=(--steps 2 --warmup 1 --max-batch 4); INFER=(--steps 2); B0=2; BIG=4; CAP=240
+    SIZE=(--height 64 --width 64); TRAIN=(--steps 2 --warmup 1 --max-batch 4); INFER=(--steps 2); B0=2; BIG=4; CAP=${QUICK_CAP_S:-600}
 else
     SIZE=(--height 480 --width 640); TRAIN=(--steps 10 --warmup 2 --max-batch 512); INFER=(--steps 20); B0=8; BIG=32; CAP=0
 fi
@@ -76,20 +76,22 @@ print("\n".join(log[-3:]))
 EOF
 }
 
-TRAIN_CMD=("$PY" bench/bench_train.py --data random "${SIZE[@]}" "${TRAIN[@]}" --bs "$B0" --find-max-batch)
+TRAIN_CMD=("$PY" bench/bench_train.py --data random "${SIZE[@]}" "${TRAIN[@]}")
 INFER_CMD=("$PY" bench/bench_infer.py --data random "${SIZE[@]}" "${INFER[@]}" --batch-sizes 1 "$BIG")
-# Most wanted first: whatever the budget leaves out comes last.
-run train_jax_bfloat16 200 "${TRAIN_CMD[@]}" --backend jax --precision bfloat16
-run infer_jax_bfloat16 60 "${INFER_CMD[@]}" --backend jax --precision bfloat16
-run train_jax_float32 150 "${TRAIN_CMD[@]}" --backend jax --precision float32
+# The main rows first, the search for the largest batch last: whatever the budget leaves out comes last.
+run train_jax_bfloat16 130 "${TRAIN_CMD[@]}" --bs "$B0" --backend jax --precision bfloat16
+run infer_jax_bfloat16 70 "${INFER_CMD[@]}" --backend jax --precision bfloat16
+run train_jax_float32 110 "${TRAIN_CMD[@]}" --bs "$B0" --backend jax --precision float32
 run infer_jax_float32 60 "${INFER_CMD[@]}" --backend jax --precision float32
 if "$PY" -c "import torch" 2>/dev/null; then
-    run train_torch_bfloat16 90 "$PY" bench/bench_train.py --data random "${SIZE[@]}" "${TRAIN[@]}" --bs "$B0" \
-        --backend torch --precision bfloat16
-    run infer_torch_bfloat16 60 "${INFER_CMD[@]}" --backend torch --precision bfloat16
+    run train_torch_bfloat16 70 "${TRAIN_CMD[@]}" --bs "$B0" --backend torch --precision bfloat16
+    run infer_torch_bfloat16 50 "${INFER_CMD[@]}" --backend torch --precision bfloat16
 else
     echo "{\"config\": \"torch\", \"error\": \"PyTorch is not importable here\"}" >> "$RESULTS/results.jsonl"
 fi
+# Doubling from twice the first batch until the device runs out of memory (each batch compiles anew).
+run maxbatch_jax_bfloat16 400 "${TRAIN_CMD[@]}" --bs $(( 2 * B0 )) --find-max-batch --backend jax --precision bfloat16
+run maxbatch_jax_float32 400 "${TRAIN_CMD[@]}" --bs $(( 2 * B0 )) --find-max-batch --backend jax --precision float32
 
 "$PY" - "$RESULTS/results.jsonl" "$PEAK_TFLOPS" <<'EOF'
 import json, sys
@@ -107,11 +109,11 @@ for i, r in enumerate(rows):
         continue
     ms = r.get("step_ms", r.get("call_ms"))
     note = ""
-    if r["kind"] == "train" and r["config"].startswith("train_jax"):
+    if r["config"].startswith("maxbatch"):
         later = [x for x in rows[i + 1:] if x["config"] == r["config"]]
         if not later or "error" in later[0]:
             oom = later and "out of memory" in later[0]["error"]
-            note = "largest that fits" if oom else "largest measured"
+            note = "largest that fits" if oom else "largest measured (no out-of-memory seen)"
     lines.append([r["config"], str(r["batch"]), f"{r['images_per_s']:.1f}", f"{ms:.1f}",
                   f"{r['peak_mb']:.0f}" + ("" if r.get("memory") == "device" else " (host)"),
                   f"{r['tflops']:.1f}", f"{100 * r['tflops'] / peak:.1f}", note])
