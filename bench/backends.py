@@ -40,7 +40,8 @@ def device_name(backend):
         import jax
 
         device = jax.devices()[0]
-        return f"{device.platform.upper()} {getattr(device, 'device_kind', '')}".strip()
+        kind = getattr(device, "device_kind", "")
+        return device.platform.upper() + (f" {kind}" if kind and kind.lower() != device.platform else "")
     if backend == "torch":
         import torch
 

@@ -248,7 +248,8 @@ def run_backend(args):
                   f"{r['tflops']:.2f} TFLOP/s, peak {r['peak_mb']:.0f} MB ({r['memory']}), first step "
                   f"{r['first_step_s']:.1f} s")
     if args.find_max_batch and fitted:
-        print(f"largest batch that fits: {fitted[-1]['batch']}")
+        stop = "the next one ran out of memory" if "error" in rows[-1] else f"--max-batch {args.max_batch} reached"
+        print(f"largest batch measured: {fitted[-1]['batch']} ({stop})")
     if not fitted:
         sys.exit(1)
 

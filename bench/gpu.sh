@@ -27,7 +27,7 @@ mkdir -p "$RESULTS"
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}  # Keras' default, TensorFlow, cannot even import here
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.92}  # JAX's default 0.75 caps the batch
-export JAX_CACHE_DIR=${JAX_CACHE_DIR:-$RESULTS/jax_cache}
+export JAX_CACHE_DIR=${JAX_CACHE_DIR:-/tmp/densedepth_jax_cache}  # kept out of $RESULTS: many small files
 
 # Keras and what it needs beyond the machine's packages, from the wheels prepared beforehand.
 if ! "$PY" -c "import keras" 2>/dev/null; then
@@ -100,8 +100,9 @@ peak = float(sys.argv[2])
 device = next((r["device"] for r in rows if r.get("device")), "?")
 size = next((f"{r['width']}x{r['height']}" for r in rows if r.get("width")), "?")
 print(f"\nDenseDepth (DenseNet-169, full decoder) at {size} on {device}; % of peak against {peak:g} TFLOP/s bf16")
-print("TFLOP/s: 2 x conv multiply-accumulates, forward (inference) or 3 x forward (a training step)\n")
-header = ["configuration", "batch", "images/s", "ms/step", "peak GPU MiB", "TFLOP/s", "% of peak", "note"]
+print("TFLOP/s: 2 x conv multiply-accumulates, forward (inference) or 3 x forward (a training step); peak MiB:")
+print("the device's peak allocation (JAX: since its process began), '(host)' the process's peak RSS\n")
+header = ["configuration", "batch", "images/s", "ms/step", "peak MiB", "TFLOP/s", "% of peak", "note"]
 lines = [header]
 for i, r in enumerate(rows):
     if "error" in r:
@@ -116,7 +117,7 @@ for i, r in enumerate(rows):
             note = "largest that fits" if oom else "largest measured (no out-of-memory seen)"
     lines.append([r["config"], str(r["batch"]), f"{r['images_per_s']:.1f}", f"{ms:.1f}",
                   f"{r['peak_mb']:.0f}" + ("" if r.get("memory") == "device" else " (host)"),
-                  f"{r['tflops']:.1f}", f"{100 * r['tflops'] / peak:.1f}", note])
+                  f"{r['tflops']:.2f}", f"{100 * r['tflops'] / peak:.1f}", note])
 widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
 for n, line in enumerate(lines):
     print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
