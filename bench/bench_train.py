@@ -262,7 +262,6 @@ def backend_train_row(args, height, width, batch):
     import numpy as np
 
     from backends import conv_flops, device_name, error_line, is_out_of_memory, peak_memory_mb, reset_peak_memory
-    from loss import depth_loss_function
     from model import create_model
 
     backend = keras.backend.backend()
