@@ -250,17 +250,25 @@ def build_page(demo):
 
     from utils import InputError
 
-    class PictureInput(gr.Image):
-        """gr.Image whose upload of a non-picture says so in one line instead of a bare 'Error'."""
+    def page_error(message):
+        """The message for the page (a script gets it as an AppError), and one line on the console, no traceback."""
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return gr.Error(message, print_exception=False)
 
-        is_template = True  # the browser draws it as gr.Image
+    def one_line_errors(preprocess):
+        """Gradio's upload step, saying in one line that a file is not a picture instead of a bare 'Error'.
 
-        def preprocess(self, payload):
+        (Wrapped on the instance: a subclass of gr.Image would make Gradio write a demo.pyi beside this file.)
+        """
+
+        def wrapped(payload):
             try:
-                return super().preprocess(payload)
+                return preprocess(payload)
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
                 name = getattr(payload, "orig_name", None) or "the file"
-                raise gr.Error(f"{name} is not a picture this demo can read ({type(err).__name__})") from None
+                raise page_error(f"{name} is not a picture this demo can read ({type(err).__name__})") from None
+
+        return wrapped
 
     def run(picture_path):
         if not picture_path:
@@ -268,17 +276,19 @@ def build_page(demo):
         try:
             return demo.predict(picture_path)
         except InputError as err:
-            raise gr.Error(str(err)) from None
+            raise page_error(str(err)) from None
         except Exception as err:  # noqa: BLE001 - the page says what failed; the server keeps serving
-            raise gr.Error(f"prediction failed: {type(err).__name__}: {err}") from None
+            raise page_error(f"prediction failed: {type(err).__name__}: {err}") from None
 
     with gr.Blocks(title="DenseDepth demo", analytics_enabled=False) as page:
         gr.Markdown("## DenseDepth: depth from one picture\nDrop or pick a picture, take a webcam frame, or "
                     "click an example. Depth is in metres; the files are test.py's.")
         status = gr.Markdown(demo.status(), elem_id="status")
         with gr.Row():
-            picture = PictureInput(type="filepath", sources=["upload", "webcam", "clipboard"], label="picture",
-                                   elem_id="picture", height=360)
+            # image_mode=None: the uploaded file itself reaches utils.load_image, as test.py reads it
+            picture = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                               label="picture", elem_id="picture", height=360)
+            picture.preprocess = one_line_errors(picture.preprocess)
             depth = gr.Image(label="depth (m)", type="numpy", format="png", interactive=False, elem_id="depth",
                              height=360)
         with gr.Row():
