@@ -330,7 +330,7 @@ def test_browser_shows_depth_and_3d_view(server, browser, tmp_path):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for folder in (tmp_path, ARTIFACTS):
             browser.save_screenshot(str(folder / "demo_browser.png"))
-    print(f"pixel std: depth image {depth_std:.1f}, 3D view {scene_std:.1f}; screenshot {tmp_path / 'demo_browser.png'}")
+    print(f"pixel std: depth image {depth_std:.1f}, 3D view {scene_std:.1f}; screenshot in {tmp_path}")
     remote = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"
                                     ".filter(n => !n.startsWith(arguments[0]) && !n.startsWith('data:')"
                                     " && !n.startsWith('blob:'))", server.rstrip("/"))
