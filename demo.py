@@ -307,7 +307,8 @@ def build_page(demo):
 
 
 def offline_theme():
-    """Gradio's default look with the system's fonts: the default theme would fetch Google Fonts."""
+    """Gradio's default look in the system's fonts: nothing to download (a theme font given as
+    gr.themes.GoogleFont is fetched from Google by the browser; tests/test_demo.py would catch one)."""
     import gradio as gr
 
     return gr.themes.Default(font=[gr.themes.Font("system-ui"), gr.themes.Font("sans-serif")],
