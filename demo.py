@@ -264,7 +264,10 @@ def build_page(demo):
         def wrapped(payload):
             try:
                 return preprocess(payload)
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+            except Image.DecompressionBombError as err:  # PIL refuses pictures over about 179 megapixels
+                name = getattr(payload, "orig_name", None) or "the file"
+                raise page_error(f"{name} is too large for this demo ({err}); scale it down, or use test.py") from None
+            except (UnidentifiedImageError, OSError, ValueError) as err:
                 name = getattr(payload, "orig_name", None) or "the file"
                 raise page_error(f"{name} is not a picture this demo can read ({type(err).__name__})") from None
 

@@ -221,6 +221,10 @@ def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, tiny_model
     Image.new("L", (8000, 6000)).save(huge)  # 48 megapixels of zeros: a small file
     with pytest.raises(AppError, match="megapixels"):
         client.predict(handle_file(str(huge)), api_name="/predict")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (14000, 13000)).save(bomb)  # 182 megapixels: PIL refuses to open it (a decompression bomb)
+    with pytest.raises(AppError, match="too large"):
+        client.predict(handle_file(str(bomb)), api_name="/predict")
     assert client.predict(handle_file(str(EXAMPLE)), api_name="/predict")[3].startswith("**chelsea.png**")
     console = log.read_text()
     assert "error: notes.png is not a picture" in console and "megapixels" in console
