@@ -187,3 +187,19 @@ def test_jax_network_and_loss_equal_tensorflows(tensorflow_side):
                            "pip install torch to test the torch backend")
 def test_torch_network_and_loss_equal_tensorflows(tensorflow_side):
     check_backend("torch", tensorflow_side)
+
+
+@pytest.mark.slow
+def test_test_py_under_jax_writes_what_tensorflow_writes(tiny_model_path, tmp_path):
+    """KERAS_BACKEND=jax python test.py: the same metres as under TensorFlow (tf.data-free inference)."""
+    picture = TESTS.parent / "examples" / "coffee.png"
+    depths = {}
+    for backend in ("tensorflow", "jax"):
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        result = subprocess.run([sys.executable, "test.py", "--input", str(picture), "--model", str(tiny_model_path),
+                                 "--output", str(tmp_path / backend), "--npy"], cwd=TESTS.parent, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        depths[backend] = np.load(tmp_path / backend / "coffee_depth_m.npy")
+    assert depths["jax"].shape == depths["tensorflow"].shape and depths["jax"].std() > 0.01
+    np.testing.assert_allclose(depths["jax"], depths["tensorflow"], rtol=1e-4, atol=1e-4)
