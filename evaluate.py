@@ -362,20 +362,9 @@ def model_settings(model_path, contract, dataset, args):
     The model's max depth reads its output (y = max_m / depth); the protocol sets the clip floor: the
     dataset's minimum (the paper) or 0.1 m (the authors' script).
     """
-    from model import contract_depth_range
+    from model import model_depth_range
 
-    saved = contract_depth_range(contract)
-    if args.depth_range:
-        model_range = DEPTH_RANGES[args.depth_range]
-        if saved and (saved.min_m, saved.max_m) != (model_range.min_m, model_range.max_m):
-            print(f"warning: --depth-range {args.depth_range} ({model_range.min_m:g}-{model_range.max_m:g} m) "
-                  f"overrides the {saved.min_m:g}-{saved.max_m:g} m range {model_path} was trained for")
-    elif saved:
-        model_range = saved
-    else:
-        model_range = dataset.depth_range
-        print(f"warning: {model_path} carries no depth range: reading it with the dataset's "
-              f"{model_range.min_m:g}-{model_range.max_m:g} m (pass --depth-range to choose)")
+    model_range = model_depth_range(model_path, contract, args.depth_range, dataset.depth_range, "the dataset")
     if contract.get("dataset") and contract["dataset"] != "synthetic" and contract["dataset"] != dataset.kind:
         print(f"warning: {model_path} was trained on {contract['dataset']} data and is evaluated on {dataset.kind} data")
     floor = NYU_REFERENCE.min_m if args.protocol == "reference" else dataset.depth_range.min_m

@@ -301,6 +301,25 @@ def contract_depth_range(contract):
     return DepthRange(min_m=float(low), max_m=float(high))
 
 
+def model_depth_range(model_path, contract, flag=None, fallback=None, fallback_name="the fallback"):
+    """The range a model's output is read with: --depth-range's (warning where it contradicts the
+    contract), else the contract's, else fallback (with a warning that the model carries none)."""
+    from utils import DEPTH_RANGES
+
+    saved = contract_depth_range(contract)
+    if flag:
+        chosen = DEPTH_RANGES[flag]
+        if saved and (saved.min_m, saved.max_m) != (chosen.min_m, chosen.max_m):
+            print(f"warning: --depth-range {flag} ({chosen.min_m:g}-{chosen.max_m:g} m) overrides the "
+                  f"{saved.min_m:g}-{saved.max_m:g} m range {model_path} was trained for")
+        return chosen
+    if saved:
+        return saved
+    print(f"warning: {model_path} carries no depth range: reading it with {fallback_name}'s "
+          f"{fallback.min_m:g}-{fallback.max_m:g} m (pass --depth-range to choose)")
+    return fallback
+
+
 def describe_contract(contract):
     """One line: dataset, range, training size, convention and how far the model was trained."""
     if not contract:

@@ -186,18 +186,9 @@ def parse_args(argv=None):
 
 def model_settings(model_path, contract, args):
     """(depth range the model's output is read with, --max-side): flags first, else the model's contract."""
-    from model import contract_depth_range
+    from model import model_depth_range
 
-    saved = contract_depth_range(contract)
-    if args.depth_range:
-        depth_range = DEPTH_RANGES[args.depth_range]
-        if saved and (saved.min_m, saved.max_m) != (depth_range.min_m, depth_range.max_m):
-            print(f"warning: --depth-range {args.depth_range} ({depth_range.min_m:g}-{depth_range.max_m:g} m) "
-                  f"overrides the {saved.min_m:g}-{saved.max_m:g} m range {model_path} was trained for")
-    else:
-        depth_range = saved or NYU
-        if not saved:
-            print(f"warning: {model_path} carries no depth range: assuming NYU's 0.4-10 m (pass --depth-range)")
+    depth_range = model_depth_range(model_path, contract, args.depth_range, NYU, "NYU")
     max_side = args.max_side
     if max_side is None:
         max_side = max(contract.get("input_hw") or NYU_IMAGE_HW)
