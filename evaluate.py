@@ -302,8 +302,10 @@ def image_size(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model file: .keras (ours) or the authors' .h5 (default: nyu.h5 if "
-                                        "present, else the newest *.keras under runs/)")
+    parser.add_argument("--model", help="model: .keras (ours), the authors' .h5, or an export.py export (.tflite, "
+                                        ".onnx, a SavedModel folder) (default: nyu.h5 if present, else the newest "
+                                        "*.keras under runs/)")
+    parser.add_argument("--threads", type=int, help="CPU threads the runtime uses (default: its own choice)")
     parser.add_argument("--data", default=DEFAULT_EVAL_DATA,
                         help=f"test data: the Eigen arrays zip (default {DEFAULT_EVAL_DATA}), an NYU-format zip "
                              "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, or 'synthetic'")
@@ -343,6 +345,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.bs < 1:
         parser.error(f"--bs must be at least 1, got {args.bs}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if args.samples < 1:
@@ -375,6 +379,20 @@ def model_settings(model_path, contract, dataset, args):
     return prediction_range, input_hw
 
 
+def exported_size(model, model_path, input_hw, args):
+    """The network input size: an exported model's own (it takes no other), else input_hw."""
+    fixed = getattr(model, "input_hw", None)
+    if fixed is None:
+        return input_hw
+    if args.input_size and tuple(args.input_size) != fixed:
+        raise InputError(f"{model_path}: exported for {fixed[0]}x{fixed[1]} pictures; drop --input-size "
+                         f"{args.input_size[0]}x{args.input_size[1]} or export it again at that size")
+    if args.protocol == "reference" and fixed != NYU_IMAGE_HW:
+        raise InputError(f"{model_path}: --protocol reference runs the network at 480x640 and this export takes "
+                         f"{fixed[0]}x{fixed[1]}")
+    return fixed
+
+
 def checked_inputs(args):
     """(dataset, samples, crop) once the data, the crop and every output place are known to work."""
     dataset = open_dataset(args.data)
@@ -400,8 +418,9 @@ def main(argv=None):
 
     try:
         dataset, samples, crop = checked_inputs(args)
-        model_path, model, contract = load_announced(args.model, args.precision)
+        model_path, model, contract = load_announced(args.model, args.precision, args.threads)
         prediction_range, input_hw = model_settings(model_path, contract, dataset, args)
+        input_hw = exported_size(model, model_path, input_hw, args)
         pairs = ((s.name, *dataset.read(s)) for s in samples)
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0

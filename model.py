@@ -325,9 +325,11 @@ def describe_contract(contract):
     if not contract:
         return "no saved contract (a model saved before contracts existed): depth range from flags or data"
     low, high = contract["depth_range_m"]
-    parts = [f"{contract['dataset']}{' (assumed ' + contract['assumed'] + ')' if contract.get('assumed') else ''}",
-             f"depth {low:g}-{high:g} m", f"{contract['encoder']} decoder x{contract['decoder_width']:g}",
-             f"up-sampling {contract['upsampling']}"]
+    parts = [f"{contract.get('dataset', 'unknown data')}"
+             f"{' (assumed ' + contract['assumed'] + ')' if contract.get('assumed') else ''}",
+             f"depth {low:g}-{high:g} m"]
+    if "encoder" in contract:  # an export of a model saved before contracts existed knows only its range
+        parts += [f"{contract['encoder']} decoder x{contract['decoder_width']:g}", f"up-sampling {contract['upsampling']}"]
     if contract.get("input_hw"):
         parts.append("trained at {}x{}".format(*contract["input_hw"]))
     training = contract.get("training") or {}
@@ -336,20 +338,38 @@ def describe_contract(contract):
         parts.append(f"{training['steps']} steps" + (f", best val delta1 {delta1:.3f}" if delta1 is not None else ""))
     if contract.get("authors_file"):
         parts.append("the authors' released file")
+    if contract.get("export"):
+        export = contract["export"]
+        parts.append(f"exported as {export['format']} ({export['quantize']}) for "
+                     f"{export['input_hw'][0]}x{export['input_hw'][1]} pictures")
     return ", ".join(parts)
 
 
-def load_announced(path=None, precision=None):
+def load_announced(path=None, precision=None, threads=None):
     """(path, model, contract) of the model a script uses, its choice, contract and any warning printed.
 
-    path None: utils.find_default_model (nyu.h5 here, else the newest run's model).
+    path None: utils.find_default_model (nyu.h5 here, else the newest run's model). An exported model (a
+    .tflite or .onnx file, a SavedModel folder) loads through export.load_exported and computes at the
+    precision it was exported at. threads: the runtime's intra-op threads (None: its default).
     """
+    from export import is_exported, load_exported
     from utils import find_default_model
 
     model_path = Path(path) if path else find_default_model()
     print(f"model: {model_path}{'' if path else ' (default: pass --model to choose)'}")
-    model = load_model(model_path, precision)
-    contract = read_contract(model_path)
+    if is_exported(model_path):
+        if precision not in (None, "float32"):
+            raise InputError(f"{model_path}: an exported model computes at the precision it was exported at; "
+                             f"drop --precision {precision} (export.py --quantize chooses it)")
+        model = load_exported(model_path, threads)
+        contract = model.contract
+    else:
+        if threads:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        model = load_model(model_path, precision)
+        contract = read_contract(model_path)
     print(f"contract: {describe_contract(contract)}")
     if contract_warning(contract):
         print(f"warning: {contract_warning(contract)}")

@@ -92,7 +92,9 @@ def network_size(height, width, max_side):
 def predict_picture(model, image, depth_range, max_side):
     """Depth in metres (H, W) for a float RGB picture (H, W, 3) in [0, 1], at the picture's own size."""
     height, width = image.shape[:2]
-    image = np.asarray(network_input(image, network_size(height, width, max_side)))
+    # An exported model takes one size: every picture is resized to it (and its depth back to the picture).
+    size = getattr(model, "input_hw", None) or network_size(height, width, max_side)
+    image = np.asarray(network_input(image, size))
     depth = predict(model, image[None], depth_range=depth_range)[0]
     return resize_depth(depth, height, width)
 
@@ -157,8 +159,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", nargs="+", default=["examples"],
                         help="image files, globs (quote them) or folders (default: examples)")
-    parser.add_argument("--model", help="model file: .keras (ours) or the authors' .h5 (default: nyu.h5 if "
-                                        "present, else the newest *.keras under runs/)")
+    parser.add_argument("--model", help="model: .keras (ours), the authors' .h5, or an export.py export (.tflite, "
+                                        ".onnx, a SavedModel folder) (default: nyu.h5 if present, else the newest "
+                                        "*.keras under runs/)")
+    parser.add_argument("--threads", type=int, help="CPU threads the runtime uses (default: its own choice)")
     parser.add_argument("--output", default="outputs", help="folder for the results (default: outputs)")
     parser.add_argument("--npy", action="store_true", help="also write float32 depth in metres as .npy")
     parser.add_argument("--ply", action="store_true", help="also write a coloured point cloud as .ply")
@@ -179,6 +183,8 @@ def parse_args(argv=None):
     for key in ("fx", "fy"):
         if getattr(args, key) is not None and getattr(args, key) <= 0:
             parser.error(f"--{key} must be positive, got {getattr(args, key)}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.max_side is not None and (args.max_side < 0 or 0 < args.max_side < MIN_SIDE):
         parser.error(f"--max-side must be 0 or at least {MIN_SIDE}, got {args.max_side}")
     return args
@@ -211,7 +217,7 @@ def main(argv=None):
         if not paths:
             raise InputError(f"no images found in {' '.join(args.input)}")
         check_writable(args.output, folder=True)  # before the model loads and the pictures are predicted
-        model_path, model, contract = load_announced(args.model, args.precision)
+        model_path, model, contract = load_announced(args.model, args.precision, args.threads)
         depth_range, max_side = model_settings(model_path, contract, args)
     except InputError as err:
         sys.exit(f"error: {err}")
