@@ -21,6 +21,7 @@ import pytest
 
 import data
 import evaluate
+import export
 import test as test_script
 import train
 from datagen import eigen_members, encoded, npy_bytes, nyu_members, write_zip
@@ -28,7 +29,7 @@ from loss import training_metrics
 from runs import mean_depth_baseline
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate}
+SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate, "export.py": export}
 SMALL = ["--weights", "none", "--input-size", "64x96", "--decoder-width", "0.125", "--bs", "2", "--epochs", "1",
          "--steps-per-epoch", "2", "--val-samples", "2"]
 # {name} in the arguments is a path from the `places` fixture.
@@ -91,6 +92,35 @@ BAD_INPUTS = [
     ("evaluate.py", ["--data", "{good_zip}", "--model", "{model}", "--crop", "garg"], 1, ["Garg crop is defined for KITTI"]),
     ("evaluate.py", ["--data", "nyu_test"], 1, ["nyu_test.zip: not found"]),
     ("evaluate.py", ["--bs", "0"], 2, ["--bs must be at least 1"]),
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{corrupt_onnx}"], 1,
+     ["corrupt.onnx: not a readable ONNX model"]),
+    ("evaluate.py", ["--threads", "0"], 2, ["--threads must be at least 1"]),
+    # exported models in test.py and evaluate.py
+    ("test.py", ["--input", "{picture}", "--model", "{corrupt_tflite}", "--output", "{tmp}/out"], 1,
+     ["corrupt.tflite: not a readable TFLite model"]),
+    ("test.py", ["--input", "{picture}", "--model", "{tmp}/missing.tflite", "--output", "{tmp}/out"], 1,
+     ["missing.tflite: no such model file or folder"]),
+    ("test.py", ["--input", "{picture}", "--model", "{empty_dir}", "--output", "{tmp}/out"], 1,
+     ["empty: a folder, but not a SavedModel"]),
+    ("test.py", ["--input", "{picture}", "--model", "{foreign_onnx}", "--output", "{tmp}/out"], 1,
+     ["foreign.onnx: carries no DenseDepth contract"]),
+    ("test.py", ["--input", "{picture}", "--model", "{foreign_onnx}", "--precision", "bfloat16"], 1,
+     ["exported at", "drop --precision bfloat16"]),
+    # export.py
+    ("export.py", ["--model", "{model}", "--format", "onnx", "--quantize", "int8", "--output", "{tmp}/m.onnx"], 2,
+     ["--quantize int8 is for --format tflite"]),
+    ("export.py", ["--model", "{model}", "--format", "tflite", "--output", "{tmp}/m.onnx"], 2, ["ends in .tflite"]),
+    ("export.py", ["--model", "{model}", "--format", "tflite", "--calibration", "0", "--output", "{tmp}/m.tflite"], 2,
+     ["--calibration must be at least 1"]),
+    ("export.py", ["--model", "{truncated_keras}", "--format", "onnx", "--output", "{tmp}/m.onnx"], 1,
+     ["truncated.keras", "not a complete .keras zip"]),
+    ("export.py", ["--model", "{tmp}/missing.keras", "--format", "onnx", "--output", "{tmp}/m.onnx"], 1,
+     ["missing.keras: no such model file"]),
+    ("export.py", ["--model", "{model}", "--format", "tflite", "--output", "{corrupt_tflite}"], 1,
+     ["corrupt.tflite: already exists"]),
+    ("export.py", ["--model", "{model}", "--format", "savedmodel", "--output", "{ro}/sm"], 1, ["sm: cannot write"]),
+    ("export.py", ["--model", "{model}", "--format", "tflite", "--quantize", "int8", "--data", "{tmp}/nothing",
+                   "--output", "{tmp}/m.tflite"], 1, ["unknown --data", "nothing"]),
 ]
 
 
@@ -149,6 +179,13 @@ def places(tmp_path_factory):
     with h5py.File(paths["not_a_model_h5"], "w") as f:
         f.create_dataset("x", data=np.zeros(3))
 
+    paths["corrupt_tflite"] = tmp / "corrupt.tflite"
+    paths["corrupt_tflite"].write_bytes(b"TFL3 but nothing after it" * 10)
+    paths["corrupt_onnx"] = tmp / "corrupt.onnx"
+    paths["corrupt_onnx"].write_bytes(b"\x08\x07 not a protobuf of a model")
+    paths["foreign_onnx"] = tmp / "foreign.onnx"
+    paths["foreign_onnx"].write_bytes(foreign_onnx_model())
+
     reasons = {}
     for name, options in (("ro", "ro,size=1m"), ("full", "size=1m")):
         reasons[name] = _mount(tmp / name, options)
@@ -158,6 +195,17 @@ def places(tmp_path_factory):
     for name, reason in reasons.items():
         if reason is None:
             subprocess.run(["umount", str(tmp / name)], check=False)
+
+
+def foreign_onnx_model():
+    """The bytes of a valid ONNX model that export.py did not write (an identity, no contract)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 3])
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [value], [output])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
 def run_main(script, argv, capsys):

@@ -1,0 +1,169 @@
+"""export.py: every format round-trips, predicts what the Keras model predicts and keeps the contract.
+
+A small random network (depth spread over 1-10 m, so a flipped, shifted or half-resolution output shows)
+is exported once per format at an odd size, 65x97. Float formats must match Keras float32 within 1e-4 m
+through both entry points; quantised TFLite files (slow tier) within a stated delta1 and at a stated size.
+"""
+import json
+
+import numpy as np
+import pytest
+
+import evaluate
+import export
+import test as test_script
+from utils import NYU, inverse_depth_norm, predict
+
+HW = (65, 97)  # odd on both sides: the network's output is 33x49, not exactly half
+FLOAT_FORMATS = {"savedmodel": "model_savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
+
+
+@pytest.fixture(scope="module")
+def keras_model(tmp_path_factory):
+    """(path, model, contract) of a tiny network saved with a synthetic-data contract trained at HW."""
+    import keras
+
+    from model import create_model, model_contract, save_model
+
+    keras.utils.set_random_seed(1)
+    model = create_model(weights=None, decoder_width=0.125)
+    kernel, bias = model.get_layer("conv3").get_weights()
+    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    contract = model_contract(model, "synthetic", NYU, HW, reduced_input=True, training={"steps": 5000})
+    path = tmp_path_factory.mktemp("export") / "tiny.keras"
+    save_model(model, path, contract)
+    return path, model, contract
+
+
+@pytest.fixture(scope="module")
+def exported(keras_model):
+    """{format: path} of the three float32 exports, written by export.main."""
+    path = keras_model[0]
+    paths = {}
+    for fmt, name in FLOAT_FORMATS.items():
+        paths[fmt] = path.parent / name
+        export.main(["--model", str(path), "--format", fmt, "--output", str(paths[fmt])])
+    return paths
+
+
+def pictures(n=3, seed=0):
+    """uint8 RGB pictures at HW with structure (gradients and a bright block), not noise alone."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:HW[0], 0:HW[1]]
+    images = np.zeros((n, *HW, 3), np.uint8)
+    for i in range(n):
+        images[i, ..., 0] = (255 * cols / HW[1]).astype(np.uint8)
+        images[i, ..., 1] = (255 * rows / HW[0]).astype(np.uint8)
+        images[i, ..., 2] = rng.integers(0, 256, HW, dtype=np.uint8)
+        images[i, 10 + 5 * i:30 + 5 * i, 20:50] = 250
+    return images
+
+
+def keras_metres(model, images):
+    """The reference: Keras float32 output read as metres and resized as the depth entry point documents."""
+    import tensorflow as tf
+
+    output = np.asarray(model(images.astype(np.float32) / 255.0, training=False))
+    depth = inverse_depth_norm(output, NYU)
+    return np.clip(tf.image.resize(depth, HW, method="bilinear").numpy()[..., 0], NYU.min_m, NYU.max_m)
+
+
+@pytest.mark.parametrize("fmt", FLOAT_FORMATS)
+def test_float_exports_predict_what_keras_predicts_through_both_entry_points(fmt, keras_model, exported):
+    _, model, _ = keras_model
+    loaded = export.load_exported(exported[fmt], threads=2)
+    images = pictures()
+    raw = predict(loaded, images, depth_range=NYU)  # the raw entry point, as test.py and evaluate.py use it
+    reference = predict(model, images, depth_range=NYU)
+    assert raw.shape == (3, 33, 49) and reference.std() > 0.5  # depth varies: a shift or flip would show
+    assert np.abs(raw - reference).max() < 1e-4
+    metres = loaded.depth(images)
+    assert metres.shape == (3, *HW) and metres.dtype == np.float32
+    assert np.abs(metres - keras_metres(model, images)).max() < 1e-4
+    assert np.abs(metres - metres[:, :, ::-1]).max() > 0.1  # not symmetric: a mirrored output would fail
+    one = loaded.depth(images[1:2])  # any batch size, each picture on its own
+    assert np.abs(one[0] - metres[1]).max() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", FLOAT_FORMATS)
+def test_every_export_carries_the_contract_with_its_own_facts(fmt, keras_model, exported):
+    _, _, contract = keras_model
+    loaded = export.load_exported(exported[fmt])
+    saved = loaded.contract
+    for key in ("dataset", "depth_range_m", "input_hw", "upsampling", "decoder_width", "training"):
+        assert saved[key] == json.loads(json.dumps(contract[key])), key
+    assert saved["export"]["format"] == fmt and saved["export"]["quantize"] == "none"
+    assert saved["export"]["input_hw"] == list(HW) and loaded.input_hw == HW
+    # Readable without this project: the format's own place for metadata.
+    if fmt == "onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(exported[fmt])).metadata_props}
+        assert json.loads(props["densedepth_contract"])["depth_range_m"] == [0.4, 10.0]
+    elif fmt == "savedmodel":
+        assert json.loads((exported[fmt] / "assets" / "densedepth.json").read_text())["dataset"] == "synthetic"
+    else:
+        assert json.loads(export.tflite_metadata(exported[fmt], "densedepth_contract"))["input_hw"] == list(HW)
+
+
+def test_depth_entry_point_agrees_with_test_py_inside_the_border(keras_model, exported):
+    """test.py resizes with skimage (mirrored border); the entry point with TensorFlow (clamped border)."""
+    _, model, _ = keras_model
+    image = pictures(1)[0]
+    from_test_py = test_script.predict_picture(model, image.astype(np.float32) / 255.0, NYU, max_side=0)
+    served = export.load_exported(exported["onnx"]).depth(image[None])[0]
+    assert np.abs(served - from_test_py)[1:-1, 1:-1].max() < 1e-4
+
+
+def test_evaluate_and_test_py_take_exported_models_and_give_keras_figures(keras_model, exported, tmp_path,
+                                                                          monkeypatch, capsys):
+    monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
+    results = {}
+    for name, path in (("keras", keras_model[0]), ("tflite", exported["tflite"]), ("onnx", exported["onnx"])):
+        results[name] = evaluate.main(["--model", str(path), "--data", "synthetic:2:3", "--threads", "1"])
+    printed = capsys.readouterr().out
+    assert "exported as tflite (none) for 65x97 pictures" in printed
+    assert printed.count("network input 65x97") == 3  # the contract's training size, then the export's
+    for name in ("tflite", "onnx"):
+        for metric in ("a1", "abs_rel", "rmse"):
+            assert results[name]["pooled"][metric] == pytest.approx(results["keras"]["pooled"][metric], abs=1e-4)
+    picture = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.fromarray(pictures(1, seed=3)[0]).resize((120, 80)).save(picture)  # not the export's size
+    test_script.main(["--input", str(picture), "--model", str(exported["savedmodel"]), "--output",
+                      str(tmp_path / "out"), "--npy"])
+    depth = np.load(tmp_path / "out" / "p_depth_m.npy")
+    assert depth.shape == (80, 120) and NYU.min_m <= depth.min() < depth.max() <= NYU.max_m
+
+
+def test_an_export_refuses_another_size_with_one_line(exported, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--model", str(exported["onnx"]), "--data", "synthetic:2:3", "--input-size", "64x96"])
+    assert str(exit_info.value) == (f"error: {exported['onnx']}: exported for 65x97 pictures; drop --input-size "
+                                    "64x96 or export it again at that size")
+    loaded = export.load_exported(exported["tflite"])
+    with pytest.raises(Exception, match="exported for 65x97 pictures, given 64x96"):
+        loaded(np.zeros((1, 64, 96, 3), np.float32))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantize, size_ratio, min_delta1", [("float16", 0.55, 0.999), ("dynamic", 0.30, 0.99),
+                                                              ("int8", 0.30, 0.95)])
+def test_quantised_tflite_is_smaller_and_close_to_keras(quantize, size_ratio, min_delta1, keras_model, exported,
+                                                        tmp_path, monkeypatch):
+    """Sizes against the float32 file; accuracy as delta1 of the quantised depth against Keras float32's."""
+    monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
+    path, model, _ = keras_model
+    output = tmp_path / f"{quantize}.tflite"
+    export.main(["--model", str(path), "--format", "tflite", "--quantize", quantize, "--data", "synthetic:6:2",
+                 "--calibration", "6", "--output", str(output)])
+    assert output.stat().st_size < size_ratio * exported["tflite"].stat().st_size
+    loaded = export.load_exported(output)
+    assert loaded.contract["export"]["quantize"] == quantize
+    images = pictures(4, seed=5)
+    reference, got = keras_metres(model, images), loaded.depth(images)
+    delta1 = np.mean(np.maximum(got / reference, reference / got) < 1.25)
+    assert delta1 >= min_delta1, delta1
+    assert np.abs(got - reference).mean() > 1e-6  # it did quantise
