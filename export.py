@@ -72,9 +72,9 @@ def entry_points(model, input_hw, depth_range):
         # BroadcastArgs op that neither tf2onnx nor TFLite's integer path takes (tests hold the two equal).
         positive = output > 0
         depth_m = tf.where(positive, depth_range.max_m / tf.where(positive, output, 1.0), depth_range.max_m)
-        # Half-pixel bilinear 2x, as test.py's resize_depth; clipped again since the resize can overshoot.
-        depth_m = tf.image.resize(depth_m, (height, width), method="bilinear")
-        return {"depth_m": tf.clip_by_value(depth_m[..., 0], depth_range.min_m, depth_range.max_m)}
+        depth_m = tf.clip_by_value(depth_m, depth_range.min_m, depth_range.max_m)
+        # Half-pixel bilinear, as test.py's resize_depth (which mirrors the border where this clamps it).
+        return {"depth_m": tf.image.resize(depth_m, (height, width), method="bilinear")[..., 0]}
 
     return depth, raw
 
@@ -255,8 +255,9 @@ def load_savedmodel(folder, threads):
     if not (folder / "saved_model.pb").is_file():
         raise InputError(f"{folder}: a folder, but not a SavedModel (no saved_model.pb)")
     contract = parsed_contract(folder, contract_file.read_text() if contract_file.is_file() else None)
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    from model import use_threads
+
+    use_threads(threads)
     try:
         loaded = tf.saved_model.load(str(folder))
         raw, depth = loaded.signatures["raw"], loaded.signatures["serving_default"]
@@ -286,6 +287,7 @@ def load_onnx(path, threads):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # its note on the optional inputs' empty defaults is by design here
     if threads:
         options.intra_op_num_threads = threads
     try:

@@ -364,16 +364,29 @@ def load_announced(path=None, precision=None, threads=None):
         model = load_exported(model_path, threads)
         contract = model.contract
     else:
-        if threads:
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        use_threads(threads)
         model = load_model(model_path, precision)
         contract = read_contract(model_path)
     print(f"contract: {describe_contract(contract)}")
     if contract_warning(contract):
         print(f"warning: {contract_warning(contract)}")
     return model_path, model, contract
+
+
+def use_threads(threads):
+    """TensorFlow's intra-op threads for what runs next (None: its default, all cores).
+
+    TensorFlow fixes the count when it starts its runtime; where that already happened (a second model in
+    one process), it keeps its count and a warning says so.
+    """
+    import tensorflow as tf
+
+    if not threads or tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        print(f"warning: --threads {threads}: TensorFlow has already started and keeps its own thread count")
 
 
 def contract_warning(contract):
