@@ -5,6 +5,7 @@ evaluation metrics from float32 on the same images.
     python bench/bench_infer.py                                    # the full table: minutes on 2 CPU cores
     python bench/bench_infer.py --batch-sizes 1 --repeats 1 --xla off --metric-images 2   # a quick look
     python bench/bench_infer.py --model runs/x/final.keras --precisions float32 bfloat16 float16
+    python bench/bench_infer.py --engines --accuracy-model runs/synth72/final.keras   # Keras, TFLite, ONNX...
 
 Each configuration runs in a process of its own, so that its dtype policy and its peak memory are its
 alone: the process's peak resident memory on CPU (model, TensorFlow runtime and activations), TensorFlow's
@@ -39,7 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from backends import BACKEND_POLICIES, BACKENDS, conv_flops  # noqa: E402  (the bench folder is on sys.path)
+import engines  # noqa: E402  (the bench folder is on sys.path)
+from backends import BACKEND_POLICIES, BACKENDS, conv_flops  # noqa: E402
 from utils import METRIC_NAMES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, find_default_model
 
 
@@ -68,6 +70,18 @@ def parse_args(argv=None):
     parser.add_argument("--data", choices=["random"], default="random",
                         help="with --backend: random NumPy images (the only choice)")
     parser.add_argument("--jsonl", help="with --backend: append each result as a JSON line to this file")
+    parser.add_argument("--engines", action="store_true",
+                        help="instead: the engine x precision table (Keras, SavedModel, TFLite, ONNX Runtime) at "
+                             "480x640 batch 1, with file sizes and, given --accuracy-model, the metric changes")
+    parser.add_argument("--engines-dir", default="outputs/bench_engines",
+                        help="with --engines: where the exports are written and reused (default outputs/bench_engines)")
+    parser.add_argument("--accuracy-model",
+                        help="with --engines: a trained model whose exports evaluate.py scores on --accuracy-data")
+    parser.add_argument("--accuracy-data", default="synthetic",
+                        help="with --engines: evaluate.py's --data for the accuracy columns (default synthetic)")
+    parser.add_argument("--calibration-data", default="synthetic",
+                        help="with --engines: export.py's --data for the int8 calibration (default synthetic)")
+    parser.add_argument("--threads", type=int, help="with --engines: the exported runtimes' threads (default theirs)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one configuration, run in a fresh process
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.repeats < 1 or args.metric_images < 0:
@@ -258,8 +272,11 @@ def main(argv=None):
     if args.backend:
         return run_backend(args)
     if args.child:
-        print(json.dumps(time_configuration(json.loads(args.child))))
+        config = json.loads(args.child)
+        print(json.dumps(engines.time_engine(config) if "engine" in config else time_configuration(config)))
         return
+    if args.engines:
+        return engines.main(args)
     try:
         model_path = str(args.model or find_default_model())
     except InputError:
