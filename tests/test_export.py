@@ -166,3 +166,26 @@ def test_quantised_tflite_is_smaller_and_close_to_keras(quantize, size_ratio, mi
     delta1 = np.mean(np.maximum(got / reference, reference / got) < 1.25)
     assert delta1 >= min_delta1, delta1
     assert np.abs(got - reference).mean() > 1e-6  # it did quantise
+
+
+def test_the_readme_tflite_example_runs_without_keras(exported, tmp_path):
+    """README's 10-line example, as printed there, in a fresh process that cannot import Keras or TF."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "README.md").read_text().split("## Export and deploy", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shutil.copy(exported["tflite"], tmp_path / "depth.tflite")
+    (tmp_path / "examples").symlink_to(repo / "examples")
+    # Keras and TensorFlow made unimportable: the example must need neither.
+    blocker = "import sys\nfor name in ('keras', 'tensorflow'):\n    sys.modules[name] = None\n"
+    result = subprocess.run([sys.executable, "-c", blocker + code], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    match = re.search(r"depth \(65, 97\): nearest ([\d.]+) m, farthest ([\d.]+) m", result.stdout)
+    assert match, result.stdout
+    assert 0.4 <= float(match.group(1)) < float(match.group(2)) <= 10.0
