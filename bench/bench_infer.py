@@ -81,11 +81,15 @@ def parse_args(argv=None):
                         help="with --engines: evaluate.py's --data for the accuracy columns (default synthetic)")
     parser.add_argument("--calibration-data", default="synthetic",
                         help="with --engines: export.py's --data for the int8 calibration (default synthetic)")
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="with --engines and --accuracy-model: only the accuracy columns, no timing")
     parser.add_argument("--threads", type=int, help="with --engines: the exported runtimes' threads (default theirs)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one configuration, run in a fresh process
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.repeats < 1 or args.metric_images < 0:
         parser.error("--batch-sizes and --repeats must be at least 1, --metric-images at least 0")
+    if args.accuracy_only and not args.accuracy_model:
+        parser.error("--accuracy-only needs --accuracy-model")
     if args.height < 32 or args.width < 32:
         parser.error("--height and --width must be at least 32")
     if args.backend and (len(args.precisions) != 1 or args.precisions[0] not in BACKEND_POLICIES):

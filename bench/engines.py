@@ -163,15 +163,26 @@ def main(args):
 
     print(f"engines on this machine ({os.cpu_count()} cores, --threads {args.threads or 'default'}), the paper's "
           f"network at 480x640, batch 1; exports in {folder}", flush=True)
-    (folder / "speed").mkdir(parents=True, exist_ok=True)
-    speed_paths = export_all(speed_model(folder / "speed"), folder / "speed", args.calibration_data)
-    timing = speeds(speed_paths, NYU_IMAGE_HW, args.repeats, args.threads)
     metrics = {}
     if args.accuracy_model:
         (folder / "accuracy").mkdir(parents=True, exist_ok=True)
         accuracy_paths = export_all(args.accuracy_model, folder / "accuracy", args.calibration_data)
         metrics = accuracies(accuracy_paths, args.accuracy_data, folder / "accuracy")
+    if args.accuracy_only:
+        return print_accuracy(metrics)
+    (folder / "speed").mkdir(parents=True, exist_ok=True)
+    speed_paths = export_all(speed_model(folder / "speed"), folder / "speed", args.calibration_data)
+    timing = speeds(speed_paths, NYU_IMAGE_HW, args.repeats, args.threads)
     print_table(speed_paths, timing, metrics)
+
+
+def print_accuracy(metrics):
+    """The accuracy columns alone (--accuracy-only)."""
+    reference = metrics["keras", "float32"]
+    print(f"\n{'engine':<11}{'precision':<10}{'delta1':>8}{'abs_rel':>9}{'d delta1':>10}{'d abs_rel':>10}")
+    for (engine, precision), got in metrics.items():
+        print(f"{engine:<11}{precision:<10}{got['a1']:>8.4f}{got['abs_rel']:>9.4f}"
+              f"{got['a1'] - reference['a1']:>+10.4f}{got['abs_rel'] - reference['abs_rel']:>+10.4f}")
 
 
 def print_table(paths, timing, metrics):
