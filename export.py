@@ -158,7 +158,7 @@ def tflite_with_metadata(flatbuffer, name, payload):
 
 def tflite_metadata(path, name):
     """The bytes of a TFLite file's named metadata entry, None if it has none."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as schema  # LiteRT's copy: reading needs no TensorFlow
 
     data = Path(path).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
