@@ -1,11 +1,14 @@
-"""Where training runs: the tf.distribute strategy over this machine's devices (or several machines), the
-compute precision, and the one patch Keras needs for multi-worker fit().
+"""Where training runs: the tf.distribute strategy over this machine's devices (or several machines) on
+TensorFlow, keras.distribution.DataParallel over the local devices on JAX, the compute precision, and the
+one patch Keras needs for multi-worker fit().
 
-    strategy = make_strategy(gpus=None, cpu_devices=1)    # MirroredStrategy over every visible GPU
+    strategy = make_strategy(gpus=None, cpu_devices=1)    # over every visible GPU: MirroredStrategy / DataParallel
+    replicas(strategy)                                     # how many devices share each global batch
     workers, index, is_chief = cluster_spec()              # from TF_CONFIG; (1, 0, True) without it
 
-TensorFlow is imported inside the functions, so train.py answers --help at once.
+TensorFlow and Keras are imported inside the functions, so train.py answers --help at once.
 """
+import contextlib
 import json
 import os
 
@@ -24,11 +27,16 @@ def cluster_spec():
 
 
 def make_strategy(gpus=None, cpu_devices=1):
-    """MultiWorkerMirroredStrategy under a multi-worker TF_CONFIG, else MirroredStrategy over the devices.
+    """MultiWorkerMirroredStrategy under a multi-worker TF_CONFIG, else MirroredStrategy over the devices;
+    on JAX, keras.distribution.DataParallel over the local devices (set as Keras' distribution).
 
     gpus: use only the first N GPUs; cpu_devices: without GPUs, split the CPU into N logical devices
     (to test distribution on a laptop or in CI).
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return data_parallel(gpus, cpu_devices)
     import tensorflow as tf
 
     visible = tf.config.list_physical_devices("GPU")
@@ -45,14 +53,79 @@ def make_strategy(gpus=None, cpu_devices=1):
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
 
 
+def split_host_cpu(cpu_devices):
+    """Make JAX's CPU N devices, as TensorFlow's logical devices do; only before JAX starts its runtime."""
+    if cpu_devices > 1:
+        flag = f"--xla_force_host_platform_device_count={cpu_devices}"
+        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), flag]).strip()
+
+
+def data_parallel(gpus, cpu_devices):
+    """keras.distribution.DataParallel over the first `gpus` accelerators (default all), else over
+    cpu_devices CPU devices (split_host_cpu must have run before JAX started), set as Keras' distribution;
+    a SingleDevice where that is one device."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise InputError(f"train.py trains on the TensorFlow or JAX backend, not KERAS_BACKEND={backend}")
+    if cluster_spec()[0] > 1:
+        raise InputError("multi-worker training (TF_CONFIG) needs the TensorFlow backend; unset KERAS_BACKEND=jax")
+    devices = keras.distribution.list_devices()  # the GPUs, or else the CPU devices
+    if devices[0].startswith(("gpu", "cuda")):
+        devices = devices[:gpus]
+    elif len(devices) < cpu_devices:
+        raise InputError(f"--cpu-devices {cpu_devices}: JAX started with {len(devices)} CPU device(s); "
+                         f"set XLA_FLAGS=--xla_force_host_platform_device_count={cpu_devices} before it starts")
+    else:
+        devices = devices[:cpu_devices]
+    if len(devices) == 1:
+        return SingleDevice()
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    return distribution
+
+
+class SingleDevice:
+    """JAX on one device, without a keras.distribution: a one-device DataParallel gives the first steps'
+    variables different shardings, and Keras 3.15 compiles the training step three times instead of once."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def replicas(strategy):
+    """How many devices share each global batch, under a tf.distribute strategy or a Keras distribution."""
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return strategy.num_replicas_in_sync
+    return strategy.device_mesh.devices.size
+
+
+def strategy_name(strategy):
+    """MultiWorkerMirroredStrategy, MirroredStrategy or DataParallel."""
+    return "MultiWorkerMirroredStrategy" if cluster_spec()[0] > 1 else type(strategy).__name__
+
+
+def has_gpu():
+    """Whether the Keras backend computes on a GPU."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return keras.distribution.list_devices()[0].startswith(("gpu", "cuda"))
+
+
 def training_precision(precision):
     """Set Keras' dtype policy for --precision (float32, bfloat16, float16, or mixed: float16 on GPUs and
     bfloat16 on CPUs); returns the policy's name."""
     import keras
-    import tensorflow as tf
 
     if precision == "mixed":
-        precision = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+        precision = "float16" if has_gpu() else "bfloat16"
     set_precision(precision)
     return keras.mixed_precision.global_policy().name
 

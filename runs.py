@@ -245,7 +245,8 @@ class SamplePredictions(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        pred = np.asarray(self.model(self.images, training=False), np.float32)[..., 0]
+        # One compiled call: JAX would run a direct call layer by layer, compiling each op the first time.
+        pred = np.asarray(self.model.predict_on_batch(self.images), np.float32)[..., 0]
         rows = [self.row(img, tgt[..., 0], p) for img, tgt, p in zip(self.images, self.targets, pred)]
         with self.writer.as_default():
             tf.summary.image("val_samples", np.stack(rows), step=epoch + 1, max_outputs=len(rows))
@@ -281,13 +282,11 @@ def bad_samples_reported(errors):
 
 def mean_depth_baseline(train_ds, val_ds, depth_range, batches=20):
     """{'mean_depth_m', 'a1', 'abs_rel', 'rmse'} of a constant prediction at the training mean depth."""
-    import tensorflow as tf
-
     from loss import MONITORED_METRICS, split_target, training_metrics
 
     depths = []
-    for _, t in train_ds.take(batches):
-        target, mask = (v.numpy() for v in split_target(t))
+    for _, t in train_ds.take(batches).as_numpy_iterator():
+        target, mask = (keras.ops.convert_to_numpy(v) for v in split_target(t))
         depths.append(inverse_depth_norm(target[mask > 0], depth_range))
     depths = np.concatenate(depths) if depths else np.zeros(0)
     if not depths.size:
@@ -296,9 +295,9 @@ def mean_depth_baseline(train_ds, val_ds, depth_range, batches=20):
     mean_m = float(np.mean(depths))
     metrics = {m.__name__: m for m in training_metrics(depth_range)}
     sums, count = dict.fromkeys(MONITORED_METRICS, 0.0), 0
-    for _, target in val_ds:
-        pred = tf.fill(tf.shape(split_target(target)[0]), depth_range.max_m / mean_m)
-        values = {name: metrics[name](target, pred).numpy() for name in sums}
+    for _, target in val_ds.as_numpy_iterator():
+        pred = np.full(target.shape[:-1] + (1,), depth_range.max_m / mean_m, np.float32)
+        values = {name: keras.ops.convert_to_numpy(metrics[name](target, pred)) for name in sums}
         scored = np.isfinite(values["abs_rel"])  # NaN: an image without valid depth, not a perfect score
         for name in sums:
             sums[name] += float(np.sum(values[name][scored]))

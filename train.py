@@ -149,7 +149,12 @@ def check_args(parser, args):
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from distribute import cluster_spec
+    import keras
+
+    from distribute import cluster_spec, split_host_cpu
+
+    if keras.backend.backend() == "jax":
+        split_host_cpu(args.cpu_devices)  # before JAX starts its runtime
     from runs import Interrupted, interrupt_handler, interrupted_message, open_run, remove_if_unused
 
     run = None
@@ -194,15 +199,15 @@ class TrainingDiverged(Exception):
 def train(args, run, interrupt=None):
     """Train as args say into run's folder; returns the folder."""
     from data import SampleErrors, open_dataset
-    from distribute import cluster_spec, keras_multi_worker_fixes, make_strategy, training_precision
+    from distribute import cluster_spec, keras_multi_worker_fixes, make_strategy, replicas, training_precision
     from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
     resuming = args.init == "resume"
     strategy = make_strategy(args.gpus, args.cpu_devices)  # before any other TensorFlow op
     precision = training_precision(args.precision)
-    if args.bs % strategy.num_replicas_in_sync:
-        raise InputError(f"--bs {args.bs} is not divisible by the {strategy.num_replicas_in_sync} replicas")
+    if args.bs % replicas(strategy):
+        raise InputError(f"--bs {args.bs} is not divisible by the {replicas(strategy)} replicas")
     dataset = open_dataset(args.data, validation=args.validation, skip_bad=args.skip_bad, seed=args.seed)
     run.folder.mkdir(parents=True, exist_ok=True)
     if args.val_samples:
@@ -271,12 +276,19 @@ def restore(model, run, state, lr=None):
 
 
 def input_pipelines(args, dataset, input_hw, strategy, errors):
-    """(train_input(start_index) -> distributed training batches, validation dataset)."""
+    """(train_input(start_index) -> distributed training batches, validation dataset).
+
+    A keras.distribution (JAX) takes the global batches and splits them over its devices itself.
+    """
     import tensorflow as tf
 
     from data import pipeline
 
     def train_input(start_index):
+        if not hasattr(strategy, "distribute_datasets_from_function"):
+            return pipeline(dataset, "train", args.bs, input_hw, args.seed, training=True, skip_bad=args.skip_bad,
+                            errors=errors, permute_probability=args.permute_prob, start_index=start_index)
+
         def dataset_fn(context):
             return pipeline(dataset, "train", context.get_per_replica_batch_size(args.bs), input_hw, args.seed,
                             training=True, skip_bad=args.skip_bad, errors=errors,
@@ -290,21 +302,17 @@ def input_pipelines(args, dataset, input_hw, strategy, errors):
     return train_input, val_ds.with_options(options)
 
 
-def strategy_name(strategy):
-    from distribute import cluster_spec
-
-    return "MultiWorkerMirroredStrategy" if cluster_spec()[0] > 1 else type(strategy).__name__
-
-
 def print_setup(args, strategy, input_hw, steps, precision, dataset, run):
     """The run's one-line set-up (and where a non-chief worker writes)."""
-    from distribute import cluster_spec
+    import keras
+
+    from distribute import cluster_spec, replicas, strategy_name
 
     workers, index, _ = cluster_spec()
-    replicas = strategy.num_replicas_in_sync
-    print(f"strategy {strategy_name(strategy)} | workers {workers} | replicas {replicas} | global batch {args.bs} "
-          f"| per-replica batch {args.bs // replicas} | steps/epoch {steps} | input {input_hw[0]}x{input_hw[1]} "
-          f"| precision {precision} | {len(dataset.samples('train'))} train / {len(dataset.samples('val'))} val "
+    count = replicas(strategy)
+    print(f"strategy {strategy_name(strategy)} | workers {workers} | replicas {count} | global batch {args.bs} "
+          f"| per-replica batch {args.bs // count} | steps/epoch {steps} | input {input_hw[0]}x{input_hw[1]} "
+          f"| precision {precision} | backend {keras.backend.backend()} | {len(dataset.samples('train'))} train / {len(dataset.samples('val'))} val "
           "pairs", flush=True)
     if not run.is_chief:
         print(f"worker {index} is not the chief: its checkpoints, logs and final.keras go to {run.folder}", flush=True)
@@ -316,11 +324,12 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
     import tensorflow as tf
 
     from data import pipeline
+    from distribute import replicas, strategy_name
     from runs import bad_samples_reported, mean_depth_baseline
 
     config = {"args": vars(args), "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
-              "tensorflow": tf.__version__, "keras": keras.__version__, "strategy": strategy_name(strategy),
-              "replicas": strategy.num_replicas_in_sync, "precision": precision, "steps_per_epoch": steps,
+              "backend": keras.backend.backend(), "tensorflow": tf.__version__, "keras": keras.__version__,
+              "strategy": strategy_name(strategy), "replicas": replicas(strategy), "precision": precision, "steps_per_epoch": steps,
               "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
               "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
     write_json(run.folder / "config.json", config)
