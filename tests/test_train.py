@@ -375,3 +375,105 @@ def test_unreadable_sample(env, tmp_path):
                                             (["--encoder", "resnet50"], "invalid choice")])
 def test_impossible_flags(env, flags, message):
     assert_one_line_error(train(env, *flags), message)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# KERAS_BACKEND=jax: one device, two devices through keras.distribution.DataParallel, and a resume
+# ---------------------------------------------------------------------------------------------------------
+
+# The JAX side of a prediction: loads a model file and writes its depth for fixed images.
+JAX_PREDICT = """
+import sys
+import numpy as np
+from model import load_model
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], np.asarray(load_model(sys.argv[1]).predict_on_batch(images)))
+"""
+
+
+@pytest.fixture(scope="module")
+def jax_env(env):
+    return {**env, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def jax_runs(jax_env, tmp_path_factory):
+    """Three JAX runs of the tiny set-up, started together: two epochs on one device, the same on two
+    devices, and three epochs on one device (what a resumed two-epoch run must end as)."""
+    root = tmp_path_factory.mktemp("jax_runs")
+    tiny = [*TINY, "--epochs", "2"]  # the last --epochs counts
+    started = {"one": Background(jax_env, *tiny, "--run-dir", str(root), "--name", "one"),
+               "two": Background(jax_env, *tiny, "--cpu-devices", "2", "--run-dir", str(root), "--name", "two"),
+               "three_epochs": Background(jax_env, *tiny, "--epochs", "3", "--run-dir", str(root),
+                                          "--name", "three_epochs")}
+    yield {name: (root / name, run) for name, run in started.items()}
+    for run in started.values():
+        run.process.kill()
+
+
+def jax_run(jax_runs, name):
+    folder, run = jax_runs[name]
+    return folder, succeeded(run.result())
+
+
+def test_jax_run_leaves_a_complete_run_folder(jax_runs):
+    folder, result = jax_run(jax_runs, "one")
+    assert ("strategy SingleDevice | workers 1 | replicas 1 | global batch 2" in result.stdout
+            and "backend jax" in result.stdout), result.stdout
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["backend"], config["strategy"], config["replicas"]) == ("jax", "SingleDevice", 1)
+    rows = log_rows(folder)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(np.isfinite(float(r[c])) for r in rows for c in LOG_COLUMNS)
+    state = read_state(folder)
+    assert (state["epoch"], state["epoch_step"], state["global_step"]) == (2, 0, 4)
+    samples = summaries(folder / "tensorboard" / "samples")["val_samples"]
+    assert [step for step, _ in samples] == [1, 2]
+    assert (folder / "best.keras").is_file()
+
+
+def test_jax_model_predicts_the_same_under_tensorflow(jax_runs, jax_env, tmp_path):
+    from model import load_model, read_contract
+
+    folder, _ = jax_run(jax_runs, "one")
+    assert read_contract(folder / "final.keras")["training"]["steps"] == 4
+    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    subprocess.run([sys.executable, "-c", JAX_PREDICT, str(folder / "final.keras"), str(tmp_path / "images.npy"),
+                    str(tmp_path / "jax.npy")], cwd=REPO, env=jax_env, check=True, timeout=TIMEOUT_S)
+    tensorflow_depth = np.asarray(load_model(folder / "final.keras").predict_on_batch(images))
+    np.testing.assert_allclose(tensorflow_depth, np.load(tmp_path / "jax.npy"), atol=1e-4)
+
+
+def test_jax_data_parallel_over_two_devices_trains_as_one_device(jax_runs):
+    one, _ = jax_run(jax_runs, "one")
+    two, result = jax_run(jax_runs, "two")
+    banner = next(line for line in result.stdout.splitlines() if line.startswith("strategy"))
+    assert banner.startswith("strategy DataParallel | workers 1 | replicas 2 | global batch 2 | "
+                             "per-replica batch 1 | steps/epoch 2"), banner
+    # The same global batches and the same mean loss: only the order of summation differs.
+    for row_one, row_two in zip(log_rows(one), log_rows(two), strict=True):
+        for column in ("loss", "val_loss"):
+            assert float(row_two[column]) == pytest.approx(float(row_one[column]), rel=1e-4), column
+
+
+def test_jax_resumed_run_ends_as_the_uninterrupted_one(jax_runs, jax_env, tmp_path):
+    """Weights, Adam's moments, the epoch and the data position come back: two epochs and a resume to three
+    end with the three-epoch run's loss and weights."""
+    folder = copy_run(jax_run(jax_runs, "one")[0], tmp_path)
+    succeeded(train(jax_env, "--init", "resume", "--run-dir", str(tmp_path), "--name", folder.name, "--epochs", "3"))
+    uninterrupted, _ = jax_run(jax_runs, "three_epochs")
+    assert read_state(folder)["global_step"] == 6
+    rows, expected = log_rows(folder), log_rows(uninterrupted)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert float(rows[2]["loss"]) == pytest.approx(float(expected[2]["loss"]), rel=1e-4)
+    resumed, reference = named_weights(folder / "final.keras"), named_weights(uninterrupted / "final.keras")
+    assert resumed.keys() == reference.keys()
+    for name, (value, _) in reference.items():
+        np.testing.assert_allclose(resumed[name][0], value, atol=1e-4, err_msg=name)
+
+
+def test_multi_worker_under_jax_is_one_line(jax_env, tmp_path):
+    tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    result = train({**jax_env, "TF_CONFIG": json.dumps(tf_config)}, "--smoke", "--run-dir", str(tmp_path))
+    assert_one_line_error(result, "multi-worker training (TF_CONFIG) needs the TensorFlow backend")
