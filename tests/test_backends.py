@@ -6,6 +6,7 @@ backend at import; tests/cross_backend.py): the network's output and the loss eq
 same weights, and a file saved under one backend loads under the other with the same output.
 """
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -203,3 +204,21 @@ def test_test_py_under_jax_writes_what_tensorflow_writes(tiny_model_path, tmp_pa
         depths[backend] = np.load(tmp_path / backend / "coffee_depth_m.npy")
     assert depths["jax"].shape == depths["tensorflow"].shape and depths["jax"].std() > 0.01
     np.testing.assert_allclose(depths["jax"], depths["tensorflow"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_evaluate_py_under_jax_gives_tensorflows_metrics(tiny_model_path, tmp_path):
+    """KERAS_BACKEND=jax python evaluate.py: the metrics TensorFlow gives for the same model and pictures."""
+    results = {}
+    for backend in ("tensorflow", "jax"):
+        env = {**os.environ, "KERAS_BACKEND": backend, "DENSEDEPTH_CACHE": str(tmp_path / "cache")}
+        result = subprocess.run([sys.executable, "evaluate.py", "--data", "synthetic:2:3", "--model",
+                                 str(tiny_model_path), "--json", str(tmp_path / f"{backend}.json")],
+                                cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-2000:]
+        results[backend] = json.loads((tmp_path / f"{backend}.json").read_text())
+    assert results["jax"]["images"] == results["tensorflow"]["images"] == 3
+    for kind in ("pooled", "per_image"):
+        assert 0.01 < results["tensorflow"][kind]["abs_rel"] < 10  # a real spread of errors, not a degenerate case
+        for name, value in results["tensorflow"][kind].items():
+            assert results["jax"][kind][name] == pytest.approx(value, rel=1e-4, abs=1e-5), (kind, name)
