@@ -103,6 +103,11 @@ def replicas(strategy):
     return strategy.device_mesh.devices.size
 
 
+def is_tf_distribute(strategy):
+    """Whether the strategy is tf.distribute's (which feeds per-replica datasets) or a Keras one (JAX)."""
+    return hasattr(strategy, "distribute_datasets_from_function")
+
+
 def strategy_name(strategy):
     """MultiWorkerMirroredStrategy, MirroredStrategy or DataParallel."""
     return "MultiWorkerMirroredStrategy" if cluster_spec()[0] > 1 else type(strategy).__name__

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from model import save_model
-from utils import InputError, colorize, git_commit, inverse_depth_norm, write_json
+from utils import InputError, colorize, git_commit, inverse_depth_norm, predict_targets, write_json
 
 INTERRUPTED_EXIT = 130  # the shell's code for a process stopped by Ctrl-C
 RUN_BYTES_PER_PARAM = 4 * 8  # float32: two checkpoints (weights + Adam's two moments) at once, best + final
@@ -245,8 +245,7 @@ class SamplePredictions(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        # One compiled call: JAX would run a direct call layer by layer, compiling each op the first time.
-        pred = np.asarray(self.model.predict_on_batch(self.images), np.float32)[..., 0]
+        pred = predict_targets(self.model, self.images)[..., 0]
         rows = [self.row(img, tgt[..., 0], p) for img, tgt, p in zip(self.images, self.targets, pred)]
         with self.writer.as_default():
             tf.summary.image("val_samples", np.stack(rows), step=epoch + 1, max_outputs=len(rows))

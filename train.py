@@ -199,7 +199,8 @@ class TrainingDiverged(Exception):
 def train(args, run, interrupt=None):
     """Train as args say into run's folder; returns the folder."""
     from data import SampleErrors, open_dataset
-    from distribute import cluster_spec, keras_multi_worker_fixes, make_strategy, replicas, training_precision
+    from distribute import (cluster_spec, is_tf_distribute, keras_multi_worker_fixes, make_strategy, replicas,
+                            training_precision)
     from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
@@ -212,6 +213,8 @@ def train(args, run, interrupt=None):
     run.folder.mkdir(parents=True, exist_ok=True)
     if args.val_samples:
         dataset.limit("val", args.val_samples)
+    if not is_tf_distribute(strategy):
+        share_validation(dataset, replicas(strategy))
     input_hw = args.input_size or dataset.train_hw
     steps = args.steps_per_epoch or max(1, len(dataset.samples("train")) // args.bs)
     state = saved_state(run) if resuming else initial_state()
@@ -283,9 +286,10 @@ def input_pipelines(args, dataset, input_hw, strategy, errors):
     import tensorflow as tf
 
     from data import pipeline
+    from distribute import is_tf_distribute
 
     def train_input(start_index):
-        if not hasattr(strategy, "distribute_datasets_from_function"):
+        if not is_tf_distribute(strategy):
             return pipeline(dataset, "train", args.bs, input_hw, args.seed, training=True, skip_bad=args.skip_bad,
                             errors=errors, permute_probability=args.permute_prob, start_index=start_index)
 
@@ -300,6 +304,19 @@ def input_pipelines(args, dataset, input_hw, strategy, errors):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return train_input, val_ds.with_options(options)
+
+
+def share_validation(dataset, devices):
+    """Keep the first multiple of `devices` validation pairs: a keras.distribution (JAX) stops on a last
+    batch its devices cannot share evenly, where tf.distribute pads it."""
+    count = len(dataset.samples("val"))
+    kept = count - count % devices
+    if not kept:
+        raise InputError(f"{count} validation pairs cannot be shared by {devices} devices: use fewer --cpu-devices "
+                         "or --gpus, or more --val-samples")
+    if kept < count:
+        dataset.limit("val", kept)
+        print(f"validating on the first {kept} of {count} pairs, a multiple of the {devices} devices", flush=True)
 
 
 def print_setup(args, strategy, input_hw, steps, precision, dataset, run):

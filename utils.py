@@ -179,10 +179,10 @@ def predict(model, images, batch_size=2, depth_range=NYU, flip=False):
 
 def _predict_depth(model, batch, depth_range):
     """Metres (N, h, w) from the network's normalised output."""
-    return inverse_depth_norm(_predict_targets(model, batch)[..., 0], depth_range)
+    return inverse_depth_norm(predict_targets(model, batch)[..., 0], depth_range)
 
 
-def _predict_targets(model, batch):
+def predict_targets(model, batch):
     """The network's raw output (normalised targets) as float32 NumPy."""
     import keras
 

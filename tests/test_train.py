@@ -403,7 +403,8 @@ def jax_runs(jax_env, tmp_path_factory):
     root = tmp_path_factory.mktemp("jax_runs")
     tiny = [*TINY, "--epochs", "2"]  # the last --epochs counts
     started = {"one": Background(jax_env, *tiny, "--run-dir", str(root), "--name", "one"),
-               "two": Background(jax_env, *tiny, "--cpu-devices", "2", "--run-dir", str(root), "--name", "two"),
+               "two": Background(jax_env, *tiny, "--cpu-devices", "2", "--val-samples", "3", "--run-dir", str(root),
+                                 "--name", "two"),
                "three_epochs": Background(jax_env, *tiny, "--epochs", "3", "--run-dir", str(root),
                                           "--name", "three_epochs")}
     yield {name: (root / name, run) for name, run in started.items()}
@@ -451,6 +452,8 @@ def test_jax_data_parallel_over_two_devices_trains_as_one_device(jax_runs):
     banner = next(line for line in result.stdout.splitlines() if line.startswith("strategy"))
     assert banner.startswith("strategy DataParallel | workers 1 | replicas 2 | global batch 2 | "
                              "per-replica batch 1 | steps/epoch 2"), banner
+    # Three validation pairs cannot be shared by two devices: the first two are, as in the one-device run.
+    assert "validating on the first 2 of 3 pairs, a multiple of the 2 devices" in result.stdout, result.stdout
     # The same global batches and the same mean loss: only the order of summation differs.
     for row_one, row_two in zip(log_rows(one), log_rows(two), strict=True):
         for column in ("loss", "val_loss"):
