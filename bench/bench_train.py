@@ -74,6 +74,9 @@ def parse_args(argv=None):
                         help="with --backend: double the batch from --bs until it no longer fits in memory")
     parser.add_argument("--max-batch", type=int, default=1024,
                         help="with --find-max-batch: stop doubling past this batch (default 1024)")
+    parser.add_argument("--search-seconds", type=float, default=0,
+                        help="with --find-max-batch: no next batch once this many seconds have passed, or when "
+                             "the next (twice the last one's time) would end past them (default 0: no limit)")
     parser.add_argument("--lr", type=float, default=1e-4, help="with --backend: Adam's learning rate (default 1e-4)")
     parser.add_argument("--jsonl", help="with --backend: append each result as a JSON line to this file")
     parser.add_argument("--child", action="store_true",
@@ -228,8 +231,10 @@ def run_backend(args):
 
     select_backend(args.backend)
     height, width_px = (int(v) for v in args.input_size.lower().split("x"))
-    batch, rows = args.bs, []
+    batch, rows, start = args.bs, [], time.monotonic()
+    out_of_time = False
     while True:
+        row_start = time.monotonic()
         row = backend_train_row(args, height, width_px, batch)
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -237,6 +242,11 @@ def run_backend(args):
             with open(args.jsonl, "a") as f:
                 f.write(json.dumps(row) + "\n")
         if not args.find_max_batch or "error" in row or batch * 2 > args.max_batch:
+            break
+        # A batch twice as large compiles anew and steps about twice as long.
+        next_ends = time.monotonic() + 2 * (time.monotonic() - row_start)
+        if args.search_seconds and next_ends - start > args.search_seconds:
+            out_of_time = True
             break
         batch *= 2
     fitted = [r for r in rows if "error" not in r]
@@ -248,7 +258,9 @@ def run_backend(args):
                   f"{r['tflops']:.2f} TFLOP/s, peak {r['peak_mb']:.0f} MB ({r['memory']}), first step "
                   f"{r['first_step_s']:.1f} s")
     if args.find_max_batch and fitted:
-        stop = "the next one ran out of memory" if "error" in rows[-1] else f"--max-batch {args.max_batch} reached"
+        stop = ("the next one ran out of memory" if "error" in rows[-1] else
+                f"--search-seconds {args.search_seconds:g} would pass before the next" if out_of_time else
+                f"--max-batch {args.max_batch} reached")
         print(f"largest batch measured: {fitted[-1]['batch']} ({stop})")
     if not fitted:
         sys.exit(1)
@@ -267,7 +279,8 @@ def backend_train_row(args, height, width, batch):
     backend = keras.backend.backend()
     width_mult, precision = args.decoder_widths[0], args.precisions[0]
     row = {"kind": "train", "backend": backend, "precision": precision, "batch": batch, "height": height,
-           "width": width, "decoder_width": width_mult, "device": device_name(backend)}
+           "width": width, "decoder_width": width_mult, "device": device_name(backend),
+           "xla_flags": os.environ.get("XLA_FLAGS", "")}
     keras.mixed_precision.set_global_policy(BACKEND_POLICIES[precision])
     keras.utils.set_random_seed(0)
     model = create_model(args.encoder, weights=None, decoder_width=width_mult)
@@ -277,9 +290,9 @@ def backend_train_row(args, height, width, batch):
     targets = rng.uniform(1.0, 10.0, (batch, height // 2, width // 2, 1)).astype(np.float32)
     reset_peak_memory(backend)
     try:
-        step = jax_trainer(model, args.lr) if backend == "jax" else keras_trainer(model, args.lr)
+        step = jax_trainer(model, args.lr, row) if backend == "jax" else keras_trainer(model, args.lr)
         start = time.perf_counter()
-        step(images, targets, wait=True)  # traces and compiles
+        step(images, targets, wait=True)  # traces and compiles (JAX: records trace_s and compile_s in row)
         first_step_s = time.perf_counter() - start
         for _ in range(args.warmup - 1):
             step(images, targets, wait=False)
@@ -306,10 +319,13 @@ def backend_train_row(args, height, width, batch):
     return row
 
 
-def jax_trainer(model, lr):
+def jax_trainer(model, lr, row):
     """step(images, targets, wait) -> loss: a jitted Adam step on the variables' values, held on device.
 
     wait=False queues the step and returns at once (JAX runs asynchronously); wait=True returns its loss.
+    The step is traced and compiled ahead of the first call, with a progress line before and after each
+    (XLA's compile can take minutes on a GPU: its autotuning times every candidate kernel), and the two
+    times go into row as trace_s and compile_s.
     """
     import jax
     import keras
@@ -337,11 +353,26 @@ def jax_trainer(model, lr):
     on_device = {}
     box = {"state": state, "loss": None}
 
+    def compiled(images, targets):
+        label = f"batch {row['batch']} {row['precision']}"
+        print(f"  [{label}] tracing the training step", flush=True)
+        start = time.perf_counter()
+        lowered = train_step.lower(box["state"], images, targets)
+        row["trace_s"] = time.perf_counter() - start
+        print(f"  [{label}] traced in {row['trace_s']:.1f} s; XLA compiling (XLA_FLAGS="
+              f"{os.environ.get('XLA_FLAGS', '')!r})", flush=True)
+        start = time.perf_counter()
+        program = lowered.compile()
+        row["compile_s"] = time.perf_counter() - start
+        print(f"  [{label}] compiled in {row['compile_s']:.1f} s", flush=True)
+        return program
+
     def step(images, targets, wait):
         if images is not None:
             if "images" not in on_device:  # one batch, copied to the device once
                 on_device["images"], on_device["targets"] = jax.device_put(images), jax.device_put(targets)
-            box["state"], box["loss"] = train_step(box["state"], on_device["images"], on_device["targets"])
+                on_device["step"] = compiled(on_device["images"], on_device["targets"])
+            box["state"], box["loss"] = on_device["step"](box["state"], on_device["images"], on_device["targets"])
         if wait:
             return float(box["loss"])
         return None
