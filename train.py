@@ -1,4 +1,4 @@
-"""Train DenseDepth on every visible GPU (tf.distribute), on NYU Depth v2, KITTI or the synthetic rooms.
+"""Train DenseDepth on every visible GPU, on NYU Depth v2, KITTI or the synthetic rooms.
 
     python train.py --bs 8 --lr 0.0001                  # the paper's set-up on nyu_data.zip
     python train.py --smoke                             # a one-minute run through the whole code path
@@ -7,9 +7,11 @@
     python train.py --init resume --name R --lr 0.00005 # continue run R at a lower learning rate
     python train.py --init nyu.h5 --data kitti_root     # fine-tune from a pretrained model file
     python train.py --recipe reference                  # the authors' set-up (AMSGrad, batch 4, half decoder, ...)
+    KERAS_BACKEND=jax python train.py --smoke           # on JAX (tf.data still feeds it)
 
---bs is the global batch, split over the replicas (the paper: 8 over four GPUs). With TF_CONFIG set
-for several workers, the same command on every machine trains one model with
+--bs is the global batch, split over the replicas (the paper: 8 over four GPUs): tf.distribute's
+MirroredStrategy, or under JAX keras.distribution.DataParallel over the local devices. With TF_CONFIG set
+for several workers (TensorFlow only), the same command on every machine trains one model with
 MultiWorkerMirroredStrategy: each worker reads its own share of every global batch, and only the chief
 writes the run folder (the others write to a scratch folder they print). A run stops with one line
 "error: loss became nan ..." when the loss goes non-finite, keeping its last good checkpoint; Ctrl-C or

@@ -309,8 +309,9 @@ def test_write_json_is_atomic_and_check_writable_says_why(places, tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def start_training(tmp, cache, *args):
-    env = {**os.environ, "DENSEDEPTH_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+def start_training(tmp, cache, *args, backend="tensorflow"):
+    env = {**os.environ, "DENSEDEPTH_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "KERAS_BACKEND": backend}
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env, stdout=out,
                                stderr=err, text=True)
@@ -331,15 +332,16 @@ def wait_for_text(process, stream, text, limit_s=900):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig, places, tmp_path):
+@pytest.mark.parametrize("sig, backend", [(signal.SIGINT, "tensorflow"), (signal.SIGTERM, "tensorflow"),
+                                          (signal.SIGINT, "jax")])
+def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig, backend, places, tmp_path):
     from data import synthetic_dataset_path
 
     cache = places["tmp"] / "cache"
     synthetic_dataset_path("synthetic:24:8", cache)
     args = ["--data", "synthetic:24:8", *SMALL[:-4], "--epochs", "2", "--steps-per-epoch", "4", "--val-samples", "2",
             "--run-dir", str(tmp_path), "--name", "stopped"]
-    process, out, err, env = start_training(tmp_path, cache, *args)
+    process, out, err, env = start_training(tmp_path, cache, *args, backend=backend)
     try:
         assert wait_for_text(process, err, "epoch 1:"), "training never started"
         process.send_signal(sig)
