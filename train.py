@@ -331,8 +331,8 @@ def print_setup(args, strategy, input_hw, steps, precision, dataset, run):
     count = replicas(strategy)
     print(f"strategy {strategy_name(strategy)} | workers {workers} | replicas {count} | global batch {args.bs} "
           f"| per-replica batch {args.bs // count} | steps/epoch {steps} | input {input_hw[0]}x{input_hw[1]} "
-          f"| precision {precision} | backend {keras.backend.backend()} | {len(dataset.samples('train'))} train / {len(dataset.samples('val'))} val "
-          "pairs", flush=True)
+          f"| precision {precision} | backend {keras.backend.backend()} | {len(dataset.samples('train'))} train / "
+          f"{len(dataset.samples('val'))} val pairs", flush=True)
     if not run.is_chief:
         print(f"worker {index} is not the chief: its checkpoints, logs and final.keras go to {run.folder}", flush=True)
 
@@ -348,8 +348,8 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
 
     config = {"args": vars(args), "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
               "backend": keras.backend.backend(), "tensorflow": tf.__version__, "keras": keras.__version__,
-              "strategy": strategy_name(strategy), "replicas": replicas(strategy), "precision": precision, "steps_per_epoch": steps,
-              "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
+              "strategy": strategy_name(strategy), "replicas": replicas(strategy), "precision": precision,
+              "steps_per_epoch": steps, "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
               "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
     write_json(run.folder / "config.json", config)
     with open(run.folder / "model_summary.txt", "w") as f:
