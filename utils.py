@@ -187,7 +187,7 @@ def predict_targets(model, batch):
     import keras
 
     batch = np.ascontiguousarray(batch)
-    if keras.backend.backend() == "tensorflow":
+    if keras.backend.backend() == "tensorflow" or not isinstance(model, keras.Model):  # or an exported model
         return np.asarray(model(batch, training=False), dtype=np.float32)  # eager: no graph to trace first
     # One compiled program per input shape: a direct call under JAX runs, and first compiles, op by op
     # (evaluate.py, a small network on 480x640 pictures, 2 CPU cores: 2.8 s a picture instead of 55).
