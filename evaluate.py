@@ -40,7 +40,7 @@ from data import DEFAULT_EVAL_DATA, open_dataset
 from quality import quality_measures
 from utils import (DEPTH_RANGES, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU, NYU_IMAGE_HW,
                    NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS, DepthRange, InputError,
-                   check_writable, colorize, compute_errors, network_input, parse_hw, predict, quiet_tensorflow,
+                   check_writable, colorize, compute_errors, image_size, network_input, predict, quiet_tensorflow,
                    resize_depth, valid_mask, write_json)
 
 CROPS = ("eigen", "garg", "none")
@@ -290,14 +290,6 @@ def save_sample_montages(kept, records, folder, keep):
 # ---------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------
-
-
-def image_size(text):
-    """(height, width) from 'HxW', for argparse."""
-    try:
-        return parse_hw(text)
-    except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv=None):

@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 import numpy as np
 
-from utils import DEPTH_RANGES, NYU, NYU_IMAGE_HW, InputError, check_writable, parse_hw, quiet_tensorflow
+from utils import DEPTH_RANGES, NYU, NYU_IMAGE_HW, InputError, check_writable, image_size, quiet_tensorflow
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -303,13 +303,6 @@ def load_onnx(path, threads):
 # ---------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------
-
-
-def image_size(text):
-    try:
-        return parse_hw(text)
-    except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv=None):

@@ -96,6 +96,16 @@ def parse_hw(text, even=False):
     return height, width
 
 
+def image_size(text):
+    """(height, width) from 'HxW', for argparse: parse_hw's message as the usage error."""
+    import argparse
+
+    try:
+        return parse_hw(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Depth normalisation: the transform and its inverse side by side
 # ---------------------------------------------------------------------------------------------------------
