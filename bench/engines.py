@@ -62,13 +62,6 @@ def run_checked(command):
     return result.stdout
 
 
-def file_size_mb(path):
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    return path.stat().st_size / 1e6
-
-
 # ---------------------------------------------------------------------------------------------------------
 # One configuration's speed, in its own process
 # ---------------------------------------------------------------------------------------------------------
@@ -77,7 +70,6 @@ def file_size_mb(path):
 def time_engine(config):
     """{first_call_s, call_s, peak_memory_mib} of one engine on one random 480x640 picture."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, str(REPO))
     engine, path = config["engine"], config["path"]
     if engine == "keras":
         import tensorflow as tf
@@ -158,7 +150,6 @@ def speed_model(folder):
 
 def main(args):
     folder = Path(args.engines_dir)
-    sys.path.insert(0, str(REPO))
     from utils import NYU_IMAGE_HW
 
     print(f"engines on this machine ({os.cpu_count()} cores, --threads {args.threads or 'default'}), the paper's "
@@ -186,6 +177,8 @@ def print_accuracy(metrics):
 
 
 def print_table(paths, timing, metrics):
+    from export import folder_size
+
     base = timing["keras", "float32"]["call_s"]
     bf16 = timing["keras", "bfloat16"]["call_s"]
     print(f"\n{'engine':<11}{'precision':<10}{'images/s':>9}{'x f32':>7}{'x bf16':>7}{'first s':>8}{'peak MiB':>9}"
@@ -193,7 +186,7 @@ def print_table(paths, timing, metrics):
     for (engine, precision), result in timing.items():
         row = (f"{engine:<11}{precision:<10}{1 / result['call_s']:>9.2f}{base / result['call_s']:>7.2f}"
                f"{bf16 / result['call_s']:>7.2f}{result['first_call_s']:>8.1f}{result['peak_memory_mib']:>9.0f}"
-               f"{file_size_mb(paths[engine, precision]):>8.0f}")
+               f"{folder_size(paths[engine, precision]) / 1e6:>8.0f}")
         if metrics:
             reference, got = metrics["keras", "float32"], metrics[engine, precision]
             row += f"{got['a1'] - reference['a1']:>+10.4f}{got['abs_rel'] - reference['abs_rel']:>+10.4f}"
