@@ -23,16 +23,10 @@ def full_model():
 def tiny_model_path(tmp_path_factory):
     """A small random DenseDepth (no contract) whose output is scaled into the depth range (mostly 1-10 m),
     so depth varies and is not clipped."""
-    import keras
+    from helpers import varied_tiny_model
 
-    from model import create_model
-
-    keras.utils.set_random_seed(0)
-    model = create_model(weights=None, decoder_width=0.125)
-    kernel, bias = model.get_layer("conv3").get_weights()
-    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    model.save(path)
+    varied_tiny_model(seed=0).save(path)
     return path
 
 

@@ -19,3 +19,17 @@ def compute_errors_per_image(gt, pred, mask=None, min_depth_m=0.0):
     """The metrics computed on each image, then averaged over images (rmse is per-image rms)."""
     per_image = per_image_errors(gt, pred, mask, min_depth_m)
     return {k: float(np.mean([e[k] for e in per_image])) for k in METRIC_NAMES}
+
+
+def varied_tiny_model(seed=0):
+    """A small random DenseDepth (decoder width 1/8) whose output is scaled into the depth range (mostly
+    1-10 m), so depth varies and is not clipped: a flipped, shifted or half-size prediction shows."""
+    import keras
+
+    from model import create_model
+
+    keras.utils.set_random_seed(seed)
+    model = create_model(weights=None, decoder_width=0.125)
+    kernel, bias = model.get_layer("conv3").get_weights()
+    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    return model

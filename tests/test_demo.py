@@ -147,14 +147,10 @@ def stop_server(process):
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
     """A small random DenseDepth with a contract (synthetic, NYU range, trained at 96x128); depth varies."""
-    import keras
+    from helpers import varied_tiny_model
+    from model import model_contract, save_model
 
-    from model import create_model, model_contract, save_model
-
-    keras.utils.set_random_seed(0)
-    model = create_model(weights=None, decoder_width=0.125)
-    kernel, bias = model.get_layer("conv3").get_weights()
-    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    model = varied_tiny_model(seed=0)
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
     save_model(model, path, model_contract(model, "synthetic", NYU, (96, 128), training={"steps": 5000}))
     return path

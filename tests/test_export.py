@@ -21,14 +21,10 @@ FLOAT_FORMATS = {"savedmodel": "model_savedmodel", "tflite": "model.tflite", "on
 @pytest.fixture(scope="module")
 def keras_model(tmp_path_factory):
     """(path, model, contract) of a tiny network saved with a synthetic-data contract trained at HW."""
-    import keras
+    from helpers import varied_tiny_model
+    from model import model_contract, save_model
 
-    from model import create_model, model_contract, save_model
-
-    keras.utils.set_random_seed(1)
-    model = create_model(weights=None, decoder_width=0.125)
-    kernel, bias = model.get_layer("conv3").get_weights()
-    model.get_layer("conv3").set_weights([20 * kernel, bias + 4.0])
+    model = varied_tiny_model(seed=1)
     contract = model_contract(model, "synthetic", NYU, HW, reduced_input=True, training={"steps": 5000})
     path = tmp_path_factory.mktemp("export") / "tiny.keras"
     save_model(model, path, contract)
