@@ -23,7 +23,12 @@ from keras import ops
 from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, VERSION, DepthRange, InputError, git_commit,
                    set_precision)
 
-ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201}
+# Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
+# per stage, so tests and --smoke run every code path that does not depend on DenseNet-169's size.
+TINY_BLOCKS = (2, 2, 2, 2)
+TINY_GROWTH = 16
+TINY_STEM_FILTERS = 32
+BN_EPSILON = 1.001e-5  # keras.applications' DenseNet
 # Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
 SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
 BLOCK_NAMES = ("up1", "up2", "up3", "up4")
@@ -43,6 +48,63 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 UPSAMPLING_CONVENTIONS = {"half_pixel": (False, True), "align_corners": (True, False), "tf1_legacy": (False, False)}
 DEFAULT_UPSAMPLING = "half_pixel"
 LEGACY_UPSAMPLING = "align_corners"
+
+
+def tiny_densenet(include_top=False, weights=None, input_tensor=None):
+    """A DenseNet of TINY_BLOCKS layers per stage, built like keras.applications' (same layer names).
+
+    It exists for tests and --smoke: random weights only, ENCODER_CHANNELS["tiny"] output channels.
+    """
+    if include_top or weights is not None:
+        raise InputError("the tiny encoder has no pretrained weights or classifier: use weights 'none'")
+    layers = keras.layers
+    x = layers.ZeroPadding2D(3)(input_tensor)
+    x = layers.Conv2D(TINY_STEM_FILTERS, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    for stage, blocks in enumerate(TINY_BLOCKS, start=2):
+        for block in range(1, blocks + 1):
+            x = _dense_layer(x, f"conv{stage}_block{block}")
+        if stage < 1 + len(TINY_BLOCKS):
+            x = _transition(x, f"pool{stage}")
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name="bn")(x)
+    x = layers.Activation("relu", name="relu")(x)
+    return keras.Model(keras.utils.get_source_inputs(input_tensor), x, name="tiny_densenet")
+
+
+def _dense_layer(x, name):
+    """DenseNet's conv_block: BN-ReLU-1x1 conv (4 x growth)-BN-ReLU-3x3 conv (growth), concatenated to x."""
+    layers = keras.layers
+    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_0_bn")(x)
+    y = layers.Activation("relu", name=f"{name}_0_relu")(y)
+    y = layers.Conv2D(4 * TINY_GROWTH, 1, use_bias=False, name=f"{name}_1_conv")(y)
+    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_1_bn")(y)
+    y = layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = layers.Conv2D(TINY_GROWTH, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(y)
+    return layers.Concatenate(name=f"{name}_concat")([x, y])
+
+
+def _transition(x, name):
+    """DenseNet's transition_block: BN-ReLU-1x1 conv to half the channels, 2x2 average pooling."""
+    layers = keras.layers
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    x = layers.Conv2D(x.shape[-1] // 2, 1, use_bias=False, name=f"{name}_conv")(x)
+    return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+
+
+ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201,
+            "tiny": tiny_densenet}
+
+
+def encoder_of(layer_names):
+    """Which ENCODERS entry a network's layer names come from (DenseNet-201 has 48 layers in stage 4)."""
+    names = set(layer_names)
+    if "conv4_block48_concat" in names:
+        return "densenet201"
+    return "densenet169" if "conv4_block12_concat" in names else "tiny"
 
 
 @keras.saving.register_keras_serializable(package="densedepth")
@@ -135,7 +197,7 @@ def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
     """The DenseDepth network as a functional Keras model.
 
     Args:
-        encoder: "densenet169" (the paper) or "densenet201" (its ablation).
+        encoder: "densenet169" (the paper), "densenet201" (its ablation) or "tiny" (tests and --smoke).
         weights: "imagenet" (downloaded by Keras), None / "none", or a path to an encoder weights file.
         decoder_width: channels of `conv2` as a fraction of the encoder's output channels; 1.0 is the
             paper's decoder (1664 on DenseNet-169), 0.5 the reference code's default.
@@ -179,6 +241,8 @@ def encoder_network(encoder, weights, input_tensor):
     """The Keras DenseNet without its classifier, built on input_tensor, with the requested weights."""
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
+    if encoder == "tiny" and weights is not None:
+        raise InputError("the tiny encoder has no pretrained weights: use weights 'none'")
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise InputError(f"{weights}: encoder weights file not found (use 'imagenet', 'none' or a path)")
     try:
@@ -228,7 +292,7 @@ def model_contract(model, dataset, depth_range, input_hw, reduced_input=False, t
     """
     upsampling = {layer.convention for layer in model.layers if isinstance(layer, ResizeToMatch)}
     conv2 = model.get_layer("conv2")
-    encoder = "densenet201" if "conv4_block48_concat" in [layer.name for layer in model.layers] else "densenet169"
+    encoder = encoder_of(layer.name for layer in model.layers)
     return {"format": CONTRACT_FORMAT, "dataset": dataset,
             "depth_range_m": [depth_range.min_m, depth_range.max_m],
             "input_hw": list(input_hw) if input_hw else None, "reduced_input": bool(reduced_input),
@@ -496,7 +560,7 @@ def legacy_architecture(config, path="model"):
     layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
     if "conv2" not in layers or "conv3" not in layers:
         raise InputError(f"{path}: not a DenseDepth model (no 'conv2'/'conv3' decoder layers)")
-    encoder = "densenet201" if "conv4_block48_concat" in layers else "densenet169"
+    encoder = encoder_of(layers)
     filters = layers["conv2"]["config"]["filters"]
     consumers = _consumer_classes(config["config"]["layers"])
     per_block = {

@@ -1,7 +1,7 @@
 """Train DenseDepth on every visible GPU, on NYU Depth v2, KITTI or the synthetic rooms.
 
     python train.py --bs 8 --lr 0.0001                  # the paper's set-up on nyu_data.zip
-    python train.py --smoke                             # a one-minute run through the whole code path
+    python train.py --smoke                             # seconds: checks the whole training code path
     python train.py --data synthetic --input-size 96x128 --weights none --epochs 12
     python train.py --init resume                       # continue the newest run where it stopped
     python train.py --init resume --name R --lr 0.00005 # continue run R at a lower learning rate
@@ -50,9 +50,10 @@ SAMPLE_IMAGES = 3       # validation images drawn into TensorBoard each epoch
 RECIPES = {"paper": {},
            "reference": {"amsgrad": True, "bs": 4, "decoder_width": 0.5, "permute_prob": REFERENCE_PERMUTE_PROBABILITY}}
 REFERENCE_LR_SCHEDULE = {"monitor": "val_loss", "factor": 0.7, "patience": 5, "min_lr": 9e-5, "min_delta": 1e-2}
-# --smoke: tiny and fast, through exactly the same code path.
+# --smoke: the whole training code path in seconds, on the tiny encoder (model.tiny_densenet) and a few
+# synthetic rooms. It checks an installation or a change; its model has learned nothing worth predicting with.
 SMOKE = {"data": "synthetic:24:8", "epochs": 2, "steps_per_epoch": 3, "bs": 2, "input_size": (64, 96),
-         "weights": "none", "val_samples": 4}
+         "encoder": "tiny", "weights": "none", "val_samples": 4}
 
 
 def parse_args(argv=None):
@@ -62,7 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--bs", type=int, default=BATCH_SIZE, help=f"global batch size over all replicas (default {BATCH_SIZE})")
     p.add_argument("--lr", type=float, default=None,
                    help=f"Adam learning rate (default {LEARNING_RATE}; with --init resume, replaces the run's own)")
-    p.add_argument("--encoder", default=ENCODER, choices=sorted(ENCODER_CHANNELS), help="DenseNet encoder")
+    p.add_argument("--encoder", default=ENCODER, choices=sorted(ENCODER_CHANNELS),
+                   help=f"DenseNet encoder (default {ENCODER}, the paper's; densenet201 its ablation; tiny: a few "
+                        "layers with the same skip connections, random weights only, for tests and --smoke)")
     p.add_argument("--decoder-width", type=float, default=DECODER_WIDTH,
                    help="conv2 channels as a fraction of the encoder's (paper 1.0, reference code 0.5)")
     p.add_argument("--weights", default=WEIGHTS,
@@ -101,7 +104,10 @@ def parse_args(argv=None):
     p.add_argument("--cpu-devices", type=int, default=1,
                    help="split the CPU into N devices and mirror over them (tests distribution without GPUs)")
     p.add_argument("--smoke", action="store_true",
-                   help="tiny run on synthetic data: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
+                   help="check that training works here, in seconds: the whole code path (data, model, loss, "
+                        "checkpoints, logs, final.keras) on the tiny encoder and a few synthetic rooms; its model "
+                        "is not for predictions. Sets " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
+                        + " (flags you write win)")
     args = p.parse_args(argv)
     given = flags_given(p, sys.argv[1:] if argv is None else argv)
     for preset in (SMOKE if args.smoke else {}), RECIPES[args.recipe]:
@@ -346,9 +352,12 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
     from distribute import replicas, strategy_name
     from runs import bad_samples_reported, mean_depth_baseline
 
+    from distribute import cluster_spec
+
     config = {"args": vars(args), "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
               "backend": keras.backend.backend(), "tensorflow": tf.__version__, "keras": keras.__version__,
-              "strategy": strategy_name(strategy), "replicas": replicas(strategy), "precision": precision,
+              "strategy": strategy_name(strategy), "workers": cluster_spec()[0], "replicas": replicas(strategy),
+              "global_batch": args.bs, "per_replica_batch": args.bs // replicas(strategy), "precision": precision,
               "steps_per_epoch": steps, "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
               "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
     write_json(run.folder / "config.json", config)
@@ -379,11 +388,17 @@ def make_callbacks(args, run, dataset, state, steps, val_ds, errors, contract, i
                  SamplePredictions(sample_images.numpy(), sample_targets.numpy(),
                                    run.folder / "tensorboard" / "samples", dataset.depth_range),
                  checkpoint]
-    if args.recipe == "reference":
-        callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE))
+    callbacks = recipe_callbacks(args.recipe) + callbacks
     if interrupt:
         interrupt.armed = True  # from here on, Ctrl-C / SIGTERM saves a checkpoint at the next step
     return checkpoint, callbacks
+
+
+def recipe_callbacks(recipe):
+    """The callbacks a recipe adds before the others: the reference code's learning-rate schedule."""
+    import keras
+
+    return [keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE)] if recipe == "reference" else []
 
 
 def contract_maker(model, args, dataset, input_hw):

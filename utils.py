@@ -48,8 +48,9 @@ SSIM_DYNAMIC_RANGE = 100.0
 FLIP_PROBABILITY = 0.5
 PERMUTE_PROBABILITY = 0.25
 
-# Encoders and the channels of their last feature map (model.py builds them).
-ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920}
+# Encoders and the channels of their last feature map (model.py builds them). "tiny" is a four-stage
+# DenseNet of two layers per stage for tests and --smoke: the same skip connections and layer names.
+ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}
 
 NYU_IMAGE_HW = (480, 640)  # input (height, width)
 # Eigen crop of the 480x640 NYU test images: rows 20..459 and columns 24..615, inclusive.

@@ -1,13 +1,15 @@
 """One network and one loss on every Keras backend.
 
 Under TensorFlow (this process): the keras.ops up-sampling and loss equal tf.raw_ops.ResizeBilinear and
-tf.image's results, computed here directly. Under JAX and PyTorch (a process each, since Keras fixes its
-backend at import; tests/cross_backend.py): the network's output and the loss equal TensorFlow's for the
-same weights, and a file saved under one backend loads under the other with the same output.
+tf.image's results, computed here directly. Under JAX and PyTorch (one process each, since Keras fixes its
+backend at import; tests/cross_backend.py): the network's output, the loss, test.py's depth and evaluate.py's
+metrics equal TensorFlow's for the same weights, and a file saved under one backend loads under the other
+with the same output.
 """
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +19,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import evaluate
+import test as test_script
+from cross_backend import EVALUATE_ARGS
 from keras2_h5 import write_keras2_h5
 from loss import depth_loss_function, gradient_term, image_gradients, l1_term, ssim, ssim_term
-from model import UPSAMPLING_CONVENTIONS, ResizeToMatch, create_model, load_model, resize_bilinear
+from model import UPSAMPLING_CONVENTIONS, ResizeToMatch, load_model, resize_bilinear
 
 TESTS = Path(__file__).resolve().parent
 ODD_SIZES = [((5, 7), (10, 14)), ((3, 4), (7, 9)), ((4, 5), (9, 11)), ((1, 1), (3, 5)), ((7, 9), (13, 17)),
@@ -129,13 +134,15 @@ def test_loss_gradient_equals_the_tf_image_loss_gradient(depth_pair):
 
 
 @pytest.fixture(scope="module")
-def tensorflow_side(tmp_path_factory):
-    """A small network saved as .keras and as an authors'-style .h5, inputs at an odd size, TF's outputs."""
+def tensorflow_side(tmp_path_factory, synthetic_cache):
+    """A small network saved as .keras and as an authors'-style .h5, inputs at an odd size, a picture, and
+    what this process (TensorFlow) computes from them: outputs, loss, test.py's depth, evaluate.py's metrics."""
+    from helpers import varied_small_model
+
     folder = tmp_path_factory.mktemp("backends")
-    keras.utils.set_random_seed(12)
-    net = create_model(weights=None, decoder_width=0.125)
+    net = varied_small_model(seed=12)
     net.save(folder / "model.keras")
-    legacy = create_model(weights=None, decoder_width=0.125, upsampling="align_corners")
+    legacy = varied_small_model(seed=13, upsampling="align_corners")
     write_keras2_h5(legacy, folder / "legacy.h5")
     rng = np.random.default_rng(12)
     images = rng.random((2, 70, 98, 3), dtype=np.float32)  # neither side a multiple of 32
@@ -143,21 +150,33 @@ def tensorflow_side(tmp_path_factory):
     target = np.concatenate([rng.uniform(1, 10, prediction.shape), rng.random(prediction.shape) > 0.1], axis=-1)
     target = target.astype(np.float32)
     np.savez(folder / "inputs.npz", images=images, target=target, prediction=prediction)
+    shutil.copy(TESTS.parent / "examples" / "coffee.png", folder / "picture.png")
+    os.environ["DENSEDEPTH_CACHE"], cache = str(synthetic_cache), os.environ.get("DENSEDEPTH_CACHE")
+    try:
+        test_script.main(["--input", str(folder / "picture.png"), "--model", str(folder / "model.keras"),
+                          "--output", str(folder / "tensorflow_test"), "--npy"])
+        evaluate.main([*EVALUATE_ARGS, "--model", str(folder / "model.keras"),
+                       "--json", str(folder / "tensorflow_eval.json")])
+    finally:
+        os.environ.pop("DENSEDEPTH_CACHE") if cache is None else os.environ.update(DENSEDEPTH_CACHE=cache)
     return {"folder": folder, "net": net, "images": images, "prediction": prediction,
             "legacy": np.asarray(load_model(folder / "legacy.h5")(images)),
-            "loss": np.asarray(depth_loss_function(target, prediction))}
+            "loss": np.asarray(depth_loss_function(target, prediction)),
+            "depth": np.load(folder / "tensorflow_test" / "picture_depth_m.npy"),
+            "metrics": json.loads((folder / "tensorflow_eval.json").read_text())}
 
 
-def run_backend(backend, folder):
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    result = subprocess.run([sys.executable, str(TESTS / "cross_backend.py"), str(folder)], env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{backend} side failed:\n{result.stderr[-3000:]}"
-    return dict(np.load(folder / f"{backend}.npz"))
+def run_backend(backend, side, env):
+    result = subprocess.run([sys.executable, str(TESTS / "cross_backend.py"), str(side["folder"])],
+                            env={**env, "KERAS_BACKEND": backend}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{backend} side failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return dict(np.load(side["folder"] / f"{backend}.npz"))
 
 
-def check_backend(backend, side):
-    theirs = run_backend(backend, side["folder"])
+def check_backend(backend, side, env):
+    """The network (both up-sampling conventions), the loss, a file saved there, test.py and evaluate.py agree
+    with TensorFlow's to float32 rounding of differently ordered sums (1e-4 relative at these sizes)."""
+    theirs = run_backend(backend, side, env)
     np.testing.assert_allclose(theirs["prediction"], side["prediction"], atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(theirs["legacy"], side["legacy"], atol=1e-4, rtol=1e-4)  # align_corners
     np.testing.assert_allclose(theirs["tf_loss"], side["loss"], atol=1e-4, rtol=1e-5)  # the loss alone
@@ -165,6 +184,17 @@ def check_backend(backend, side):
     # Saved under that backend, loaded here: the same network.
     loaded = load_model(side["folder"] / f"{backend}.keras")
     np.testing.assert_allclose(loaded(side["images"]), side["prediction"], atol=1e-5)
+    # test.py: the same metres at the picture's size, and a map that varies (not a clipped constant).
+    depth = np.load(side["folder"] / f"{backend}_test" / "picture_depth_m.npy")
+    assert depth.shape == side["depth"].shape and side["depth"].std() > 0.05
+    np.testing.assert_allclose(depth, side["depth"], rtol=1e-4, atol=1e-4)
+    # evaluate.py: the same metrics, over a real spread of errors.
+    metrics = json.loads((side["folder"] / f"{backend}_eval.json").read_text())
+    assert metrics["images"] == side["metrics"]["images"] == 3
+    for kind in ("pooled", "per_image"):
+        assert 0.01 < side["metrics"][kind]["abs_rel"] < 10
+        for name, value in side["metrics"][kind].items():
+            assert metrics[kind][name] == pytest.approx(value, rel=1e-4, abs=1e-5), (kind, name)
 
 
 def test_model_loss_and_benches_import_without_tensorflow():
@@ -178,47 +208,13 @@ def test_model_loss_and_benches_import_without_tensorflow():
 
 
 @pytest.mark.slow
-def test_jax_network_and_loss_equal_tensorflows(tensorflow_side):
-    check_backend("jax", tensorflow_side)
+def test_jax_network_loss_test_py_and_evaluate_py_equal_tensorflows(tensorflow_side, script_env):
+    check_backend("jax", tensorflow_side, script_env)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                     reason="PyTorch is not installed (its CPU wheels are too large for CI here); "
                            "pip install torch to test the torch backend")
-def test_torch_network_and_loss_equal_tensorflows(tensorflow_side):
-    check_backend("torch", tensorflow_side)
-
-
-@pytest.mark.slow
-def test_test_py_under_jax_writes_what_tensorflow_writes(tiny_model_path, tmp_path):
-    """KERAS_BACKEND=jax python test.py: the same metres as under TensorFlow (tf.data-free inference)."""
-    picture = TESTS.parent / "examples" / "coffee.png"
-    depths = {}
-    for backend in ("tensorflow", "jax"):
-        env = {**os.environ, "KERAS_BACKEND": backend}
-        result = subprocess.run([sys.executable, "test.py", "--input", str(picture), "--model", str(tiny_model_path),
-                                 "--output", str(tmp_path / backend), "--npy"], cwd=TESTS.parent, env=env,
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
-        depths[backend] = np.load(tmp_path / backend / "coffee_depth_m.npy")
-    assert depths["jax"].shape == depths["tensorflow"].shape and depths["jax"].std() > 0.01
-    np.testing.assert_allclose(depths["jax"], depths["tensorflow"], rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.slow
-def test_evaluate_py_under_jax_gives_tensorflows_metrics(tiny_model_path, tmp_path):
-    """KERAS_BACKEND=jax python evaluate.py: the metrics TensorFlow gives for the same model and pictures."""
-    results = {}
-    for backend in ("tensorflow", "jax"):
-        env = {**os.environ, "KERAS_BACKEND": backend, "DENSEDEPTH_CACHE": str(tmp_path / "cache")}
-        result = subprocess.run([sys.executable, "evaluate.py", "--data", "synthetic:2:3", "--model",
-                                 str(tiny_model_path), "--json", str(tmp_path / f"{backend}.json")],
-                                cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stderr[-2000:]
-        results[backend] = json.loads((tmp_path / f"{backend}.json").read_text())
-    assert results["jax"]["images"] == results["tensorflow"]["images"] == 3
-    for kind in ("pooled", "per_image"):
-        assert 0.01 < results["tensorflow"][kind]["abs_rel"] < 10  # a real spread of errors, not a degenerate case
-        for name, value in results["tensorflow"][kind].items():
-            assert results["jax"][kind][name] == pytest.approx(value, rel=1e-4, abs=1e-5), (kind, name)
+def test_torch_network_loss_test_py_and_evaluate_py_equal_tensorflows(tensorflow_side, script_env):
+    check_backend("torch", tensorflow_side, script_env)

@@ -30,7 +30,7 @@ from runs import mean_depth_baseline
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate, "export.py": export}
-SMALL = ["--weights", "none", "--input-size", "64x96", "--decoder-width", "0.125", "--bs", "2", "--epochs", "1",
+SMALL = ["--encoder", "tiny", "--weights", "none", "--input-size", "64x96", "--bs", "2", "--epochs", "1",
          "--steps-per-epoch", "2", "--val-samples", "2"]
 # {name} in the arguments is a path from the `places` fixture.
 BAD_INPUTS = [
@@ -45,6 +45,7 @@ BAD_INPUTS = [
     # train.py: handled before
     ("train.py", ["--data", "{tmp}/missing.zip", "--run-dir", "{tmp}/runs"], 1, ["unknown --data", "missing.zip"]),
     ("train.py", ["--data", "nyu", "--run-dir", "{tmp}/runs"], 1, ["nyu_data.zip: not found", "--data synthetic"]),
+    ("train.py", ["--weights", "none", "--run-dir", "{tmp}/runs"], 1, ["nyu_data.zip: not found", "--data synthetic"]),
     ("train.py", ["--init", "resume", "--run-dir", "{tmp}/no_runs"], 1, ["no run to resume"]),
     ("train.py", ["--init", "resume", "--run-dir", "{tmp}", "--name", "nope"], 1, ["no checkpoint to resume"]),
     ("train.py", ["--data", "{corrupt_zip}", *SMALL, "--run-dir", "{tmp}/runs"], 1,
@@ -132,11 +133,9 @@ def _mount(folder, options):
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory):
+def places(tmp_path_factory, small_model_path):
     """{name: path} of every input the table names, and the read-only / full tmpfs mounts when possible."""
-    import keras
-
-    from model import create_model
+    import shutil
 
     tmp = tmp_path_factory.mktemp("bad")
     hw = (64, 96)
@@ -170,9 +169,8 @@ def places(tmp_path_factory):
     paths["one_hole_eigen_zip"] = write_zip(tmp / "one_hole_eigen.zip",
                                             dict(eigen, **{"eigen_test_depth.npy": npy_bytes(one_hole)}))
 
-    keras.utils.set_random_seed(0)
     paths["model"] = tmp / "tiny.keras"
-    create_model(weights=None, decoder_width=0.125).save(paths["model"])
+    shutil.copy(small_model_path, paths["model"])
     paths["truncated_keras"] = tmp / "truncated.keras"
     paths["truncated_keras"].write_bytes(paths["model"].read_bytes()[: paths["model"].stat().st_size // 2])
     paths["not_a_model_h5"] = tmp / "not_a_model.h5"
@@ -334,12 +332,10 @@ def wait_for_text(process, stream, text, limit_s=900):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, backend", [(signal.SIGINT, "tensorflow"), (signal.SIGTERM, "tensorflow"),
                                           (signal.SIGINT, "jax")])
-def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig, backend, places, tmp_path):
-    from data import synthetic_dataset_path
-
-    cache = places["tmp"] / "cache"
-    synthetic_dataset_path("synthetic:24:8", cache)
-    args = ["--data", "synthetic:24:8", *SMALL[:-4], "--epochs", "2", "--steps-per-epoch", "4", "--val-samples", "2",
+def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig, backend, synthetic_cache, tmp_path):
+    cache = synthetic_cache
+    # 2 x 60 steps: long enough that the signal lands inside training, short to finish after the resume
+    args = ["--data", "synthetic:24:8", *SMALL[:-4], "--epochs", "2", "--steps-per-epoch", "60", "--val-samples", "2",
             "--run-dir", str(tmp_path), "--name", "stopped"]
     process, out, err, env = start_training(tmp_path, cache, *args, backend=backend)
     try:
@@ -358,7 +354,7 @@ def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig,
     state = json.loads((tmp_path / "stopped" / "checkpoints" / "state.json").read_text())
     assert f"checkpoint {state['checkpoint']} kept" in last
     assert (tmp_path / "stopped" / "checkpoints" / state["checkpoint"]).is_file()
-    assert 1 <= state["global_step"] < 8 and not (tmp_path / "stopped" / "final.keras").exists()
+    assert 1 <= state["global_step"] < 120 and not (tmp_path / "stopped" / "final.keras").exists()
     command = last.split("resume with: ", 1)[1]
     assert command == f"python train.py --init resume --run-dir {tmp_path} --name stopped --epochs 2"
     if sig != signal.SIGINT:
@@ -368,7 +364,7 @@ def test_interrupt_saves_a_checkpoint_prints_the_resume_command_and_resumes(sig,
                              text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     end = json.loads((tmp_path / "stopped" / "checkpoints" / "state.json").read_text())
-    assert (end["epoch"], end["epoch_step"], end["global_step"]) == (2, 0, 8)
+    assert (end["epoch"], end["epoch_step"], end["global_step"]) == (2, 0, 120)
     config = json.loads((tmp_path / "stopped" / "config.json").read_text())
     assert [r["global_step"] for r in config["resumes"]] == [state["global_step"]]
     assert (tmp_path / "stopped" / "final.keras").is_file()

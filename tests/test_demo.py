@@ -145,21 +145,9 @@ def stop_server(process):
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    """A small random DenseDepth with a contract (synthetic, NYU range, trained at 96x128); depth varies."""
-    from helpers import varied_tiny_model
-    from model import model_contract, save_model
-
-    model = varied_tiny_model(seed=0)
-    path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    save_model(model, path, model_contract(model, "synthetic", NYU, (96, 128), training={"steps": 5000}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def served(tiny_model_path, tmp_path_factory):
-    """(url, console log) of one demo.py server shared by the tests of this module."""
-    process, url, log = start_server(tiny_model_path, tmp_path_factory.mktemp("server"))
+def served(contract_model, tmp_path_factory):
+    """(url, console log) of the one demo.py server all the tests of this module share."""
+    process, url, log = start_server(contract_model[0], tmp_path_factory.mktemp("server"))
     yield url, log
     stop_server(process)
 
@@ -170,7 +158,7 @@ def server(served):
 
 
 @pytest.mark.slow
-def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, tiny_model_path, tmp_path):
+def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, contract_model, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
@@ -187,9 +175,10 @@ def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, tiny_model
 
     # the same numbers test.py's functions give in this process
     image = load_image(EXAMPLE)
-    settings = test_script.model_settings(tiny_model_path, read_contract(tiny_model_path),
+    model_path = contract_model[0]
+    settings = test_script.model_settings(model_path, read_contract(model_path),
                                           Namespace(depth_range=None, max_side=None))
-    expected = test_script.predict_picture(load_model(tiny_model_path), image, *settings)
+    expected = test_script.predict_picture(load_model(model_path), image, *settings)
     depth_m = np.load(names["chelsea_depth_m.npy"])
     assert depth_m.shape == image.shape[:2] and depth_m.dtype == np.float32
     np.testing.assert_allclose(depth_m, expected, rtol=1e-4)
@@ -240,23 +229,24 @@ def test_page_needs_no_internet(server):
             assert "http://" not in attributes and "https://" not in attributes, attributes
 
 
-@pytest.mark.slow
-def test_model_that_fails_to_load_is_reported_on_the_page(tmp_path):
-    from gradio_client import Client, handle_file
-    from gradio_client.exceptions import AppError
+def test_model_that_fails_to_load_is_reported_on_the_page(tmp_path, capsys):
+    """In this process (the served page is the same Blocks): the status line and each prediction say why,
+    in one line, and a picture does not crash the page."""
+    import gradio as gr
+
+    from utils import InputError
 
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a keras file")
-    process, url, log = start_server(broken, tmp_path)
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            assert "model not loaded" in response.read().decode()
-        with pytest.raises(AppError, match="could not be loaded"):
-            Client(url, verbose=False).predict(handle_file(str(EXAMPLE)), api_name="/predict")
-        assert process.poll() is None
-    finally:
-        stop_server(process)
-    assert "error:" in log.read_text() and "Traceback" not in log.read_text()
+    args = demo.parse_args(["--model", str(broken)])
+    app = demo.DepthDemo(args)
+    assert "broken.keras" in app.load() and "\n" not in app.error
+    assert app.status().startswith("**model not loaded:**") and "broken.keras" in app.status()
+    with pytest.raises(InputError, match="could not be loaded"):
+        app.predict(str(EXAMPLE))
+    page = demo.build_page(app)
+    assert isinstance(page, gr.Blocks) and "model not loaded" in json.dumps(page.config)
+    assert "Traceback" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -131,16 +131,16 @@ def independent_mask(depth, top=20, bottom=460, left=24, right=616):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_eigen_zip_metrics_match_the_saved_predictions(tmp_path, tiny_model_path, small_eigen_zip):
+def test_eigen_zip_metrics_match_the_saved_predictions(tmp_path, small_model_path, small_eigen_zip):
     path, rgb, depth = small_eigen_zip
-    result, rows, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
+    result, rows, predictions = run_evaluate(tmp_path, "--model", str(small_model_path), "--data", str(path),
                                              "--batch-size", "2", "--quality")
     assert result["images"] == len(rows) == 3  # the short last batch is evaluated too
     assert predictions.shape == (3, 96, 128)
     assert predictions.min() >= 0.4 and predictions.max() <= 10.0  # clipped to NYU's range
     assert predictions.std() > 0.1 and np.mean(predictions < 10.0) > 0.9  # varied, mostly unclipped
     # The protocol itself: 2x bilinear up-sampling of the mean of the direct and the mirrored predictions.
-    model = load_model(tiny_model_path)
+    model = load_model(small_model_path)
     direct = predict(model, rgb)
     mirrored = predict(model, rgb[:, :, ::-1])[:, :, ::-1]
     np.testing.assert_allclose(predictions, scale_up(0.5 * (direct + mirrored)), rtol=1e-4, atol=1e-4)
@@ -165,16 +165,16 @@ def test_eigen_zip_metrics_match_the_saved_predictions(tmp_path, tiny_model_path
     k = {**k, "cx": k["cx"] - 5, "cy": k["cy"] - 4}
     normals = [normal_distance(g[crop], p[crop], k, m[crop]) for g, p, m in zip(depth, predictions, mask)]
     assert result["quality"]["normal_distance"] == pytest.approx(np.mean(normals))
-    assert 0.0 < result["quality"]["normal_distance"] < 1.0
+    assert 0.0 < result["quality"]["normal_distance"] < 2.0  # a cosine distance: 0 (same normals) to 2
 
 
-def test_nyu_zip_metrics_match_the_saved_predictions_without_flip(tmp_path, tiny_model_path, small_nyu_zip):
+def test_nyu_zip_metrics_match_the_saved_predictions_without_flip(tmp_path, small_model_path, small_nyu_zip):
     path, rgb, depth = small_nyu_zip
-    result, rows, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
+    result, rows, predictions = run_evaluate(tmp_path, "--model", str(small_model_path), "--data", str(path),
                                              "--no-flip")
     assert result["flip"] is False and result["images"] == 2
     assert [r["name"] for r in rows] == ["data/nyu2_test/00000_colors.png", "data/nyu2_test/00001_colors.png"]
-    model = load_model(tiny_model_path)
+    model = load_model(small_model_path)
     np.testing.assert_allclose(predictions, scale_up(predict(model, rgb)), rtol=1e-4, atol=1e-4)
     mask = independent_mask(depth, 4, 92, 5, 123)
     for name, value in compute_errors(depth, predictions, mask).items():
@@ -190,16 +190,16 @@ def test_batches_keep_every_image_and_never_mix_sizes():
     assert [[name for name, _, _ in batch] for batch in batches] == [["a", "b"], ["c"], ["d"], ["e"]]
 
 
-def test_input_size_feeds_the_network_resized_images(tmp_path, tiny_model_path, small_nyu_zip):
+def test_input_size_feeds_the_network_resized_images(tmp_path, small_model_path, small_nyu_zip):
     import tensorflow as tf
 
     path, rgb, depth = small_nyu_zip
-    result, _, predictions = run_evaluate(tmp_path, "--model", str(tiny_model_path), "--data", str(path),
+    result, _, predictions = run_evaluate(tmp_path, "--model", str(small_model_path), "--data", str(path),
                                           "--no-flip", "--input-size", "64x64")
     assert result["input_size"] == [64, 64] and predictions.shape == (2, 96, 128)  # still the ground truth's size
     # The one preparation of pictures (utils.network_input): bilinear, antialiased, clipped to [0, 1].
     small = np.clip(tf.image.resize(rgb.astype(np.float32) / 255.0, (64, 64), antialias=True).numpy(), 0, 1)
-    expected = resize_depth(predict(load_model(tiny_model_path), small), 96, 128)
+    expected = resize_depth(predict(load_model(small_model_path), small), 96, 128)
     np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -277,7 +277,6 @@ def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
     assert set(result["quality"]) == {"mssim", "edge_f1", "normal_distance"}
     assert (result["kind"], result["crop"], result["flip"], result["precision"]) == ("nyu", "eigen", True, "bfloat16")
     assert (result["images"], result["limit"], result["depth_range_m"]) == (1, 1, [0.4, 10.0])
-    assert result["paper"]["a1"] == 0.846
     # A flat prediction has no edges where ground truth has three band edges.
     assert result["quality"]["edge_f1"] == 0.0
 
@@ -306,7 +305,7 @@ def test_kitti_split_evaluates_only_sparse_points_inside_the_garg_crop(tmp_path)
     assert result["pooled"]["rmse_log"] == pytest.approx(np.sqrt(20 * np.log(2) ** 2 / 30))
     table = evaluate.results_table(evaluate.summary([{"name": "x", "pixels": 30, **result["pooled"]}]), "kitti")
     assert table.splitlines()[0].split() == ["a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log"]
-    assert "0.589" in table and "4.170" in table and "0.171" in table  # the paper's KITTI row
+    assert sum(line.startswith("paper") for line in table.splitlines()) == 1  # the KITTI row to compare with
     with pytest.raises(SystemExit, match="--quality needs dense ground truth"):
         evaluate.main(["--model", str(model_path), "--data", str(tmp_path / "split.txt"), "--quality"])
 
@@ -324,7 +323,7 @@ def test_save_samples_writes_worst_and_best_montages(tmp_path, constant_model_pa
     with Image.open(tmp_path / "samples" / "worst_01.png") as im:
         assert im.width > 3 * im.height  # four panels side by side
     table = capsys.readouterr().out
-    assert "pooled" in table and "per image" in table and "paper (NYU)" in table and "0.846" in table
+    assert "pooled" in table and "per image" in table and "paper (NYU)" in table
 
 
 def test_default_model_is_nyu_h5_else_the_newest_run(tmp_path, monkeypatch, constant_model_path):
@@ -384,15 +383,15 @@ def test_impossible_flag_values_are_refused(flag, named, capsys):
         assert evaluate.parse_args([flag, "3"]).bs == 3
 
 
-def test_precision_applies_to_a_saved_keras_model(tiny_model_path):
+def test_precision_applies_to_a_saved_keras_model(small_model_path):
     # A .keras file pins each layer's dtype; loading at bfloat16 must still compute in bfloat16.
-    model = load_model(tiny_model_path, "bfloat16")
+    model = load_model(small_model_path, "bfloat16")
     assert model.get_layer("up1_convA").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer("conv1_conv").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer("conv3").dtype_policy.name == "float32"  # the output stays exact
     x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     low = predict(model, x)
-    full = load_model(tiny_model_path, "float32")
+    full = load_model(small_model_path, "float32")
     assert full.get_layer("up1_convA").dtype_policy.name == "float32"
     high = predict(full, x)
     assert 0 < np.abs(low - high).max() and np.median(np.abs(low - high) / high) < 0.05

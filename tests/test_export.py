@@ -19,25 +19,21 @@ FLOAT_FORMATS = {"savedmodel": "model_savedmodel", "tflite": "model.tflite", "on
 
 
 @pytest.fixture(scope="module")
-def keras_model(tmp_path_factory):
-    """(path, model, contract) of a tiny network saved with a synthetic-data contract trained at HW."""
-    from helpers import varied_tiny_model
-    from model import model_contract, save_model
-
-    model = varied_tiny_model(seed=1)
-    contract = model_contract(model, "synthetic", NYU, HW, reduced_input=True, training={"steps": 5000})
-    path = tmp_path_factory.mktemp("export") / "tiny.keras"
-    save_model(model, path, contract)
-    return path, model, contract
+def keras_model(contract_model, small_model):
+    """(path, model, contract) of the small network saved with a synthetic-data contract trained at HW."""
+    path, contract = contract_model
+    assert tuple(contract["input_hw"]) == HW
+    return path, small_model, contract
 
 
 @pytest.fixture(scope="module")
-def exported(keras_model):
+def exported(keras_model, tmp_path_factory):
     """{format: path} of the three float32 exports, written by export.main."""
     path = keras_model[0]
+    folder = tmp_path_factory.mktemp("export")
     paths = {}
     for fmt, name in FLOAT_FORMATS.items():
-        paths[fmt] = path.parent / name
+        paths[fmt] = folder / name
         export.main(["--model", str(path), "--format", fmt, "--output", str(paths[fmt])])
     return paths
 

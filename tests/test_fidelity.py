@@ -9,7 +9,9 @@
   through evaluate.py's crop.
 """
 import json
+import subprocess
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -23,7 +25,9 @@ from datagen import encoded, npy_bytes, write_zip
 from keras2_h5 import write_keras2_h5
 from model import (contract_warning, create_model, describe_contract, model_contract, read_contract,
                    save_model)
-from utils import KITTI, NYU, REFERENCE_PERMUTE_PROBABILITY
+from utils import KITTI, NYU, REFERENCE_PERMUTE_PROBABILITY, VERSION
+
+REPO = Path(__file__).resolve().parents[1]
 
 EIGEN_CROP_ARRAY = np.array([20, 459, 24, 615])
 
@@ -135,7 +139,7 @@ def test_reference_protocol_refuses_what_contradicts_it(tmp_path, eigen_fixture,
 def constant_network(depth_m, depth_range):
     """A small real DenseDepth whose output is the target of depth_m everywhere."""
     keras.utils.set_random_seed(3)
-    net = create_model(weights=None, decoder_width=0.125)
+    net = create_model("tiny", weights=None, decoder_width=0.5)
     kernel, _ = net.get_layer("conv3").get_weights()
     net.get_layer("conv3").set_weights([np.zeros_like(kernel), np.array([depth_range.max_m / depth_m], np.float32)])
     return net
@@ -154,8 +158,10 @@ def kitti_model(tmp_path_factory):
 def test_contract_is_saved_and_read_back(kitti_model):
     contract = read_contract(kitti_model)
     assert (contract["dataset"], contract["depth_range_m"], contract["input_hw"]) == ("kitti", [0.8, 80.0], [352, 1216])
-    assert (contract["upsampling"], contract["encoder"], contract["decoder_width"]) == ("half_pixel", "densenet169", 0.125)
-    assert contract["training"]["steps"] == 50000 and contract["version"] and contract["git_commit"]
+    assert (contract["upsampling"], contract["encoder"], contract["decoder_width"]) == ("half_pixel", "tiny", 0.5)
+    assert contract["training"]["steps"] == 50000 and contract["version"] == VERSION
+    assert contract["git_commit"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                                    text=True, check=True).stdout.strip()
     line = describe_contract(contract)
     assert "kitti" in line and "0.8-80 m" in line and "352x1216" in line and "50000 steps" in line
     assert contract_warning(contract) is None
@@ -191,7 +197,7 @@ def test_kitti_model_gives_metres_on_the_80_m_scale_with_no_range_flag(tmp_path,
 
 def test_authors_files_are_recognised_by_name_else_by_layout(tmp_path):
     keras.utils.set_random_seed(4)
-    single = create_model(weights=None, decoder_width=0.125, leaky_relu_after=("convB",), upsampling="align_corners")
+    single = create_model("tiny", weights=None, leaky_relu_after=("convB",), upsampling="align_corners")
     write_keras2_h5(single, tmp_path / "downloaded.h5")
     write_keras2_h5(single, tmp_path / "nyu.h5")
     by_layout, by_name = read_contract(tmp_path / "downloaded.h5"), read_contract(tmp_path / "nyu.h5")
@@ -216,12 +222,30 @@ def test_reference_recipe_sets_the_authors_training(monkeypatch):
     args = train.parse_args(["--recipe", "reference"])
     assert (args.amsgrad, args.bs, args.decoder_width) == (True, 4, 0.5)
     assert args.permute_prob == pytest.approx(5 / 14) == REFERENCE_PERMUTE_PROBABILITY
-    assert train.REFERENCE_LR_SCHEDULE == {"monitor": "val_loss", "factor": 0.7, "patience": 5, "min_lr": 9e-5,
-                                           "min_delta": 1e-2}
     explicit = train.parse_args(["--recipe", "reference", "--bs", "8"])
     assert explicit.bs == 8 and explicit.amsgrad  # a flag given wins over the recipe
     paper = train.parse_args([])
     assert (paper.amsgrad, paper.bs, paper.decoder_width, paper.permute_prob) == (False, 8, 1.0, 0.25)
+
+
+@pytest.mark.parametrize("gain, expected_lr", [(0.001, [1e-4] * 5 + [9e-5] * 3), (0.02, [1e-4] * 8)])
+def test_reference_recipe_lowers_the_rate_after_five_epochs_without_a_gain_of_0_01(gain, expected_lr):
+    """The authors' schedule, driven by validation losses that fall by `gain` an epoch: a loss less than
+    min_delta 0.01 under the best so far is no improvement, so after five epochs of 0.001 the rate is cut by
+    0.7, but not under 9e-5; falls of 0.02 keep it. The paper's recipe has no schedule."""
+    import train
+
+    assert train.recipe_callbacks("paper") == []
+    (schedule,) = train.recipe_callbacks("reference")
+    model = create_model("tiny", weights=None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mae")
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    rates = []
+    for epoch in range(8):
+        schedule.on_epoch_end(epoch, {"val_loss": 1.0 - gain * epoch})
+        rates.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    np.testing.assert_allclose(rates, expected_lr, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_leaky_relu_follows_both_convolutions_and_decoder_has_no_batchnorm(full_
 
 
 def test_leaky_relu_layout_is_configurable():
-    net = create_model(weights=None, decoder_width=0.125, leaky_relu_after=("convB",))
+    net = create_model("tiny", weights=None, leaky_relu_after=("convB",))
     names = [layer.name for layer in net.layers if isinstance(layer, keras.layers.LeakyReLU)]
     assert names == [f"{b}_convB_leakyrelu" for b in BLOCK_NAMES]
 
@@ -76,10 +76,9 @@ def test_resize_layer_matches_skip_size_and_is_bilinear():
     assert odd.shape == (1, 3, 3, 1)
 
 
-@pytest.mark.slow  # compiles two training steps of a DenseNet: about two minutes here
 def test_compiled_train_step_accepts_several_input_sizes():
     keras.utils.set_random_seed(1)
-    net = create_model(weights=None, decoder_width=0.125)
+    net = create_model("tiny", weights=None)
     net.compile(optimizer=keras.optimizers.Adam(1e-4), loss=depth_loss_function)
     rng = np.random.default_rng(0)
     for h, w in ((64, 64), (96, 128)):
@@ -91,8 +90,8 @@ def test_compiled_train_step_accepts_several_input_sizes():
 
 def test_imagenet_normalization_option_changes_the_input():
     keras.utils.set_random_seed(2)
-    plain = create_model(weights=None, decoder_width=0.125)
-    normed = create_model(weights=None, decoder_width=0.125, imagenet_normalization=True)
+    plain = create_model("tiny", weights=None)
+    normed = create_model("tiny", weights=None, imagenet_normalization=True)
     assert parameter_counts(plain) == parameter_counts(normed)
     probe = keras.Model(normed.input, normed.get_layer("imagenet_norm").output)
     out = np.asarray(probe(np.full((1, 32, 32, 3), 0.5, np.float32)))[0, 0, 0]
@@ -109,9 +108,26 @@ def test_bad_arguments_give_clear_errors(tmp_path):
         create_model(weights=str(tmp_path / "missing.h5"))
 
 
+def test_tiny_encoder_is_a_small_densenet_with_the_papers_skip_connections():
+    """The tiny encoder (tests and --smoke) feeds the decoder from the same four layers as DenseNet-169, at
+    the same fractions of the input size, and has no pretrained weights to offer."""
+    from model import SKIP_LAYERS, encoder_of
+    from utils import ENCODER_CHANNELS
+
+    net = create_model("tiny", weights=None)
+    probe = keras.Model(net.input, [net.get_layer(name).output for name in (*SKIP_LAYERS, "relu")])
+    shapes = [tuple(out.shape[1:3]) for out in probe(np.zeros((1, 64, 96, 3), np.float32))]
+    assert shapes == [(4, 6), (8, 12), (16, 24), (32, 48), (2, 3)]  # 1/16, 1/8, 1/4, 1/2; the output 1/32
+    assert net.get_layer("relu").output.shape[-1] == ENCODER_CHANNELS["tiny"] == net.get_layer("conv2").filters
+    assert encoder_of(layer.name for layer in net.layers) == "tiny"
+    assert parameter_counts(net)[1] < 200_000  # against DenseNet-169's 42.8M
+    with pytest.raises(InputError, match="tiny encoder has no pretrained weights"):
+        create_model("tiny", weights="imagenet")
+
+
 def test_keras_file_round_trip(tmp_path):
     keras.utils.set_random_seed(3)
-    net = create_model(weights=None, decoder_width=0.125)
+    net = create_model("tiny", weights=None)
     x = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
     net.save(tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
@@ -176,16 +192,18 @@ def test_legacy_network_upsamples_with_align_corners(legacy_model, tmp_path):
 def test_legacy_h5_half_width_single_leaky_relu(tmp_path):
     """kitti.h5's reported layout: one LeakyReLU per block; width and layout come from the file."""
     keras.utils.set_random_seed(4)
-    source = create_model(weights=None, decoder_width=0.5, leaky_relu_after=("convB",), upsampling="align_corners")
+    source = create_model("tiny", weights=None, decoder_width=0.5, leaky_relu_after=("convB",),
+                          upsampling="align_corners")
     write_keras2_h5(source, tmp_path / "kitti.h5")
     loaded = load_model(tmp_path / "kitti.h5")
-    assert loaded.get_layer("conv2").filters == 832
+    assert loaded.get_layer("conv2").filters == 32
     assert [layer.name for layer in loaded.layers if isinstance(layer, keras.layers.LeakyReLU)] == \
         [f"{b}_convB_leakyrelu" for b in BLOCK_NAMES]
     x = np.random.default_rng(2).random((1, 64, 64, 3), dtype=np.float32)
     np.testing.assert_allclose(loaded(x), source(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # a DenseNet-201
 def test_legacy_architecture_detects_densenet201(tmp_path):
     keras.utils.set_random_seed(5)
     source = create_model("densenet201", weights=None, decoder_width=0.25)
@@ -199,7 +217,7 @@ def test_legacy_architecture_detects_densenet201(tmp_path):
 
 def test_mismatched_legacy_file_names_the_first_bad_layer(tmp_path):
     keras.utils.set_random_seed(6)
-    source = create_model(weights=None, decoder_width=0.125)
+    source = create_model("tiny", weights=None)
     path = tmp_path / "bad.h5"
     write_keras2_h5(source, path)
     with h5py.File(path, "a") as f:

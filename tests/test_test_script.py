@@ -31,11 +31,11 @@ def pictures(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory, tiny_model_path, pictures):
+def outputs(tmp_path_factory, small_model_path, pictures):
     """test.py run once over the folder with --npy and --ply; its output folder and exit message."""
     out = tmp_path_factory.mktemp("out")
     with pytest.raises(SystemExit) as exit_info:
-        test_script.main(["--input", str(pictures), "--model", str(tiny_model_path), "--output", str(out),
+        test_script.main(["--input", str(pictures), "--model", str(small_model_path), "--output", str(out),
                           "--npy", "--ply"])
     return out, str(exit_info.value)
 
@@ -95,19 +95,19 @@ def test_point_cloud_back_projects_the_depth_with_nyu_intrinsics(outputs, pictur
     np.testing.assert_array_equal(np.stack([vertices["red"], vertices["green"], vertices["blue"]], -1), rgb)
 
 
-def test_depth_is_the_upsampled_prediction(outputs, pictures, tiny_model_path):
+def test_depth_is_the_upsampled_prediction(outputs, pictures, small_model_path):
     out, _ = outputs
     image = load_image(pictures / "odd.png")  # 50x70: the network output is 25x35, upsampled back
-    expected = resize_depth(predict(load_model(tiny_model_path), image[None])[0], 50, 70)
+    expected = resize_depth(predict(load_model(small_model_path), image[None])[0], 50, 70)
     np.testing.assert_allclose(np.load(out / "odd_depth_m.npy"), expected, rtol=1e-5)
 
 
-def test_globs_custom_intrinsics_and_large_pictures(tmp_path, tiny_model_path, pictures):
+def test_globs_custom_intrinsics_and_large_pictures(tmp_path, small_model_path, pictures):
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(
         tmp_path / "large.png")
     out = tmp_path / "out"
     test_script.main(["--input", str(pictures / "rgb.p?g"), str(tmp_path / "large.png"), "--model",
-                      str(tiny_model_path), "--output", str(out), "--ply", "--fx", "100", "--cx", "10",
+                      str(small_model_path), "--output", str(out), "--ply", "--fx", "100", "--cx", "10",
                       "--max-side", "64"])
     assert sorted(p.name for p in out.iterdir()) == [
         "large.ply", "large_depth_color.png", "large_depth_mm.png", "montage.png", "rgb.ply",
@@ -121,9 +121,9 @@ def test_globs_custom_intrinsics_and_large_pictures(tmp_path, tiny_model_path, p
     np.testing.assert_allclose(vertices["y"].reshape(64, 80)[5, 0], (5.5 - k["cy"]) / k["fy"] * z[5, 0], rtol=1e-5)
 
 
-def test_default_model_is_the_newest_run_and_named(tmp_path, monkeypatch, tiny_model_path, pictures, capsys):
+def test_default_model_is_the_newest_run_and_named(tmp_path, monkeypatch, small_model_path, pictures, capsys):
     (tmp_path / "runs" / "synthetic").mkdir(parents=True)
-    shutil.copy(tiny_model_path, tmp_path / "runs" / "synthetic" / "final.keras")
+    shutil.copy(small_model_path, tmp_path / "runs" / "synthetic" / "final.keras")
     monkeypatch.chdir(tmp_path)
     test_script.main(["--input", str(pictures / "gray.png")])
     assert "model: runs/synthetic/final.keras (default" in capsys.readouterr().out

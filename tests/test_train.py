@@ -1,15 +1,20 @@
 """train.py end to end, each run in a fresh process (devices and TF_CONFIG are fixed when TensorFlow starts).
 
-One smoke run is shared: its folder is checked whole, and copies of it are resumed, killed mid-epoch and
-resumed again, and pushed into a diverging loss. Distribution is checked on CPU: MirroredStrategy over two
-logical devices, and MultiWorkerMirroredStrategy over two worker processes on 127.0.0.1, which must end with
-the same trained weights as each other, and the chief with all the weights of the one-process, two-replica
-run, which saw the same global batches.
-Slow: every training process traces the DenseNet-169 train step (about a minute of one core), so runs that
-do not depend on each other go two at a time, one per core.
+Every run trains the tiny encoder (model.tiny_densenet): the code paths here do not depend on DenseNet-169's
+size. One smoke run is shared: its folder is checked whole, and copies of it are resumed, killed mid-epoch and
+resumed again (ending as an uninterrupted run does), and pushed into a diverging loss. Distribution is checked
+on CPU: MirroredStrategy over two logical devices, and MultiWorkerMirroredStrategy over two worker processes on
+127.0.0.1, which must end with the same trained weights as each other and as the one-process, two-replica run,
+which saw the same global batches. Under JAX: one device, two devices (keras.distribution.DataParallel), and
+a resume. Runs that do not depend on each other start together. The one-line errors of train.py's flags and
+data are rows of tests/test_bad_inputs.py, run in process.
+
+Runs that should train alike are compared by their trainable weights against what training can move them:
+Adam moves a weight by at most about lr per step, so runs that saw other batches or lost their optimizer
+state differ by a sizeable part of lr x steps, while float32 sums taken in another order (two replicas'
+gradients added in another order, another compiled program) leave them within a small fraction of it.
 """
 import csv
-import re
 import json
 import os
 import shutil
@@ -24,32 +29,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen import nyu_members, write_zip
+from conftest import SYNTHETIC
 
 pytestmark = pytest.mark.slow  # every test here trains in subprocesses
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "train.py")
-SYNTHETIC = "synthetic:24:8"
-# The small runs: the real encoder at 64x64, an eighth of the paper's decoder, two validation images.
-TINY = ["--data", SYNTHETIC, "--weights", "none", "--input-size", "64x64", "--decoder-width", "0.125",
-        "--val-samples", "2", "--bs", "2", "--epochs", "1", "--steps-per-epoch", "2"]
+# The small runs: the tiny encoder at 64x64, two validation images, two steps.
+TINY = ["--data", SYNTHETIC, "--encoder", "tiny", "--weights", "none", "--input-size", "64x64", "--val-samples", "2",
+        "--bs", "2", "--epochs", "1", "--steps-per-epoch", "2"]
+LR = 1e-4  # train.py's default, which every run here uses
 LOG_COLUMNS = {"epoch", "loss", "l1", "grad", "ssim", "val_loss", "val_a1", "val_abs_rel", "val_rmse"}
 TIMEOUT_S = 900  # one training process; generous, for a loaded two-core machine
+ROUNDING_FRACTION = 0.05  # of lr x steps: what rounding may leave between runs that trained alike
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """The subprocesses' environment: CPU only, quiet, and the synthetic dataset rendered once into a tmp cache."""
-    from data import synthetic_dataset_path
-
-    cache = tmp_path_factory.mktemp("cache")
-    synthetic_dataset_path(SYNTHETIC, cache)
-    scratch = tmp_path_factory.mktemp("scratch")  # non-chief workers' folders (tempfile honours TMPDIR)
-    environ = {**os.environ, "DENSEDEPTH_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
-               "TMPDIR": str(scratch)}
-    environ.pop("TF_CONFIG", None)
-    return environ
+def env(script_env):
+    return script_env
 
 
 def train(env, *args, cwd=REPO, timeout=TIMEOUT_S):
@@ -105,6 +102,27 @@ def read_state(folder):
     return json.loads((folder / "checkpoints" / "state.json").read_text())
 
 
+def read_config(folder):
+    return json.loads((folder / "config.json").read_text())
+
+
+def head_commit():
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def assert_trained_alike(path, reference_path, steps, lr=LR):
+    """The trainable weights of two saved models differ by under ROUNDING_FRACTION of lr x steps (root mean
+    square over all of them), and no single weight by more than lr x steps: see the module docstring."""
+    ours, reference = named_weights(path), named_weights(reference_path)
+    assert ours.keys() == reference.keys()
+    trainable = [name for name, (_, is_trainable) in reference.items() if is_trainable]
+    differences = np.concatenate([(ours[n][0] - reference[n][0]).ravel() for n in trainable])
+    rms, worst = float(np.sqrt(np.mean(differences ** 2))), float(np.abs(differences).max())
+    assert rms < ROUNDING_FRACTION * lr * steps and worst < lr * steps, (rms, worst, lr * steps)
+    return rms
+
+
 def copy_run(folder, root):
     """A copy of a run folder to resume: checkpoints hard-linked (train.py never rewrites one), no .keras files."""
     def link_or_copy(src, dst):
@@ -139,38 +157,47 @@ def summaries(event_dir):
 
 @pytest.fixture(scope="module")
 def first_runs(env, tmp_path_factory):
-    """The smoke run, and the two-device run beside it (each traces on its own core)."""
+    """Started together: the smoke run, the same run for four epochs without a stop (what a resumed smoke
+    run must end as), and the two-device run."""
     smoke_root, mirrored_root = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("mirrored")
-    smoke = Background(env, "--smoke", "--run-dir", str(smoke_root), "--name", "smoke")
-    mirrored = Background(env, *TINY, "--cpu-devices", "2", "--run-dir", str(mirrored_root), "--name", "two_devices")
-    runs = {"smoke": (smoke_root / "smoke", smoke), "mirrored": (mirrored_root / "two_devices", mirrored)}
-    yield runs
-    for _, run in runs.values():
+    started = {"smoke": Background(env, "--smoke", "--run-dir", str(smoke_root), "--name", "smoke"),
+               "smoke4": Background(env, "--smoke", "--epochs", "4", "--run-dir", str(smoke_root), "--name", "smoke4"),
+               "mirrored": Background(env, *TINY, "--cpu-devices", "2", "--run-dir", str(mirrored_root),
+                                      "--name", "two_devices")}
+    folders = {"smoke": smoke_root / "smoke", "smoke4": smoke_root / "smoke4", "mirrored": mirrored_root / "two_devices"}
+    yield {name: (folders[name], run) for name, run in started.items()}
+    for run in started.values():
         run.process.kill()
+
+
+def finished(first_runs, name):
+    folder, run = first_runs[name]
+    return folder, succeeded(run.result())
 
 
 @pytest.fixture(scope="module")
 def smoke(first_runs):
-    folder, run = first_runs["smoke"]
-    return folder, succeeded(run.result())
+    return finished(first_runs, "smoke")
 
 
 @pytest.fixture(scope="module")
 def mirrored(first_runs):
-    folder, run = first_runs["mirrored"]
-    return folder, succeeded(run.result())
+    return finished(first_runs, "mirrored")
 
 
 def test_smoke_run_leaves_a_complete_run_folder(smoke):
     folder, result = smoke
-    assert ("replicas 1 | global batch 2 | per-replica batch 2 | steps/epoch 3" in result.stdout
-            and "precision float32" in result.stdout), result.stdout
-
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder)
+    assert (config["strategy"], config["workers"], config["replicas"]) == ("MirroredStrategy", 1, 1)
+    assert (config["global_batch"], config["per_replica_batch"], config["steps_per_epoch"]) == (2, 2, 3)
+    assert (config["precision"], config["backend"], config["input_hw"]) == ("float32", "tensorflow", [64, 96])
     assert config["args"]["smoke"] and config["args"]["epochs"] == 2 and config["args"]["weights"] == "none"
+    assert config["args"]["encoder"] == "tiny"  # --smoke trains the tiny encoder
     assert "train.py" in config["command"] and "--smoke" in config["command"]
-    assert re.fullmatch("[0-9a-f]{40}", config["git_commit"])  # the tests run in a git checkout
+    assert config["git_commit"] == head_commit()  # the tests run in a git checkout
     assert "Total params" in (folder / "model_summary.txt").read_text()
+    banner = next(line for line in result.stdout.splitlines() if line.startswith("strategy"))
+    assert "replicas 1 | global batch 2 | per-replica batch 2 | steps/epoch 3" in banner  # config.json's, said
 
     rows = log_rows(folder)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
@@ -196,7 +223,8 @@ def test_smoke_run_leaves_a_complete_run_folder(smoke):
     assert (contract["dataset"], contract["depth_range_m"], contract["input_hw"]) == ("synthetic", [0.4, 10.0], [64, 96])
     assert contract["reduced_input"] and contract["upsampling"] == "half_pixel"
     assert contract["training"]["steps"] == 6 and contract["training"]["smoke"] is True
-    assert contract["training"]["recipe"] == "paper" and re.fullmatch("[0-9a-f]{40}", contract["git_commit"])
+    assert contract["training"]["recipe"] == "paper" and contract["git_commit"] == head_commit()
+    assert contract["encoder"] == "tiny"
     assert read_contract(folder / "best.keras")["training"]["best_epoch"] == state["best_epoch"]
 
     image = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
@@ -211,10 +239,10 @@ def test_smoke_run_leaves_a_complete_run_folder(smoke):
 
 
 def test_mirrored_over_two_cpu_devices(mirrored):
-    folder, result = mirrored
-    banner = next(line for line in result.stdout.splitlines() if line.startswith("strategy"))
-    assert banner.startswith("strategy MirroredStrategy | workers 1 | replicas 2 | global batch 2 | "
-                             "per-replica batch 1 | steps/epoch 2"), banner
+    folder, _ = mirrored
+    config = read_config(folder)
+    assert (config["strategy"], config["workers"], config["replicas"]) == ("MirroredStrategy", 1, 2)
+    assert (config["global_batch"], config["per_replica_batch"], config["steps_per_epoch"]) == (2, 1, 2)
     assert (folder / "final.keras").is_file()
     assert read_state(folder)["global_step"] == 2
 
@@ -249,33 +277,28 @@ def test_two_workers_train_one_model(mirrored, env, tmp_path):
     workers = [Background({**env, "TF_CONFIG": config}, *TINY, "--run-dir", str(tmp_path), "--name", "two_workers")
                for config in configs]
     chief_run, other_run = (succeeded(w.result()) for w in workers)
-    for result in (chief_run, other_run):
-        assert ("strategy MultiWorkerMirroredStrategy | workers 2 | replicas 2 | global batch 2 | per-replica batch 1"
-                in result.stdout), result.stdout
 
     folder = tmp_path / "two_workers"  # worker 0 is the chief: it alone writes the run folder
     assert {"config.json", "log.csv", "tensorboard", "checkpoints", "final.keras"} <= {p.name for p in folder.iterdir()}
     assert [p.name for p in tmp_path.iterdir()] == ["two_workers"]
+    config = read_config(folder)
+    assert (config["strategy"], config["workers"], config["replicas"]) == ("MultiWorkerMirroredStrategy", 2, 2)
+    assert (config["global_batch"], config["per_replica_batch"]) == (2, 1)
     line = next(line for line in other_run.stdout.splitlines() if line.startswith("worker 1 is not the chief"))
     scratch = Path(line.rsplit(" go to ", 1)[1])
     assert scratch.resolve() != folder.resolve() and (scratch / "final.keras").is_file()
 
     chief, other = named_weights(folder / "final.keras"), named_weights(scratch / "final.keras")
     trainable = [name for name, (_, is_trainable) in chief.items() if is_trainable]
-    assert trainable and all(np.array_equal(chief[n][0], other[n][0]) for n in trainable)
+    assert trainable and all(np.array_equal(chief[n][0], other[n][0]) for n in trainable)  # one all-reduce
     # Keras 3 keeps batch-norm moving averages per replica: each worker's come from the images it read.
     moving = [name for name in chief if name.endswith("moving_mean")]
     assert any(not np.array_equal(chief[n][0], other[n][0]) for n in moving)
 
     # Worker i read samples i, i + 2, ... of the shuffled stream, so every global batch is the one the
-    # two-device run split between its replicas: the same losses and weights (replica 0's moving averages;
-    # here they agree to the bit). Other batches would move Adam's weights by about lr (1e-4) a step.
-    losses = [float(r["loss"]) for r in log_rows(folder)], [float(r["loss"]) for r in log_rows(mirrored[0])]
-    assert np.allclose(*losses, rtol=1e-5, atol=0), losses
-    one_process = named_weights(mirrored[0] / "final.keras")
-    assert set(one_process) == set(chief)
-    worst = max(float(np.max(np.abs(chief[n][0] - one_process[n][0]))) for n in chief)
-    assert worst < 2e-5, worst
+    # two-device run split between its replicas: the same trained weights, to rounding.
+    assert_trained_alike(folder / "final.keras", mirrored[0] / "final.keras", steps=2)
+    assert set(named_weights(mirrored[0] / "final.keras")) == set(chief)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -298,9 +321,8 @@ def diverging(smoke, env, tmp_path_factory):
     run.process.kill()
 
 
-def test_killed_run_resumes_where_it_stopped(smoke, diverging, env, tmp_path):
+def test_killed_run_resumes_where_it_stopped(smoke, first_runs, diverging, env, tmp_path):
     folder = copy_run(smoke[0], tmp_path)
-    first_loss, last_loss = (float(row["loss"]) for row in log_rows(folder))
     resume = ["--init", "resume", "--run-dir", str(tmp_path), "--name", folder.name, "--epochs", "4"]
 
     # Extend the smoke run to 4 epochs, checkpointing every step, and kill it inside its third epoch.
@@ -311,7 +333,7 @@ def test_killed_run_resumes_where_it_stopped(smoke, diverging, env, tmp_path):
         if state["epoch"] == 2 and state["epoch_step"] > 0:
             killed.process.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.05)
+        time.sleep(0.01)  # the tiny network's epoch takes well under a second
     result = killed.result()
     assert result.returncode == -signal.SIGKILL, f"ended unkilled:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
     state = read_state(folder)
@@ -327,10 +349,13 @@ def test_killed_run_resumes_where_it_stopped(smoke, diverging, env, tmp_path):
     assert (folder / "final.keras").is_file()
     config = json.loads((folder / "config.json").read_text())
     assert [r["global_step"] for r in config["resumes"]] == [6, state["global_step"]]
-    # The loss goes on from where it was: closer to the last epoch's before the kill than to the first
-    # epoch's, where a restart from scratch would be (here about 0.55 against 0.77).
-    resumed = [float(r["loss"]) for r in rows[2:]]
-    assert max(resumed) < (first_loss + last_loss) / 2, (first_loss, last_loss, resumed)
+    # Weights, Adam's moments and the data position came back twice (at an epoch's end, then mid-epoch
+    # after the kill): the run ends as the same four epochs run without a stop...
+    uninterrupted, _ = finished(first_runs, "smoke4")
+    assert_trained_alike(folder / "final.keras", uninterrupted / "final.keras", steps=12)
+    # ...which the check can tell from the two-epoch run it started from (six steps short).
+    with pytest.raises(AssertionError):
+        assert_trained_alike(smoke[0] / "final.keras", uninterrupted / "final.keras", steps=12)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(diverging):
@@ -345,51 +370,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(diverging):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# One-line errors
-# ---------------------------------------------------------------------------------------------------------
-
-
-def test_missing_default_data(env, tmp_path):
-    result = train(env, "--weights", "none", "--run-dir", str(tmp_path / "runs"), cwd=tmp_path)
-    assert_one_line_error(result, "nyu_data.zip", "--data synthetic")
-    assert not (tmp_path / "runs").exists()
-
-
-def test_resume_without_a_run(env, tmp_path):
-    assert_one_line_error(train(env, "--init", "resume", "--run-dir", str(tmp_path)), "no run to resume")
-    assert_one_line_error(train(env, "--init", "resume", "--run-dir", str(tmp_path), "--name", "nope"),
-                          "no checkpoint to resume from")
-
-
-def test_unreadable_sample(env, tmp_path):
-    members = nyu_members(n_train=4, n_test=2, hw=(64, 64))
-    members["data/nyu2_train/scene_1/3.jpg"] = b"not a JPEG"
-    write_zip(tmp_path / "bad.zip", members)
-    result = train(env, "--data", str(tmp_path / "bad.zip"), "--weights", "none", "--run-dir", str(tmp_path))
-    assert_one_line_error(result, "scene_1/3.jpg: cannot decode image", "row 4", "--skip-bad")
-
-
-@pytest.mark.parametrize("flags, message", [(["--bs", "0"], "--bs must be at least 1"),
-                                            (["--lr", "-1"], "--lr must be a positive number"),
-                                            (["--input-size", "63x64"], "must be even"),
-                                            (["--encoder", "resnet50"], "invalid choice")])
-def test_impossible_flags(env, flags, message):
-    assert_one_line_error(train(env, *flags), message)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # KERAS_BACKEND=jax: one device, two devices through keras.distribution.DataParallel, and a resume
 # ---------------------------------------------------------------------------------------------------------
-
-# The JAX side of a prediction: loads a model file and writes its depth for fixed images.
-JAX_PREDICT = """
-import sys
-import numpy as np
-from model import load_model
-images = np.load(sys.argv[2])
-np.save(sys.argv[3], np.asarray(load_model(sys.argv[1]).predict_on_batch(images)))
-"""
-
 
 @pytest.fixture(scope="module")
 def jax_env(env):
@@ -418,11 +400,12 @@ def jax_run(jax_runs, name):
 
 
 def test_jax_run_leaves_a_complete_run_folder(jax_runs):
-    folder, result = jax_run(jax_runs, "one")
-    assert ("strategy SingleDevice | workers 1 | replicas 1 | global batch 2" in result.stdout
-            and "backend jax" in result.stdout), result.stdout
-    config = json.loads((folder / "config.json").read_text())
-    assert (config["backend"], config["strategy"], config["replicas"]) == ("jax", "SingleDevice", 1)
+    from model import load_model, read_contract
+
+    folder, _ = jax_run(jax_runs, "one")
+    config = read_config(folder)
+    assert (config["backend"], config["strategy"], config["workers"], config["replicas"]) == ("jax", "SingleDevice", 1, 1)
+    assert (config["global_batch"], config["per_replica_batch"]) == (2, 2)
     rows = log_rows(folder)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert all(np.isfinite(float(r[c])) for r in rows for c in LOG_COLUMNS)
@@ -431,52 +414,42 @@ def test_jax_run_leaves_a_complete_run_folder(jax_runs):
     samples = summaries(folder / "tensorboard" / "samples")["val_samples"]
     assert [step for step, _ in samples] == [1, 2]
     assert (folder / "best.keras").is_file()
-
-
-def test_jax_model_predicts_the_same_under_tensorflow(jax_runs, jax_env, tmp_path):
-    from model import load_model, read_contract
-
-    folder, _ = jax_run(jax_runs, "one")
+    # TensorFlow (this process) reads the model JAX trained; tests/test_backends.py holds the two backends'
+    # outputs of one file equal.
     assert read_contract(folder / "final.keras")["training"]["steps"] == 4
-    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
-    np.save(tmp_path / "images.npy", images)
-    subprocess.run([sys.executable, "-c", JAX_PREDICT, str(folder / "final.keras"), str(tmp_path / "images.npy"),
-                    str(tmp_path / "jax.npy")], cwd=REPO, env=jax_env, check=True, timeout=TIMEOUT_S)
-    tensorflow_depth = np.asarray(load_model(folder / "final.keras").predict_on_batch(images))
-    np.testing.assert_allclose(tensorflow_depth, np.load(tmp_path / "jax.npy"), atol=1e-4)
+    depth = np.asarray(load_model(folder / "final.keras").predict_on_batch(np.zeros((1, 64, 64, 3), np.float32)))
+    assert depth.shape == (1, 32, 32, 1) and np.isfinite(depth).all()
 
 
 def test_jax_data_parallel_over_two_devices_trains_as_one_device(jax_runs):
     one, _ = jax_run(jax_runs, "one")
     two, result = jax_run(jax_runs, "two")
-    banner = next(line for line in result.stdout.splitlines() if line.startswith("strategy"))
-    assert banner.startswith("strategy DataParallel | workers 1 | replicas 2 | global batch 2 | "
-                             "per-replica batch 1 | steps/epoch 2"), banner
+    config = read_config(two)
+    assert (config["strategy"], config["replicas"], config["global_batch"], config["per_replica_batch"]) == \
+        ("DataParallel", 2, 2, 1)
     # Three validation pairs cannot be shared by two devices: the first two are, as in the one-device run.
     assert "validating on the first 2 of 3 pairs, a multiple of the 2 devices" in result.stdout, result.stdout
-    # The same global batches and the same mean loss: only the order of summation differs.
-    for row_one, row_two in zip(log_rows(one), log_rows(two), strict=True):
-        for column in ("loss", "val_loss"):
-            assert float(row_two[column]) == pytest.approx(float(row_one[column]), rel=1e-4), column
+    assert config["val_pairs"] == 3 and [int(r["epoch"]) for r in log_rows(two)] == [0, 1]
+    # The same global batches and the same mean gradient: only the order of summation differs.
+    assert_trained_alike(two / "final.keras", one / "final.keras", steps=4)
 
 
 def test_jax_resumed_run_ends_as_the_uninterrupted_one(jax_runs, jax_env, tmp_path):
     """Weights, Adam's moments, the epoch and the data position come back: two epochs and a resume to three
-    end with the three-epoch run's loss and weights."""
+    end with the three-epoch run's weights, which the check tells from the two-epoch run's."""
     folder = copy_run(jax_run(jax_runs, "one")[0], tmp_path)
     succeeded(train(jax_env, "--init", "resume", "--run-dir", str(tmp_path), "--name", folder.name, "--epochs", "3"))
     uninterrupted, _ = jax_run(jax_runs, "three_epochs")
     assert read_state(folder)["global_step"] == 6
-    rows, expected = log_rows(folder), log_rows(uninterrupted)
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    assert float(rows[2]["loss"]) == pytest.approx(float(expected[2]["loss"]), rel=1e-4)
-    resumed, reference = named_weights(folder / "final.keras"), named_weights(uninterrupted / "final.keras")
-    assert resumed.keys() == reference.keys()
-    for name, (value, _) in reference.items():
-        np.testing.assert_allclose(resumed[name][0], value, atol=1e-4, err_msg=name)
+    assert [int(r["epoch"]) for r in log_rows(folder)] == [0, 1, 2]
+    assert read_config(folder)["resumes"][0]["global_step"] == 4
+    assert_trained_alike(folder / "final.keras", uninterrupted / "final.keras", steps=6)
+    with pytest.raises(AssertionError):
+        assert_trained_alike(jax_run(jax_runs, "one")[0] / "final.keras", uninterrupted / "final.keras", steps=6)
 
 
 def test_multi_worker_under_jax_is_one_line(jax_env, tmp_path):
     tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
     result = train({**jax_env, "TF_CONFIG": json.dumps(tf_config)}, "--smoke", "--run-dir", str(tmp_path))
+    assert not any(tmp_path.iterdir())
     assert_one_line_error(result, "multi-worker training (TF_CONFIG) needs the TensorFlow backend")
