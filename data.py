@@ -481,10 +481,14 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
     samples = dataset.samples(split)
     errors = errors if errors is not None else SampleErrors()
     read = _sample_reader(dataset, samples, skip_bad, errors)
-    ds = tf.data.Dataset.range(len(samples))
     if training:
-        ds = ds.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate().skip(start_index).shard(*shard)
+        first_pass, offset = divmod(start_index, len(samples))
+        ds = tf.data.Dataset.counter(first_pass).flat_map(lambda p: tf.data.Dataset.from_tensor_slices(
+            pass_order(len(samples), seed, p)))
+        ds = ds.skip(offset).enumerate(start=start_index)
+    else:
+        ds = tf.data.Dataset.range(len(samples)).enumerate().skip(start_index)
+    ds = ds.shard(*shard)
     ds = ds.map(lambda k, i: (k, *read(i)), num_parallel_calls=tf.data.AUTOTUNE)
     if skip_bad:
         ds = ds.filter(lambda k, image, depth, ok: ok)
@@ -497,6 +501,19 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def pass_order(count, seed, pass_index):
+    """The sample order of one pass over the training set: a permutation drawn from (seed, pass) alone.
+
+    Stateless on purpose: tf.data's shuffle(reshuffle_each_iteration=True) draws a new order for every
+    iterator made of the dataset, and Keras makes an extra one when it first builds a model, so a fresh run
+    and a resumed one would not see the same stream.
+    """
+    import tensorflow as tf
+
+    pass_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(pass_index, tf.int64)])
+    return tf.cast(tf.argsort(tf.random.stateless_uniform([count], seed=pass_seed), stable=True), tf.int64)
 
 
 def _sample_reader(dataset, samples, skip_bad, errors):
