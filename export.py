@@ -70,9 +70,10 @@ def entry_points(model, input_hw, depth_range):
         output = tf.cast(model(tf.cast(images, tf.float32) / 255.0, training=False), tf.float32)
         # utils.inverse_depth_norm in plain TensorFlow ops: its tf.experimental.numpy clip adds a
         # BroadcastArgs op that neither tf2onnx nor TFLite's integer path takes (tests hold the two equal).
-        positive = output > 0
-        depth_m = tf.where(positive, depth_range.max_m / tf.where(positive, output, 1.0), depth_range.max_m)
-        depth_m = tf.clip_by_value(depth_m, depth_range.min_m, depth_range.max_m)
+        # Clipping y to [1, max / min] before dividing is the same as clipping depth to [min, max] after it
+        # (y <= 0 gives max), and an int8 file never divides by a quantised zero.
+        output = tf.clip_by_value(output, 1.0, depth_range.max_m / depth_range.min_m)
+        depth_m = depth_range.max_m / output
         # Half-pixel bilinear, as test.py's resize_depth (which mirrors the border where this clamps it).
         return {"depth_m": tf.image.resize(depth_m, (height, width), method="bilinear")[..., 0]}
 

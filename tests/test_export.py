@@ -140,17 +140,21 @@ def test_an_export_refuses_another_size_with_one_line(exported, monkeypatch, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quantize, size_ratio, min_delta1", [("float16", 0.55, 0.999), ("dynamic", 0.30, 0.99),
-                                                              ("int8", 0.30, 0.95)])
-def test_quantised_tflite_is_smaller_and_close_to_keras(quantize, size_ratio, min_delta1, keras_model, exported,
+@pytest.mark.parametrize("quantize, min_saving, min_delta1", [("float16", 0.45, 0.999), ("dynamic", 0.65, 0.99),
+                                                              ("int8", 0.65, 0.95)])
+def test_quantised_tflite_is_smaller_and_close_to_keras(quantize, min_saving, min_delta1, keras_model, exported,
                                                         tmp_path, monkeypatch):
-    """Sizes against the float32 file; accuracy as delta1 of the quantised depth against Keras float32's."""
+    """Size: the file shrinks by most of what storing the convolution kernels in 16 bits (half their float32
+    bytes) or 8 bits (three quarters) saves; the rest of a file (graph, metadata) stays. Accuracy: delta1 of
+    the quantised depth against Keras float32's."""
     monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
     path, model, _ = keras_model
     output = tmp_path / f"{quantize}.tflite"
     export.main(["--model", str(path), "--format", "tflite", "--quantize", quantize, "--data", "synthetic:6:2",
                  "--calibration", "6", "--output", str(output)])
-    assert output.stat().st_size < size_ratio * exported["tflite"].stat().st_size
+    kernel_bytes = 4 * sum(int(np.prod(layer.kernel.shape)) for layer in model.layers if hasattr(layer, "kernel"))
+    saving = exported["tflite"].stat().st_size - output.stat().st_size
+    assert saving > min_saving * kernel_bytes, (saving, kernel_bytes)
     loaded = export.load_exported(output)
     assert loaded.contract["export"]["quantize"] == quantize
     images = pictures(4, seed=5)

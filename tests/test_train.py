@@ -429,7 +429,7 @@ def test_jax_data_parallel_over_two_devices_trains_as_one_device(jax_runs):
         ("DataParallel", 2, 2, 1)
     # Three validation pairs cannot be shared by two devices: the first two are, as in the one-device run.
     assert "validating on the first 2 of 3 pairs, a multiple of the 2 devices" in result.stdout, result.stdout
-    assert config["val_pairs"] == 3 and [int(r["epoch"]) for r in log_rows(two)] == [0, 1]
+    assert config["val_pairs"] == 2 and [int(r["epoch"]) for r in log_rows(two)] == [0, 1]
     # The same global batches and the same mean gradient: only the order of summation differs.
     assert_trained_alike(two / "final.keras", one / "final.keras", steps=4)
 
