@@ -8,7 +8,11 @@
                          or the Eigen test arrays zip (eigen_test_rgb.npy, eigen_test_depth.npy, ...)
     path/to/folder       the same NYU layout unpacked (your own RGB-D data: CSVs plus images), or a
                          folder holding the Eigen .npy arrays, or a KITTI root with its split files
-    path/to/split.txt    a KITTI split file: lines "rgb.png depth.png [focal]" relative to its folder
+    path/to/split.txt    a KITTI split file: lines "rgb.png depth.png [focal]" relative to its folder (the
+                         annotated depth maps of the BTS split files), or lines "left.png [right.png]" of
+                         the raw data (Eigen's eigen_test_files.txt): ground truth is then each frame's
+                         velodyne scan projected with the drive's calibration, or the matching entry of a
+                         gt_depths.npz given with gt_depths= (open_dataset) / --gt-depths (evaluate.py)
 
 Make a synthetic NYU-format zip, and look at a few pairs of any dataset:
     python data.py --make-synthetic synthetic.zip --train 1000 --test 100
@@ -36,6 +40,10 @@ NAMED_DATA = {"nyu": DEFAULT_TRAIN_DATA, "nyu_test": DEFAULT_EVAL_DATA}
 NYU_CSV = {"train": "data/nyu2_train.csv", "test": "data/nyu2_test.csv"}
 EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.npy")
 KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
+# Which KITTI ground truth a dataset reads (evaluate.py says it beside the results).
+KITTI_ANNOTATED = "annotated depth maps (data_depth_annotated, the BTS split files)"
+KITTI_RAW = "raw LiDAR scans projected with the calibration"
+KITTI_GT_NPZ = "gt_depths.npz"
 NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
 NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
 SYNTHETIC_DEFAULT_COUNTS = (600, 100)  # (train, test) pairs of `--data synthetic`: about a minute to render
@@ -170,6 +178,7 @@ class DepthDataset:
         self.sparse = kind == "kitti"
         self.train_hw = KITTI_TRAIN_HW if kind == "kitti" else NYU_IMAGE_HW
         self.depth_units = (NYU_8BIT_FULL_SCALE_M, KITTI_DEPTH_SCALE if kind == "kitti" else NYU_16BIT_UNITS_PER_M)
+        self.ground_truth = KITTI_ANNOTATED if kind == "kitti" else "dense depth maps"
         self._splits = _with_validation(splits, validation, seed)
 
     def samples(self, split):
@@ -192,6 +201,7 @@ class EigenArrays:
     """The Eigen NYU test split as arrays (nyu_test.zip): memory-mapped in place where the zip stores them."""
 
     kind, sparse, depth_range, train_hw = "nyu", False, NYU, NYU_IMAGE_HW
+    ground_truth = "dense depth maps (Eigen arrays)"
 
     def __init__(self, name, arrays):
         self.name = name
@@ -229,10 +239,11 @@ def _with_validation(splits, validation, seed):
     return splits
 
 
-def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None):
+def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None, gt_depths=None):
     """The dataset a --data value names (see the module docstring); InputError if it cannot be used.
 
     skip_bad: drop listed pairs whose files are missing (counted in dataset.skipped) instead of failing.
+    gt_depths: a gt_depths.npz holding the ground truth of a raw KITTI split file's frames, in its order.
     """
     spec = str(spec)
     if spec == "synthetic" or spec.startswith("synthetic:"):
@@ -244,6 +255,11 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
                              "(github.com/ialhashim/DenseDepth), or use --data synthetic to work offline")
         known = ", ".join(["synthetic", *NAMED_DATA])
         raise InputError(f"unknown --data '{spec}': not a dataset name ({known}) and no such file or folder")
+    if path.suffix == ".txt" and is_raw_kitti_list(path):
+        return KittiRaw(path, gt_depths)
+    if gt_depths:
+        raise InputError(f"{gt_depths}: ground truth for a raw KITTI split file (eigen_test_files.txt), and "
+                         f"{path} is not one")
     if path.suffix == ".txt":
         return _kitti_dataset(path, {"train": path, "test": path}, validation, skip_bad, seed)
     files = ZipFiles(path) if path.is_file() else FolderFiles(path)
@@ -345,6 +361,130 @@ def _load_npy(files, name):
         shape, fortran, dtype = read_header(f)
         offset = f.tell()
     return np.memmap(files.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# KITTI raw: each frame's velodyne scan projected into the left colour camera, as Eigen's split is evaluated
+# ---------------------------------------------------------------------------------------------------------
+
+
+def is_raw_kitti_list(path):
+    """Whether a split file lists raw frames ("left.png [right.png]", Eigen's eigen_test_files.txt) rather
+    than image and annotated-depth pairs."""
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if fields:  # raw: "<date>/<drive>/image_02/data/<frame>.png [the image_03 one]"; BTS: "... proj_depth/..."
+            return len(fields) == 1 or ("/data/" in fields[1] and "proj_depth" not in fields[1])
+    return False
+
+
+def read_calibration(path):
+    """{key: float array} of a KITTI calibration text file ("KEY: v1 v2 ..."; non-numeric values skipped)."""
+    values = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the calibration ({err.strerror or err})") from None
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        try:
+            values[key.strip()] = np.array([float(v) for v in rest.split()])
+        except ValueError:
+            continue  # calib_time and the like
+    return values
+
+
+def velodyne_depth(calibration_dir, scan_path, camera=2):
+    """Depth in metres (H, W) of one velodyne scan projected into camera `camera` (2: left colour), 0
+    where no point lands: the projection of Eigen's and Godard's evaluation code.
+
+    Points behind the sensor are dropped; each point goes to the pixel round(u) - 1, round(v) - 1 of the
+    rectified image; where several land on one pixel the nearest counts; depth is the camera-frame z.
+    """
+    cam = read_calibration(Path(calibration_dir) / "calib_cam_to_cam.txt")
+    velo = read_calibration(Path(calibration_dir) / "calib_velo_to_cam.txt")
+    try:
+        width, height = (int(v) for v in cam[f"S_rect_0{camera}"])
+        rectify = np.eye(4)
+        rectify[:3, :3] = cam["R_rect_00"].reshape(3, 3)
+        velo_to_cam = np.vstack([np.hstack([velo["R"].reshape(3, 3), velo["T"].reshape(3, 1)]), [0, 0, 0, 1]])
+        projection = cam[f"P_rect_0{camera}"].reshape(3, 4) @ rectify @ velo_to_cam
+    except (KeyError, ValueError) as err:
+        raise InputError(f"{calibration_dir}: incomplete KITTI calibration ({type(err).__name__}: {err})") from None
+    try:
+        points = np.fromfile(scan_path, dtype=np.float32).reshape(-1, 4)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{scan_path}: not a velodyne scan of float32 x, y, z, reflectance ({err})") from None
+    points = points[points[:, 0] >= 0].astype(np.float64)
+    points[:, 3] = 1.0
+    image = points @ projection.T
+    image[:, :2] /= image[:, 2:3]
+    cols, rows = np.round(image[:, 0]).astype(int) - 1, np.round(image[:, 1]).astype(int) - 1
+    inside = (cols >= 0) & (rows >= 0) & (cols < width) & (rows < height) & (image[:, 2] > 0)
+    depth = np.zeros((height, width), np.float32)
+    order = np.argsort(-image[inside, 2])  # far first, so the nearest point on a pixel is written last
+    depth[rows[inside][order], cols[inside][order]] = image[inside, 2][order]
+    return depth
+
+
+class KittiRaw:
+    """Frames of the raw KITTI data listed by a split file, with LiDAR ground truth: each scan projected
+    (velodyne_depth), or the entries of a gt_depths.npz in the split file's order."""
+
+    kind, sparse, depth_range, train_hw = "kitti", True, KITTI, KITTI_TRAIN_HW
+
+    def __init__(self, split_file, gt_depths=None):
+        self.name, root = str(split_file), Path(split_file).parent
+        self.ground_truth = KITTI_GT_NPZ if gt_depths else KITTI_RAW
+        self._samples = []
+        for number, line in enumerate(Path(split_file).read_text().splitlines(), start=1):
+            if line.split():
+                self._samples.append(self._sample(root, line.split()[0], f"{Path(split_file).name} line {number}",
+                                                  len(self._samples), gt_depths is None))
+        if not self._samples:
+            raise InputError(f"{split_file}: no frames listed")
+        self._gt = _gt_depth_maps(gt_depths, len(self._samples)) if gt_depths else None
+
+    @staticmethod
+    def _sample(root, left, where, index, needs_scan):
+        """The frame's picture (.png or the .jpg of converted copies) and its velodyne scan."""
+        rgb = next((root / p for p in (left, str(Path(left).with_suffix(".png")), str(Path(left).with_suffix(".jpg")))
+                    if (root / p).is_file()), None)
+        if rgb is None:
+            raise InputError(f"{where}: {root / left} not found")
+        drive = rgb.parent.parent.parent  # <date>/<drive>/image_02/data/<frame>.png
+        scan = drive / "velodyne_points" / "data" / f"{rgb.stem}.bin"
+        if needs_scan and not scan.is_file():
+            raise InputError(f"{where}: no velodyne scan {scan} (raw KITTI ground truth is the frame's scan)")
+        return Sample(str(rgb), str(scan), where, index)
+
+    def samples(self, split):
+        if split not in ("test", "val"):
+            raise InputError(f"{self.name}: a raw KITTI split file is for evaluation only, no {split} split")
+        return self._samples
+
+    def read(self, sample):
+        rgb = decode_rgb(Path(sample.rgb).read_bytes(), sample.rgb)
+        if self._gt is not None:
+            depth = np.asarray(self._gt[sample.index], np.float32)
+            if depth.shape != rgb.shape[:2]:
+                raise InputError(f"{sample.where}: gt_depths.npz entry {sample.index} is {depth.shape[1]}x"
+                                 f"{depth.shape[0]}, the frame {rgb.shape[1]}x{rgb.shape[0]}: another split order?")
+            return rgb, depth
+        drive_date_dir = Path(sample.depth).parents[3]
+        return rgb, velodyne_depth(drive_date_dir, sample.depth)
+
+
+def _gt_depth_maps(path, count):
+    """The depth maps of a gt_depths.npz (an object array under "data", as the evaluation scripts export)."""
+    try:
+        with np.load(path, allow_pickle=True, encoding="latin1") as archive:  # maps of several sizes: pickled
+            maps = list(archive["data"])
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise InputError(f"{path}: not a gt_depths.npz with a 'data' array ({type(err).__name__}: {err})") from None
+    if len(maps) != count:
+        raise InputError(f"{path}: {len(maps)} depth maps for the {count} frames of the split file")
+    return maps
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -464,7 +604,7 @@ class SampleErrors:
 
 
 def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False,
-             errors=None, permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0)):
+             errors=None, permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0), target="paper"):
     """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
 
     input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
@@ -472,7 +612,8 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
     ordered pass over every sample. Targets are utils.depth_norm of the depth resized to the output
     size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
     shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
-    n-th sample of that stream from the i-th (one input pipeline per worker machine).
+    n-th sample of that stream from the i-th (one input pipeline per worker machine). target: how
+    depth becomes the target (TARGETS).
     """
     import tensorflow as tf
 
@@ -494,10 +635,10 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
         ds = ds.filter(lambda k, image, depth, ok: ok)
 
     def to_pair(k, image, depth, ok):
-        image, target = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training)
+        image, y = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training, target)
         if training:
-            image, target = augment(image, target, seed_for(k, seed + 1), permute_probability=permute_probability)
-        return image, target
+            image, y = augment(image, y, seed_for(k, seed + 1), permute_probability=permute_probability)
+        return image, y
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
@@ -546,7 +687,16 @@ def _sample_reader(dataset, samples, skip_bad, errors):
     return read
 
 
-def network_pair(rgb, depth_m, input_hw, dataset, seed, training):
+# How depth becomes the training target y = max_m / depth at the output size:
+#   paper     depth area-averaged to the output size, clipped to the range, then inverted (the appendix);
+#   released  the authors' January 2019 data.py, with which nyu.h5 was trained: inverted at full size with no
+#             lower clip, then down-sampled with a blur (their scikit-image resize with anti-aliasing; here
+#             TensorFlow's antialiased bilinear). A zero would give an infinite target: it is taken as the
+#             smallest depth the 8-bit training PNGs store (max_m / 255). Dense data only.
+TARGETS = ("paper", "released")
+
+
+def network_pair(rgb, depth_m, input_hw, dataset, seed, training, target="paper"):
     """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size, for training
     and validation alike (KITTI: a random crop when training, the bottom-centre one otherwise)."""
     import tensorflow as tf
@@ -562,6 +712,10 @@ def network_pair(rgb, depth_m, input_hw, dataset, seed, training):
         depth_m = tf.image.resize(depth_m, out_hw, method="nearest")
         mask = tf.cast(depth_m > dataset.depth_range.eval_min_m, tf.float32)
         return image, tf.concat([depth_norm(depth_m, dataset.depth_range), mask], axis=-1)
+    if target == "released":
+        max_m = dataset.depth_range.max_m
+        y = max_m / tf.maximum(depth_m, max_m / 255.0)
+        return image, tf.image.resize(y, out_hw, method="bilinear", antialias=True)
     depth_m = tf.image.resize(depth_m, out_hw, method="area")
     return image, depth_norm(depth_m, dataset.depth_range)
 

@@ -171,7 +171,7 @@ class DepthDemo:
             path = Path(self.args.model) if self.args.model else find_default_model()
             model = load_model(path, self.args.precision)
             contract = read_contract(path)
-            self.depth_range, self.max_side = model_settings(path, contract, self.args)
+            self.depth_range, self.max_side, self.input_hw = model_settings(path, contract, self.args)
         except InputError as err:
             self.error = str(err)
         except Exception as err:  # a model file can fail in ways Keras does not name: report, keep serving
@@ -198,7 +198,7 @@ class DepthDemo:
             if self.load():
                 raise InputError(f"the model could not be loaded: {self.error}")
             image = load_image(picture_path)
-            depth_m = predict_picture(self.model, image, self.depth_range, self.max_side)
+            depth_m = predict_picture(self.model, image, self.depth_range, self.max_side, self.input_hw)
         height, width = depth_m.shape
         intrinsics = scaled_intrinsics(height, width)  # test.py's default camera: NYU's Kinect, scaled
         folder = self.new_folder()

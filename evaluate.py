@@ -5,13 +5,18 @@ upsample the 320x240 prediction 2x, average it with the mirrored prediction of t
 (--no-flip turns this off), clip depth to the dataset's range (0.4-10 m), evaluate inside the Eigen crop
 where ground truth is above 1 mm. KITTI: 80 m cap, the Garg crop (--crop eigen for Eigen's), only where
 the sparse LiDAR ground truth lies in (1 mm, 80 m], and KITTI's seven metrics (with sq rel and RMSE log).
-Every test image is evaluated. The metrics are printed pooled over all evaluated pixels (the paper's and
-the reference code's figure) and averaged per image, beside the paper's results.
+Every test image is evaluated. The metrics are printed pooled over all evaluated pixels and averaged per
+image; each published row sits under ours computed the same way: the paper's (per-image means, as the
+authors' compute_errors averaged until August 2019: its rms 0.465 is per image, 0.549 pooled) under the
+per-image row. On KITTI the table says which ground truth was read: the paper's row is on Eigen's 697
+test images against projected raw LiDAR (a raw KITTI split file, or the gt_depths.npz the common
+evaluation scripts export, with --gt-depths); the annotated depth maps of the BTS split files give figures
+that are not comparable with it.
 
 --protocol reference is the authors' evaluate.py step by step: predictions clipped to [0.1, 10] m, the
 2x up-sampling, flip averaging in metres, the Eigen crop, pooled metrics, and an extra row with abs rel
-in the authors' argument order (their compute_errors(pred, gt) divides by the prediction): the 0.127 that
-re-runs of nyu.h5 publish, beside our 0.12x by ground truth.
+in the authors' argument order (their compute_errors(pred, gt) divides by the prediction), with the
+published re-runs of their script on nyu.h5 under it (delta1 0.847, abs rel 0.127, rms 0.549, pooled).
 
 The depth range, dataset and training size come from the model's saved contract (printed in one line);
 --depth-range overrides it, with a warning where the two disagree.
@@ -19,6 +24,8 @@ The depth range, dataset and training size come from the model's saved contract 
     python evaluate.py --model nyu.h5 --data nyu_test.zip          # the authors' model on the Eigen split
     python evaluate.py --model nyu.h5 --data nyu_test.zip --protocol reference   # their script's figures
     python evaluate.py --data synthetic --quality --json eval.json --per-image eval.csv --save-samples samples
+    python evaluate.py --model kitti.h5 --data kitti_raw/eigen_test_files.txt      # the paper's KITTI ground truth
+    python evaluate.py --model kitti.h5 --data kitti_raw/eigen_test_files.txt --gt-depths gt_depths.npz
     python evaluate.py --model runs/kitti/final.keras --data kitti/eigen_test_files_with_gt.txt --crop eigen
 
 --data takes nyu_test.zip (the Eigen arrays), an NYU-format zip or folder (its data/nyu2_test.csv pairs,
@@ -39,7 +46,8 @@ from tqdm import tqdm
 from data import DEFAULT_EVAL_DATA, open_dataset
 from quality import quality_measures
 from utils import (DEPTH_RANGES, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU, NYU_IMAGE_HW,
-                   NYU_REFERENCE, PAPER_RESULTS, PRECISION_POLICIES, REPORTED_METRICS, DepthRange, InputError,
+                   NYU_REFERENCE, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, AUTHORS_SCRIPT_RERUN, PRECISION_POLICIES,
+                   REPORTED_METRICS, DepthRange, InputError,
                    check_writable, colorize, compute_errors, image_size, network_input, predict, quiet_tensorflow,
                    resize_depth, valid_mask, write_json)
 
@@ -50,6 +58,8 @@ PROTOCOLS = ("paper", "reference")
 # The reference protocol's abs rel in the authors' argument order: mean |gt - pred| / pred.
 REFERENCE_ORDER = "abs_rel_reference_order"
 SAMPLE_ERROR_MAX = 0.5  # the error panel of --save-samples spans relative errors 0..50 %
+# The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).
+COMPARABLE_KITTI_GROUND_TRUTH = ("raw LiDAR scans projected with the calibration", "gt_depths.npz")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -217,21 +227,31 @@ def summary(records, quality=False, protocol="paper"):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def results_table(results, kind):
-    """The metrics as a text table: pooled, per image, the paper's row (and the reference-order abs rel)."""
+def results_table(results, kind, ground_truth=None):
+    """The metrics as a text table, each published row under the row of ours computed the same way:
+    the paper's under the per-image means, the re-run of the authors' script under pooled, reference order."""
     names = REPORTED_METRICS[kind]
-    width = 24
+    width = 38
     rows = [f"{'':<{width}}" + "".join(f"{k:>9}" for k in names)]
-    labelled = [("pooled", results["pooled"]), ("per image", results["per_image"]),
-                (f"paper ({kind.upper()})", PAPER_RESULTS[kind])]
+    labelled = [("pooled", results["pooled"])]
     if "pooled_reference_order" in results:
-        labelled.insert(1, ("pooled, reference order", results["pooled_reference_order"]))
+        reference = {**results["pooled"], "abs_rel": results["pooled_reference_order"]["abs_rel"]}
+        labelled.append(("pooled, reference order", reference))
+        if kind in AUTHORS_SCRIPT_RERUN:
+            labelled.append(("  published re-runs of their script", AUTHORS_SCRIPT_RERUN[kind]))
+    labelled += [("per image", results["per_image"]),
+                 (f"  paper ({kind.upper()}, {PAPER_RESULTS_COMPUTED})", PAPER_RESULTS[kind])]
     for label, values in labelled:
         rows.append(f"{label:<{width}}" + "".join(f"{values[k]:>9.3f}" if values.get(k) is not None else f"{'-':>9}"
                                                   for k in names))
     if "pooled_reference_order" in results:
         rows.append("reference order: abs rel as the authors' script computes it, |gt - pred| / pred (their "
-                    "compute_errors(pred, gt)); the pooled row divides by ground truth, as the paper defines it")
+                    "compute_errors(pred, gt)); the other rows divide by ground truth, as the paper defines it")
+    if kind == "kitti" and ground_truth and ground_truth not in COMPARABLE_KITTI_GROUND_TRUTH:
+        rows.append(f"ground truth: {ground_truth}: NOT comparable with the paper's row, which is on Eigen's 697 "
+                    "test images against projected raw LiDAR (use a raw KITTI split file or gt_depths.npz)")
+    elif ground_truth:
+        rows.append(f"ground truth: {ground_truth}")
     if results["quality"]:
         q = results["quality"]
         rows.append(f"quality: mSSIM {q['mssim']:.3f}, edge F1 {q['edge_f1']:.3f}, "
@@ -301,6 +321,10 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=DEFAULT_EVAL_DATA,
                         help=f"test data: the Eigen arrays zip (default {DEFAULT_EVAL_DATA}), an NYU-format zip "
                              "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, or 'synthetic'")
+    parser.add_argument("--gt-depths", metavar="NPZ",
+                        help="with a raw KITTI split file (eigen_test_files.txt): read each frame's ground truth from "
+                             "this gt_depths.npz (the export of the common KITTI evaluation scripts, in the split "
+                             "file's order) instead of projecting its velodyne scan")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="which split of --data to evaluate (default test)")
     parser.add_argument("--protocol", default="paper", choices=PROTOCOLS,
@@ -358,14 +382,14 @@ def model_settings(model_path, contract, dataset, args):
     The model's max depth reads its output (y = max_m / depth); the protocol sets the clip floor: the
     dataset's minimum (the paper) or 0.1 m (the authors' script).
     """
-    from model import model_depth_range
+    from model import fixed_input_hw, model_depth_range
 
     model_range = model_depth_range(model_path, contract, args.depth_range, dataset.depth_range, "the dataset")
     if contract.get("dataset") and contract["dataset"] != "synthetic" and contract["dataset"] != dataset.kind:
         print(f"warning: {model_path} was trained on {contract['dataset']} data and is evaluated on {dataset.kind} data")
     floor = NYU_REFERENCE.min_m if args.protocol == "reference" else dataset.depth_range.min_m
     prediction_range = DepthRange(min_m=floor, max_m=model_range.max_m)
-    input_hw = args.input_size
+    input_hw = args.input_size or fixed_input_hw(contract, model_range)
     if input_hw is None and args.protocol == "paper" and contract.get("reduced_input"):
         input_hw = tuple(contract["input_hw"])
     return prediction_range, input_hw
@@ -387,7 +411,7 @@ def exported_size(model, model_path, input_hw, args):
 
 def checked_inputs(args):
     """(dataset, samples, crop) once the data, the crop and every output place are known to work."""
-    dataset = open_dataset(args.data)
+    dataset = open_dataset(args.data, gt_depths=args.gt_depths)
     if args.protocol == "reference" and dataset.kind != "nyu":
         raise InputError(f"{dataset.name}: --protocol reference is the authors' NYU evaluation; "
                          f"{dataset.kind} data takes the paper's protocol")
@@ -433,7 +457,8 @@ def main(argv=None):
     print(f"{model_path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
           f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {prediction_range.min_m:g}-"
           f"{prediction_range.max_m:g} m, {args.precision}{size})")
-    print(results_table(results, dataset.kind))
+    ground_truth = getattr(dataset, "ground_truth", None)
+    print(results_table(results, dataset.kind, ground_truth))
     settings = {"model": str(model_path), "contract": contract, "data": dataset.name, "kind": dataset.kind,
                 "split": args.split, "images": len(records), "pixels": int(sum(r["pixels"] for r in records)),
                 "crop": crop, "flip": args.flip, "input_size": input_hw, "precision": args.precision,
@@ -442,7 +467,12 @@ def main(argv=None):
                 "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
                 "eval_min_depth_m": dataset.depth_range.eval_min_m}
     settings["skipped_images"] = len(skipped)
-    write_outputs(args, {**settings, **results, "paper": PAPER_RESULTS[dataset.kind]}, records, kept, predictions)
+    published = {"paper": PAPER_RESULTS[dataset.kind], "paper_computed": PAPER_RESULTS_COMPUTED,
+                 "ground_truth": ground_truth,
+                 "comparable_with_paper": dataset.kind != "kitti" or ground_truth in COMPARABLE_KITTI_GROUND_TRUTH}
+    if args.protocol == "reference" and dataset.kind in AUTHORS_SCRIPT_RERUN:
+        published["authors_script_rerun"] = AUTHORS_SCRIPT_RERUN[dataset.kind]
+    write_outputs(args, {**settings, **results, **published}, records, kept, predictions)
     return results
 
 

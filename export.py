@@ -353,7 +353,7 @@ def calibration_pictures(spec, count, input_hw):
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from model import load_model, model_depth_range, read_contract
+    from model import fixed_input_hw, load_model, model_depth_range, read_contract
 
     output = Path(args.output)
     try:
@@ -363,7 +363,8 @@ def main(argv=None):
         model = load_model(args.model, "float32")
         contract = read_contract(args.model)
         depth_range = model_depth_range(args.model, contract, args.depth_range, NYU, "NYU")
-        input_hw = args.input_size or tuple(contract.get("input_hw") or NYU_IMAGE_HW)
+        input_hw = (args.input_size or fixed_input_hw(contract, depth_range)
+                    or tuple(contract.get("input_hw") or NYU_IMAGE_HW))
         calibration = (calibration_pictures(args.data, args.calibration, input_hw)
                        if args.quantize == "int8" else None)
         contract = export_contract(contract, depth_range, input_hw, args.format, args.quantize, args.model)

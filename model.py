@@ -20,8 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, VERSION, DepthRange, InputError, git_commit,
-                   set_precision)
+from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU, VERSION,  # noqa: F401
+                   DepthRange, InputError, git_commit, set_precision)
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
 # per stage, so tests and --smoke run every code path that does not depend on DenseNet-169's size.
@@ -37,6 +37,9 @@ LEAKY_RELU_SLOPE = 0.2
 # The authors' released files predict depth clipped to [0.1, 10] m (NYU) as their predict() does; the
 # range of their KITTI training was never published: we assume KITTI's 80 m cap.
 LEGACY_DEPTH_RANGES = {"nyu": NYU_REFERENCE, "kitti": KITTI}
+# The picture size each released file was made for: NYU's frames, and for kitti.h5 the 384x1248 its author
+# tells users to feed it (near KITTI's average frame, divisible by 32; DenseDepth issue #12).
+LEGACY_INPUT_HW = {"nyu": (480, 640), "kitti": (384, 1248)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -193,7 +196,7 @@ def interpolation_matrix(in_size, out_size, convention=DEFAULT_UPSAMPLING, dtype
 
 
 def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
-                 leaky_relu_after=BLOCK_CONVS, imagenet_normalization=False, upsampling=DEFAULT_UPSAMPLING):
+                 leaky_relu_after=PAPER_LEAKY_RELU, imagenet_normalization=False, upsampling=DEFAULT_UPSAMPLING):
     """The DenseDepth network as a functional Keras model.
 
     Args:
@@ -201,8 +204,8 @@ def create_model(encoder="densenet169", weights="imagenet", decoder_width=1.0,
         weights: "imagenet" (downloaded by Keras), None / "none", or a path to an encoder weights file.
         decoder_width: channels of `conv2` as a fraction of the encoder's output channels; 1.0 is the
             paper's decoder (1664 on DenseNet-169), 0.5 the reference code's default.
-        leaky_relu_after: which convolutions of each up-sampling block a LeakyReLU(0.2) follows; the
-            paper has both, the authors' kitti.h5 only one.
+        leaky_relu_after: which convolutions of each up-sampling block a LeakyReLU(0.2) follows: the
+            paper's ("convB",), as in the authors' released files; ("convA", "convB") is their later code.
         imagenet_normalization: subtract ImageNet mean and divide by std inside the model (off in the
             paper, whose inputs are RGB in [0, 1] as they are).
         upsampling: the up-sampling's pixel convention (UPSAMPLING_CONVENTIONS): "half_pixel" for new
@@ -256,7 +259,7 @@ def encoder_network(encoder, weights, input_tensor):
         raise InputError(f"{weights}: not {encoder} encoder weights ({type(err).__name__}: {err})") from None
 
 
-def upsampling_block(x, skip, filters, name, leaky_relu_after=BLOCK_CONVS, upsampling=DEFAULT_UPSAMPLING):
+def upsampling_block(x, skip, filters, name, leaky_relu_after=PAPER_LEAKY_RELU, upsampling=DEFAULT_UPSAMPLING):
     """Up-sample x to skip's size, concatenate them, then two 3x3 convolutions (LeakyReLU as asked)."""
     x = ResizeToMatch(upsampling, name=f"{name}_upsampling2d")(x, skip)
     x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
@@ -292,12 +295,14 @@ def model_contract(model, dataset, depth_range, input_hw, reduced_input=False, t
     """
     upsampling = {layer.convention for layer in model.layers if isinstance(layer, ResizeToMatch)}
     conv2 = model.get_layer("conv2")
-    encoder = encoder_of(layer.name for layer in model.layers)
+    names = {layer.name for layer in model.layers}
+    encoder = encoder_of(names)
     return {"format": CONTRACT_FORMAT, "dataset": dataset,
             "depth_range_m": [depth_range.min_m, depth_range.max_m],
             "input_hw": list(input_hw) if input_hw else None, "reduced_input": bool(reduced_input),
             "upsampling": upsampling.pop() if upsampling else None,
             "encoder": encoder, "decoder_width": conv2.filters / ENCODER_CHANNELS[encoder],
+            "leaky_relu_after": [conv for conv in BLOCK_CONVS if f"up1_{conv}_leakyrelu" in names],
             "training": training or {}, "version": VERSION, "git_commit": git_commit()}
 
 
@@ -333,10 +338,11 @@ def read_contract(path):
 
 
 def legacy_contract(path):
-    """The contract of one of the authors' files: NYU or KITTI from the file name, else from the layout.
+    """The contract of one of the authors' files: NYU or KITTI from the file name, else NYU, assumed.
 
-    The released kitti.h5 has one LeakyReLU per up-sampling block, nyu.h5 two; `assumed` says which
-    evidence decided.
+    Both released files were trained with the January 2019 code and share its layout (full-width decoder,
+    one LeakyReLU per block): nothing inside a file tells NYU from KITTI, so only a name containing
+    "kitti" makes it KITTI. `assumed` says which evidence decided; the caller says it in one line.
     """
     import h5py
 
@@ -345,16 +351,32 @@ def legacy_contract(path):
     with h5py.File(path, "r") as f:
         architecture = legacy_architecture(_legacy_model_config(f, path), path)
     name = Path(path).name.lower()
-    if "kitti" in name or "nyu" in name:
-        dataset, reason = ("kitti" if "kitti" in name else "nyu"), "from the file name"
+    if "kitti" in name:
+        dataset, assumed = "kitti", "kitti from the file name"
+    elif "nyu" in name:
+        dataset, assumed = "nyu", "nyu from the file name"
     else:
-        single = len(architecture["leaky_relu_after"]) == 1
-        dataset, reason = ("kitti" if single else "nyu"), "from its LeakyReLU layout"
+        dataset, assumed = "nyu", ("nyu: the name says neither nyu nor kitti, and the authors' two files have "
+                                   "the same layout; pass --depth-range kitti for kitti.h5 under another name")
     depth_range = LEGACY_DEPTH_RANGES[dataset]
     return {"format": CONTRACT_FORMAT, "dataset": dataset, "depth_range_m": [depth_range.min_m, depth_range.max_m],
-            "input_hw": None, "upsampling": architecture["upsampling"], "encoder": architecture["encoder"],
-            "decoder_width": architecture["decoder_width"], "training": {}, "authors_file": True,
-            "assumed": f"{dataset} {reason}"}
+            "input_hw": list(LEGACY_INPUT_HW[dataset]), "reduced_input": True, "fixed_input": True,
+            "upsampling": architecture["upsampling"], "encoder": architecture["encoder"],
+            "decoder_width": architecture["decoder_width"], "leaky_relu_after": list(architecture["leaky_relu_after"]),
+            "training": {}, "authors_file": True, "assumed": assumed}
+
+
+def fixed_input_hw(contract, depth_range):
+    """The one (height, width) every picture is resized to for this model, or None (any size).
+
+    The authors' files were made for one size each: nyu.h5 480x640, kitti.h5 384x1248; a file read on
+    KITTI's range (--depth-range kitti) takes KITTI's size whatever its name.
+    """
+    if not contract.get("fixed_input"):
+        return None
+    if contract.get("authors_file"):
+        return LEGACY_INPUT_HW["kitti" if depth_range.max_m == KITTI.max_m else "nyu"]
+    return tuple(contract["input_hw"])
 
 
 def contract_depth_range(contract):
@@ -527,6 +549,7 @@ def load_legacy_h5(path):
         config = _legacy_model_config(f, path)
         architecture = legacy_architecture(config, path)
         file_weights = _legacy_weights(f, path)
+    check_legacy_wiring(config, architecture["leaky_relu_after"], path)
     model = create_model(weights=None, **architecture)
     _assign_weights_by_name(model, file_weights, path)
     return model
@@ -571,6 +594,68 @@ def legacy_architecture(config, path="model"):
         raise InputError(f"{path}: up-sampling blocks differ in their LeakyReLU layout: {sorted(per_block)}")
     return {"encoder": encoder, "decoder_width": filters / ENCODER_CHANNELS[encoder],
             "leaky_relu_after": per_block.pop(), "upsampling": LEGACY_UPSAMPLING}
+
+
+def check_legacy_wiring(config, leaky_relu_after, path="model"):
+    """InputError in one line where the file's decoder is wired otherwise than create_model wires it.
+
+    Weights load by name and shape, which a reversed concatenation (the same shapes) or a missing activation
+    would pass: so each decoder layer's inputs, in order, the activations between them and the LeakyReLU
+    slope are compared with the network rebuilt from the file.
+    """
+    layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
+    inputs = {name: _inbound_names(layer) for name, layer in layers.items()}
+    consumers = {}
+    for name, sources in inputs.items():
+        for source in sources:
+            consumers.setdefault(source, []).append(name)
+
+    def expect(layer, wanted, what):
+        got = inputs.get(layer, [])[:len(wanted)] if what == "first input" else inputs.get(layer, [])
+        if got != wanted:
+            raise InputError(f"{path}: '{layer}' takes {got or 'nothing'} where the DenseDepth network takes "
+                             f"{wanted} ({what}): not the network this code rebuilds")
+
+    def activation_after(layer, allowed):
+        """The LeakyReLU after layer, if allowed; InputError for any other activation or slope."""
+        following = [n for n in consumers.get(layer, []) if layers[n]["class_name"] in ACTIVATION_CLASSES]
+        if not following:
+            if allowed:
+                raise InputError(f"{path}: '{layer}' is not followed by a LeakyReLU, as in the other blocks")
+            return layer
+        name = following[0]
+        slope = layers[name]["config"].get("alpha", layers[name]["config"].get("negative_slope"))
+        if not allowed or layers[name]["class_name"] != "LeakyReLU":
+            raise InputError(f"{path}: '{layer}' is followed by a {layers[name]['class_name']} the DenseDepth "
+                             "network does not have there")
+        if slope is None or abs(float(slope) - LEAKY_RELU_SLOPE) > 1e-6:
+            raise InputError(f"{path}: the LeakyReLU after '{layer}' has slope {slope}, the network's is "
+                             f"{LEAKY_RELU_SLOPE}")
+        return name
+
+    for name, layer in layers.items():
+        if layer["class_name"] == "Conv2D" and layer["config"].get("activation", "linear") != "linear":
+            raise InputError(f"{path}: '{name}' has a built-in {layer['config']['activation']} activation the "
+                             "DenseDepth network does not have")
+    expect("conv2", ["relu"], "the encoder's last feature map")
+    previous = activation_after("conv2", allowed=False)
+    for block, skip in zip(BLOCK_NAMES, SKIP_LAYERS):
+        expect(f"{block}_upsampling2d", [previous], "first input")
+        expect(f"{block}_concat", [f"{block}_upsampling2d", skip], "up-sampled first, skip connection second")
+        previous = f"{block}_concat"
+        for conv in BLOCK_CONVS:
+            expect(f"{block}_{conv}", [previous], "the layer before it")
+            previous = activation_after(f"{block}_{conv}", allowed=conv in leaky_relu_after)
+    expect("conv3", [previous], "the last block's output")
+
+
+ACTIVATION_CLASSES = {"LeakyReLU", "Activation", "ReLU", "PReLU", "ELU", "ThresholdedReLU"}
+
+
+def _inbound_names(layer):
+    """The normalised names of the layers feeding a Keras 2 config layer, in order (first node only)."""
+    nodes = layer.get("inbound_nodes") or []
+    return [_normalized(inbound[0]) for inbound in nodes[0]] if nodes else []
 
 
 def _consumer_classes(layers):

@@ -89,11 +89,15 @@ def network_size(height, width, max_side):
     return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
 
 
-def predict_picture(model, image, depth_range, max_side):
-    """Depth in metres (H, W) for a float RGB picture (H, W, 3) in [0, 1], at the picture's own size."""
+def predict_picture(model, image, depth_range, max_side, input_hw=None):
+    """Depth in metres (H, W) for a float RGB picture (H, W, 3) in [0, 1], at the picture's own size.
+
+    input_hw: the one size the model takes (model.fixed_input_hw), else pictures keep their aspect ratio.
+    """
     height, width = image.shape[:2]
-    # An exported model takes one size: every picture is resized to it (and its depth back to the picture).
-    size = getattr(model, "input_hw", None) or network_size(height, width, max_side)
+    # An exported model or an authors' file takes one size: every picture is resized to it (and its depth
+    # back to the picture).
+    size = getattr(model, "input_hw", None) or input_hw or network_size(height, width, max_side)
     image = np.asarray(network_input(image, size))
     depth = predict(model, image[None], depth_range=depth_range)[0]
     return resize_depth(depth, height, width)
@@ -191,14 +195,15 @@ def parse_args(argv=None):
 
 
 def model_settings(model_path, contract, args):
-    """(depth range the model's output is read with, --max-side): flags first, else the model's contract."""
-    from model import model_depth_range
+    """(depth range the model's output is read with, --max-side, the one input size it takes or None):
+    flags first, else the model's contract."""
+    from model import fixed_input_hw, model_depth_range
 
     depth_range = model_depth_range(model_path, contract, args.depth_range, NYU, "NYU")
     max_side = args.max_side
     if max_side is None:
         max_side = max(contract.get("input_hw") or NYU_IMAGE_HW)
-    return depth_range, max_side
+    return depth_range, max_side, fixed_input_hw(contract, depth_range)
 
 
 def intrinsics_for(args, height, width):
@@ -218,7 +223,7 @@ def main(argv=None):
             raise InputError(f"no images found in {' '.join(args.input)}")
         check_writable(args.output, folder=True)  # before the model loads and the pictures are predicted
         model_path, model, contract = load_announced(args.model, args.precision, args.threads)
-        depth_range, max_side = model_settings(model_path, contract, args)
+        depth_range, max_side, input_hw = model_settings(model_path, contract, args)
     except InputError as err:
         sys.exit(f"error: {err}")
     folder = Path(args.output)  # made at the first picture that works: no empty folder when none does
@@ -231,7 +236,7 @@ def main(argv=None):
             tqdm.write(f"skipped {err}", file=sys.stderr)
             failed.append(str(err))
             continue
-        depth_m = predict_picture(model, image, depth_range, max_side)
+        depth_m = predict_picture(model, image, depth_range, max_side, input_hw)
         intrinsics = intrinsics_for(args, *depth_m.shape)
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@
     python train.py --init resume                       # continue the newest run where it stopped
     python train.py --init resume --name R --lr 0.00005 # continue run R at a lower learning rate
     python train.py --init nyu.h5 --data kitti_root     # fine-tune from a pretrained model file
-    python train.py --recipe reference                  # the authors' set-up (AMSGrad, batch 4, half decoder, ...)
+    python train.py --recipe released                   # how the authors made nyu.h5 (their January 2019 code)
+    python train.py --recipe reference                  # their later code (AMSGrad, batch 4, half decoder, ...)
     KERAS_BACKEND=jax python train.py --smoke           # on JAX (tf.data still feeds it)
 
 --bs is the global batch, split over the replicas (the paper: 8 over four GPUs): tf.distribute's
@@ -30,9 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Nothing imported here loads TensorFlow: --help answers at once.
 from data import DEFAULT_TRAIN_DATA  # noqa: E402
-from utils import (ENCODER_CHANNELS, PERMUTE_PROBABILITY, PRECISION_POLICIES,  # noqa: E402
-                   REFERENCE_PERMUTE_PROBABILITY, THETA, InputError, check_writable, git_commit, parse_hw,
-                   quiet_tensorflow, write_json)
+from utils import (ENCODER_CHANNELS, PAPER_LEAKY_RELU, PERMUTE_PROBABILITY, PRECISION_POLICIES,  # noqa: E402
+                   REFERENCE_LEAKY_RELU, REFERENCE_PERMUTE_PROBABILITY, THETA, InputError, check_writable,
+                   git_commit, parse_hw, quiet_tensorflow, write_json)
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = DEFAULT_TRAIN_DATA
@@ -45,10 +46,19 @@ WEIGHTS = "imagenet"
 SEED = 0
 RUN_DIR = "runs"
 SAMPLE_IMAGES = 3       # validation images drawn into TensorBoard each epoch
-# --recipe reference: the authors' train.py and callbacks.py (PAPER.md), to compare with their released
-# models. Each value applies where its flag is not written; config.json records the outcome.
+# Recipes: the paper's (the default); "released", the authors' code of January 2019 with which nyu.h5 and
+# kitti.h5 were trained (their README: --gpus 4 --bs 8, a batch multi_gpu_model split over the GPUs); and
+# "reference", their code from March 2019 on (half-width decoder, a second LeakyReLU, batch 4). Each flag
+# value applies where its flag is not written; config.json records the outcome. RECIPE_NETWORKS and
+# RECIPE_TARGETS hold what no flag sets: the decoder's activations, the up-sampling and the targets.
 RECIPES = {"paper": {},
+           "released": {"amsgrad": True, "bs": 8, "decoder_width": 1.0, "permute_prob": REFERENCE_PERMUTE_PROBABILITY},
            "reference": {"amsgrad": True, "bs": 4, "decoder_width": 0.5, "permute_prob": REFERENCE_PERMUTE_PROBABILITY}}
+RECIPE_NETWORKS = {"paper": {"leaky_relu_after": PAPER_LEAKY_RELU, "upsampling": "half_pixel"},
+                   "released": {"leaky_relu_after": PAPER_LEAKY_RELU, "upsampling": "align_corners"},
+                   "reference": {"leaky_relu_after": REFERENCE_LEAKY_RELU, "upsampling": "half_pixel"}}
+RECIPE_TARGETS = {"paper": "paper", "released": "released", "reference": "paper"}
+# Both the January and the later callbacks.py: ReduceLROnPlateau on the validation loss.
 REFERENCE_LR_SCHEDULE = {"monitor": "val_loss", "factor": 0.7, "patience": 5, "min_lr": 9e-5, "min_delta": 1e-2}
 # --smoke: the whole training code path in seconds, on the tiny encoder (model.tiny_densenet) and a few
 # synthetic rooms. It checks an installation or a change; its model has learned nothing worth predicting with.
@@ -74,9 +84,13 @@ def parse_args(argv=None):
                    help="scratch (new run), resume (continue --name, or the newest run), or a model file "
                         "(.keras or the authors' nyu.h5 / kitti.h5) to start from")
     p.add_argument("--recipe", default="paper", choices=sorted(RECIPES),
-                   help="paper (default): Adam, batch 8, full decoder, permutation 0.25; reference: the authors' "
-                        "code: AMSGrad, batch 4, half-width decoder, permutation rate 5/14, ReduceLROnPlateau("
-                        "factor 0.7, patience 5, min_lr 9e-5)")
+                   help="paper (default): Adam, batch 8, full decoder, one LeakyReLU per block (after convB), "
+                        "permutation 0.25, targets clipped to 0.4-10 m; released: how the authors' nyu.h5 was made "
+                        "(their January 2019 code): AMSGrad, batch 8, full decoder, one LeakyReLU, align_corners "
+                        "up-sampling, permutation 5/14, targets inverted before a blurred down-sampling and not "
+                        "clipped, ReduceLROnPlateau(factor 0.7, patience 5, min_lr 9e-5); reference: their later code "
+                        "(March 2019 on): AMSGrad, batch 4, half-width decoder, a LeakyReLU after convA and convB, "
+                        "permutation 5/14, the same schedule")
     p.add_argument("--amsgrad", action="store_true", help="use AMSGrad (the reference code's choice)")
     p.add_argument("--precision", default="float32", choices=(*PRECISION_POLICIES, "mixed"),
                    help="compute precision, weights stay float32: float32 (default), bfloat16, float16, or mixed "
@@ -271,7 +285,8 @@ def build_model(args, depth_range, lr):
         model = load_model(args.init)
     else:
         weights = None if args.weights.lower() == "none" else args.weights
-        model = create_model(args.encoder, weights=weights, decoder_width=args.decoder_width)
+        model = create_model(args.encoder, weights=weights, decoder_width=args.decoder_width,
+                             **RECIPE_NETWORKS[args.recipe])
     optimizer = keras.optimizers.Adam(lr, beta_1=0.9, beta_2=0.999, amsgrad=args.amsgrad)
     model.compile(optimizer=optimizer, loss=lambda y, p: depth_loss_function(y, p, theta=args.theta),
                   metrics=training_metrics(depth_range))
@@ -296,19 +311,23 @@ def input_pipelines(args, dataset, input_hw, strategy, errors):
     from data import pipeline
     from distribute import is_tf_distribute
 
+    target = RECIPE_TARGETS[args.recipe] if not dataset.sparse else "paper"  # the released one is for dense data
+
     def train_input(start_index):
         if not is_tf_distribute(strategy):
             return pipeline(dataset, "train", args.bs, input_hw, args.seed, training=True, skip_bad=args.skip_bad,
-                            errors=errors, permute_probability=args.permute_prob, start_index=start_index)
+                            errors=errors, permute_probability=args.permute_prob, start_index=start_index,
+                            target=target)
 
         def dataset_fn(context):
             return pipeline(dataset, "train", context.get_per_replica_batch_size(args.bs), input_hw, args.seed,
                             training=True, skip_bad=args.skip_bad, errors=errors,
                             permute_probability=args.permute_prob, start_index=start_index,
-                            shard=(context.num_input_pipelines, context.input_pipeline_id))
+                            shard=(context.num_input_pipelines, context.input_pipeline_id), target=target)
         return strategy.distribute_datasets_from_function(dataset_fn)
 
-    val_ds = pipeline(dataset, "val", args.bs, input_hw, training=False, skip_bad=args.skip_bad, errors=errors)
+    val_ds = pipeline(dataset, "val", args.bs, input_hw, training=False, skip_bad=args.skip_bad, errors=errors,
+                      target=target)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return train_input, val_ds.with_options(options)
@@ -358,6 +377,8 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
               "backend": keras.backend.backend(), "tensorflow": tf.__version__, "keras": keras.__version__,
               "strategy": strategy_name(strategy), "workers": cluster_spec()[0], "replicas": replicas(strategy),
               "global_batch": args.bs, "per_replica_batch": args.bs // replicas(strategy), "precision": precision,
+              "recipe": {"name": args.recipe, "target": RECIPE_TARGETS[args.recipe] if not dataset.sparse else "paper",
+                         **{k: list(v) if isinstance(v, tuple) else v for k, v in RECIPE_NETWORKS[args.recipe].items()}},
               "steps_per_epoch": steps, "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
               "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
     write_json(run.folder / "config.json", config)
@@ -398,7 +419,7 @@ def recipe_callbacks(recipe):
     """The callbacks a recipe adds before the others: the reference code's learning-rate schedule."""
     import keras
 
-    return [keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE)] if recipe == "reference" else []
+    return [keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE)] if recipe != "paper" else []
 
 
 def contract_maker(model, args, dataset, input_hw):

@@ -223,3 +223,84 @@ def test_command_line_makes_a_synthetic_zip_and_shows_pairs(tmp_path, capsys):
         data.main(["--data", "nowhere"])
     with pytest.raises(SystemExit):
         data.main(["--make-synthetic", str(path), "--train", "0", "--test", "0"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# KITTI raw: velodyne scans projected with the calibration, and gt_depths.npz
+# ---------------------------------------------------------------------------------------------------------
+
+KITTI_K = {"fx": 721.5377, "cx": 609.5593, "cy": 172.854}
+RAW_HW = (375, 1242)
+
+
+def write_raw_kitti(root, scans, date="2011_09_26", drive="2011_09_26_drive_0002_sync"):
+    """A raw KITTI layout: calibration (identity rectification, the velodyne 27 cm behind the camera, axes
+    turned to the camera's), one PNG frame and one velodyne scan per entry of scans, and Eigen's split
+    file listing the frames (left and right image, as eigen_test_files.txt does)."""
+    from PIL import Image
+
+    fx, cx, cy = KITTI_K["fx"], KITTI_K["cx"], KITTI_K["cy"]
+    (root / date).mkdir(parents=True)
+    (root / date / "calib_cam_to_cam.txt").write_text(
+        "calib_time: 09-Jan-2012 13:57:47\n"
+        f"S_rect_02: {RAW_HW[1]:.6e} {RAW_HW[0]:.6e}\n"
+        "R_rect_00: 1 0 0 0 1 0 0 0 1\n"
+        f"P_rect_02: {fx} 0 {cx} 0 0 {fx} {cy} 0 0 0 1 0\n")
+    # velodyne x forward, y left, z up -> camera x right, y down, z forward; the scanner 0.27 m behind.
+    (root / date / "calib_velo_to_cam.txt").write_text("R: 0 -1 0 0 0 -1 1 0 0\nT: 0 0 -0.27\n")
+    lines = []
+    for i, points in enumerate(scans):
+        frame = root / date / drive / "image_02" / "data" / f"{i:010d}.png"
+        frame.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((*RAW_HW, 3), 100 + i, np.uint8)).save(frame)
+        scan = root / date / drive / "velodyne_points" / "data" / f"{i:010d}.bin"
+        scan.parent.mkdir(parents=True, exist_ok=True)
+        np.asarray(points, np.float32).tofile(scan)
+        right = str(frame.relative_to(root)).replace("image_02", "image_03")
+        lines.append(f"{frame.relative_to(root)} {right}")
+    (root / "eigen_test_files.txt").write_text("\n".join(lines) + "\n")
+    return root / "eigen_test_files.txt"
+
+
+def pixel_of(depth_m, u, v):
+    """Velodyne (x, y, z) of the point the camera sees at pixel (u, v) (1-based, as KITTI projects) at depth."""
+    x_cam = (u - KITTI_K["cx"]) * depth_m / KITTI_K["fx"]
+    y_cam = (v - KITTI_K["cy"]) * depth_m / KITTI_K["fx"]
+    return [depth_m + 0.27, -x_cam, -y_cam, 0.5]  # velodyne axes, 0.27 m behind the camera
+
+
+def test_velodyne_scans_project_to_the_pixels_and_depths_placed_by_hand(tmp_path):
+    """Points placed at known pixels and depths: each lands on round(u) - 1, round(v) - 1 at its camera
+    depth; of two points on one pixel the nearer wins; points behind the scanner or outside the picture
+    are dropped."""
+    from data import KITTI_RAW, open_dataset, velodyne_depth
+
+    points = [pixel_of(12.0, 101, 201), pixel_of(30.0, 801, 51), pixel_of(7.0, 801, 51),
+              [-5.0, 0.0, 0.0, 0.5], pixel_of(10.0, 2000, 100)]
+    split = write_raw_kitti(tmp_path, [points])
+    dataset = open_dataset(split)
+    assert (dataset.kind, dataset.ground_truth, len(dataset.samples("test"))) == ("kitti", KITTI_RAW, 1)
+    rgb, depth = dataset.read(dataset.samples("test")[0])
+    assert rgb.shape == (*RAW_HW, 3) and depth.shape == RAW_HW
+    assert depth[200, 100] == pytest.approx(12.0, abs=1e-4)
+    assert depth[50, 800] == pytest.approx(7.0, abs=1e-4)  # the nearer of two
+    assert np.count_nonzero(depth) == 2
+    scan = tmp_path / "2011_09_26/2011_09_26_drive_0002_sync/velodyne_points/data/0000000000.bin"
+    np.testing.assert_array_equal(velodyne_depth(tmp_path / "2011_09_26", scan), depth)
+
+
+def test_gt_depths_npz_is_read_in_the_split_files_order(tmp_path):
+    from data import KITTI_GT_NPZ, open_dataset
+
+    split = write_raw_kitti(tmp_path, [[pixel_of(5.0, 11, 11)], [pixel_of(6.0, 11, 11)]])
+    maps = np.empty(2, object)
+    maps[0], maps[1] = np.full(RAW_HW, 3.0, np.float32), np.full(RAW_HW, 4.0, np.float32)
+    np.savez_compressed(tmp_path / "gt_depths.npz", data=maps)
+    dataset = open_dataset(split, gt_depths=tmp_path / "gt_depths.npz")
+    assert dataset.ground_truth == KITTI_GT_NPZ
+    assert [float(dataset.read(s)[1].mean()) for s in dataset.samples("test")] == [3.0, 4.0]
+    np.savez_compressed(tmp_path / "short.npz", data=maps[:1])
+    with pytest.raises(InputError, match="1 depth maps for the 2 frames"):
+        open_dataset(split, gt_depths=tmp_path / "short.npz")
+    with pytest.raises(InputError, match="ground truth for a raw KITTI split file.*is not one"):
+        open_dataset(tmp_path / "2011_09_26" / "calib_cam_to_cam.txt", gt_depths=tmp_path / "gt_depths.npz")

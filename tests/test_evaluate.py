@@ -270,7 +270,7 @@ def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
     assert set(result) == {"model", "contract", "data", "kind", "split", "images", "pixels", "crop", "flip",
                            "input_size", "precision", "batch_size", "limit", "prediction_clip_m", "depth_range_m",
                            "eval_min_depth_m", "protocol", "pooled", "per_image", "quality", "paper",
-                           "skipped_images"}
+                           "paper_computed", "ground_truth", "comparable_with_paper", "skipped_images"}
     assert set(result["pooled"]) == set(result["per_image"]) == metrics
     assert set(result["paper"]) == {"a1", "a2", "a3", "abs_rel", "rmse", "log10"}  # the paper's NYU six
     assert (result["protocol"], result["contract"], result["prediction_clip_m"]) == ("paper", {}, [0.4, 10.0])
@@ -305,7 +305,7 @@ def test_kitti_split_evaluates_only_sparse_points_inside_the_garg_crop(tmp_path)
     assert result["pooled"]["rmse_log"] == pytest.approx(np.sqrt(20 * np.log(2) ** 2 / 30))
     table = evaluate.results_table(evaluate.summary([{"name": "x", "pixels": 30, **result["pooled"]}]), "kitti")
     assert table.splitlines()[0].split() == ["a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log"]
-    assert sum(line.startswith("paper") for line in table.splitlines()) == 1  # the KITTI row to compare with
+    assert sum(line.strip().startswith("paper (KITTI, per image)") for line in table.splitlines()) == 1
     with pytest.raises(SystemExit, match="--quality needs dense ground truth"):
         evaluate.main(["--model", str(model_path), "--data", str(tmp_path / "split.txt"), "--quality"])
 
@@ -323,7 +323,7 @@ def test_save_samples_writes_worst_and_best_montages(tmp_path, constant_model_pa
     with Image.open(tmp_path / "samples" / "worst_01.png") as im:
         assert im.width > 3 * im.height  # four panels side by side
     table = capsys.readouterr().out
-    assert "pooled" in table and "per image" in table and "paper (NYU)" in table
+    assert "pooled" in table and "per image" in table and "paper (NYU, per image)" in table
 
 
 def test_default_model_is_nyu_h5_else_the_newest_run(tmp_path, monkeypatch, constant_model_path):
@@ -395,3 +395,58 @@ def test_precision_applies_to_a_saved_keras_model(small_model_path):
     assert full.get_layer("up1_convA").dtype_policy.name == "float32"
     high = predict(full, x)
     assert 0 < np.abs(low - high).max() and np.median(np.abs(low - high) / high) < 0.05
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Each published figure beside the row computed the same way; which KITTI ground truth was read
+# ---------------------------------------------------------------------------------------------------------
+
+
+def table_rows(table):
+    """{label: row index} of a results table's metric rows."""
+    return {line[:38].strip(): i for i, line in enumerate(table.splitlines()) if line[:38].strip()}
+
+
+@pytest.mark.parametrize("protocol", ["paper", "reference"])
+def test_the_papers_row_is_under_the_per_image_row_and_the_rerun_under_the_reference_order(
+        tmp_path, constant_model_path, banded_eigen_zip, capsys, protocol):
+    result, _, _ = run_evaluate(tmp_path, "--model", str(constant_model_path), "--data", str(banded_eigen_zip),
+                                "--protocol", protocol)
+    rows = table_rows(capsys.readouterr().out.split("float32)\n", 1)[1])
+    assert rows["paper (NYU, per image)"] == rows["per image"] + 1
+    assert result["paper_computed"] == "per image" and result["comparable_with_paper"]
+    if protocol == "reference":
+        assert rows["published re-runs of their script"] == rows["pooled, reference order"] + 1
+        assert set(result["authors_script_rerun"]) == {"a1", "abs_rel", "rmse"}
+    else:
+        assert "published re-runs of their script" not in rows and "authors_script_rerun" not in result
+
+
+def test_kitti_results_say_which_ground_truth_and_whether_the_paper_row_compares(tmp_path, capsys):
+    """Raw LiDAR (Eigen's split, as the paper's row) against the annotated maps of the BTS split files."""
+    from test_data import pixel_of, write_raw_kitti
+
+    model_path = tmp_path / "constant20.keras"
+    constant_depth_model(20.0, max_depth_m=80.0).save(model_path)
+    # Inside the Garg crop (rows 153..371, columns 44..1197 of 375x1242): 10 m and 20 m points.
+    points = [pixel_of(10.0, 300 + 3 * i, 250) for i in range(20)] + [pixel_of(20.0, 700 + 3 * i, 300) for i in range(10)]
+    split = write_raw_kitti(tmp_path / "raw", [points])
+    result, _, _ = run_evaluate(tmp_path, "--model", str(model_path), "--data", str(split), "--no-flip")
+    out = capsys.readouterr().out
+    assert result["ground_truth"].startswith("raw LiDAR") and result["comparable_with_paper"]
+    assert result["pixels"] == 30 and result["pooled"]["a1"] == pytest.approx(10 / 30)
+    assert "ground truth: raw LiDAR" in out and "NOT comparable" not in out
+    # The annotated depth of the BTS split files: the same points, said not to compare.
+    from PIL import Image
+
+    frame = next((tmp_path / "raw").rglob("0000000000.png"))
+    depth = np.zeros((375, 1242), np.uint16)
+    for u, v, d in [(300 + 3 * i, 250, 10) for i in range(20)] + [(700 + 3 * i, 300, 20) for i in range(10)]:
+        depth[v - 1, u - 1] = d * 256
+    Image.fromarray(depth).save(tmp_path / "annotated.png")
+    (tmp_path / "bts.txt").write_text(f"{frame} {tmp_path / 'annotated.png'} 721.5\n")
+    annotated, _, _ = run_evaluate(tmp_path, "--model", str(model_path), "--data", str(tmp_path / "bts.txt"),
+                                   "--no-flip")
+    assert not annotated["comparable_with_paper"] and annotated["ground_truth"].startswith("annotated")
+    assert annotated["pooled"] == pytest.approx(result["pooled"])
+    assert "NOT comparable with the paper's row" in capsys.readouterr().out

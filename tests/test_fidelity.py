@@ -23,8 +23,8 @@ import test as test_script
 from data import open_dataset, pipeline
 from datagen import encoded, npy_bytes, write_zip
 from keras2_h5 import write_keras2_h5
-from model import (contract_warning, create_model, describe_contract, model_contract, read_contract,
-                   save_model)
+from model import (contract_warning, create_model, describe_contract, fixed_input_hw, model_contract,
+                   read_contract, save_model)
 from utils import KITTI, NYU, REFERENCE_PERMUTE_PROBABILITY, VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,18 +195,56 @@ def test_kitti_model_gives_metres_on_the_80_m_scale_with_no_range_flag(tmp_path,
     np.testing.assert_allclose(np.load(out)["00000"], 20.0, rtol=1e-4)
 
 
-def test_authors_files_are_recognised_by_name_else_by_layout(tmp_path):
+def test_authors_files_are_nyu_or_kitti_by_name_only(tmp_path):
+    """Both released files have the January 2019 layout: a file not named *kitti* is NYU, assumed, and the
+    line says so and names --depth-range kitti; each carries the size it was made for."""
     keras.utils.set_random_seed(4)
-    single = create_model("tiny", weights=None, leaky_relu_after=("convB",), upsampling="align_corners")
-    write_keras2_h5(single, tmp_path / "downloaded.h5")
-    write_keras2_h5(single, tmp_path / "nyu.h5")
-    by_layout, by_name = read_contract(tmp_path / "downloaded.h5"), read_contract(tmp_path / "nyu.h5")
-    assert (by_layout["dataset"], by_layout["depth_range_m"], by_layout["assumed"]) == \
-        ("kitti", [0.8, 80.0], "kitti from its LeakyReLU layout")
-    assert (by_name["dataset"], by_name["depth_range_m"], by_name["assumed"]) == \
-        ("nyu", [0.1, 10.0], "nyu from the file name")  # the authors' predict() clips to 0.1-10 m
-    assert by_name["upsampling"] == "align_corners"
-    assert "assumed nyu from the file name" in describe_contract(by_name)
+    released = create_model("tiny", weights=None, upsampling="align_corners")
+    for name in ("densedepth.h5", "nyu.h5", "KITTI.h5"):
+        write_keras2_h5(released, tmp_path / name)
+    renamed, nyu, kitti = (read_contract(tmp_path / n) for n in ("densedepth.h5", "nyu.h5", "KITTI.h5"))
+    assert (renamed["dataset"], renamed["depth_range_m"], renamed["input_hw"]) == ("nyu", [0.1, 10.0], [480, 640])
+    line = describe_contract(renamed)
+    assert "assumed nyu" in line and "--depth-range kitti" in line and "\n" not in line
+    assert (nyu["dataset"], nyu["assumed"], nyu["upsampling"]) == ("nyu", "nyu from the file name", "align_corners")
+    assert nyu["leaky_relu_after"] == ["convB"]
+    assert (kitti["dataset"], kitti["depth_range_m"], kitti["input_hw"]) == ("kitti", [0.8, 80.0], [384, 1248])
+    assert fixed_input_hw(kitti, KITTI) == (384, 1248) and fixed_input_hw(nyu, NYU) == (480, 640)
+    assert fixed_input_hw(renamed, KITTI) == (384, 1248)  # --depth-range kitti: KITTI's size too
+    assert fixed_input_hw({"input_hw": [64, 96], "reduced_input": True}, NYU) is None  # ours keep their aspect
+
+
+def test_kitti_h5_sees_kitti_frames_at_384x1248_in_test_py_and_evaluate_py(tmp_path):
+    """A 375x1242 frame goes through kitti.h5 at 384x1248 and its depth comes back at 375x1248: the same map
+    as predicting by hand at that size, and measurably not the map at the frame's own size."""
+    from helpers import varied_small_model
+    from utils import network_input, predict, resize_depth
+
+    net = varied_small_model(seed=6, upsampling="align_corners")
+    write_keras2_h5(net, tmp_path / "kitti.h5")
+    frame = np.random.default_rng(6).integers(0, 256, (375, 1242, 3), dtype=np.uint8)
+    frame[150:250, 300:700] = 240
+    Image.fromarray(frame).save(tmp_path / "frame.png")
+    test_script.main(["--input", str(tmp_path / "frame.png"), "--model", str(tmp_path / "kitti.h5"),
+                      "--output", str(tmp_path / "out"), "--npy"])
+    depth = np.load(tmp_path / "out" / "frame_depth_m.npy")
+
+    def by_hand(hw):
+        metres = predict(net, np.asarray(network_input(frame, hw))[None], depth_range=KITTI)[0]
+        return resize_depth(metres, 375, 1242)
+
+    np.testing.assert_allclose(depth, by_hand((384, 1248)), rtol=1e-4, atol=1e-3)
+    assert depth.std() > 0.1 and np.abs(depth - by_hand((375, 1242))).mean() > 0.05 * depth.std()
+    # evaluate.py: the same size, and its KITTI 80 m scale.
+    depth_png = np.zeros((375, 1242), np.uint16)
+    depth_png[200:360:3, 100:1100:3] = 20 * 256
+    Image.fromarray(depth_png).save(tmp_path / "depth.png")
+    (tmp_path / "split.txt").write_text("frame.png depth.png 721.5\n")
+    out = tmp_path / "pred.npz"
+    evaluate.main(["--model", str(tmp_path / "kitti.h5"), "--data", str(tmp_path / "split.txt"), "--no-flip",
+                   "--save-predictions", str(out), "--json", str(tmp_path / "e.json")])
+    np.testing.assert_allclose(np.load(out)["00000"], by_hand((384, 1248)), rtol=1e-4, atol=1e-3)
+    assert json.loads((tmp_path / "e.json").read_text())["input_size"] == [384, 1248]
 
 
 def test_a_model_saved_without_a_contract_still_loads(tmp_path):
@@ -214,6 +252,48 @@ def test_a_model_saved_without_a_contract_still_loads(tmp_path):
     colour_depth_model().save(path)
     assert read_contract(path) == {}
     assert "no saved contract" in describe_contract({})
+
+
+def test_recipes_build_the_papers_the_released_and_the_later_network():
+    """--recipe paper: one LeakyReLU per block, half-pixel up-sampling; released (how nyu.h5 was made): the
+    same activations with align_corners; reference (the authors' later code): a LeakyReLU after convA too."""
+    import train
+    from utils import NYU as nyu
+
+    layouts = {}
+    for recipe in ("paper", "released", "reference"):
+        args = train.parse_args(["--recipe", recipe, "--encoder", "tiny", "--weights", "none"])
+        model = train.build_model(args, nyu, 1e-4)
+        contract = model_contract(model, "nyu", nyu, (64, 96))
+        layouts[recipe] = (contract["leaky_relu_after"], contract["upsampling"], args.amsgrad, args.bs)
+    assert layouts == {"paper": (["convB"], "half_pixel", False, 8),
+                       "released": (["convB"], "align_corners", True, 8),
+                       "reference": (["convA", "convB"], "half_pixel", True, 4)}
+    assert train.RECIPE_TARGETS == {"paper": "paper", "released": "released", "reference": "paper"}
+    assert len(train.recipe_callbacks("released")) == 1
+
+
+def test_released_targets_are_inverted_before_a_blurred_down_sampling_and_not_clipped():
+    """A depth step from 0.2 m to 4 m: the paper clips 0.2 m to 0.4 m (y 25) and averages depth before
+    inverting; the released code inverts first (y 50 on the near side) and blurs the step."""
+    import tensorflow as tf
+
+    from data import network_pair
+
+    class Dense:
+        kind, sparse, depth_range = "nyu", False, NYU
+
+    depth = np.full((8, 8), 4.0, np.float32)
+    depth[:, :3] = 0.2
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    seed = tf.constant([0, 0], tf.int64)
+    _, paper = network_pair(rgb, depth, (8, 8), Dense, seed, False, "paper")
+    _, released = network_pair(rgb, depth, (8, 8), Dense, seed, False, "released")
+    paper, released = np.asarray(paper)[..., 0], np.asarray(released)[..., 0]
+    assert paper.max() == pytest.approx(25.0) and released.max() > 40.0
+    assert paper[0, 3] == pytest.approx(2.5) and released[0, 3] == pytest.approx(2.5)  # far side: 10 / 4 m
+    # Column 1 of the 4-wide target averages depths 0.2 and 4 m (paper) or their inverses (released).
+    assert paper[0, 1] == pytest.approx(10 / 2.1, rel=1e-3) and released[0, 1] > 20.0
 
 
 def test_reference_recipe_sets_the_authors_training(monkeypatch):

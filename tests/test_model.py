@@ -42,25 +42,30 @@ def test_output_is_half_the_input(full_model, height, width, out_hw):
 
 
 @pytest.mark.slow  # the paper's full-size network
-def test_leaky_relu_follows_both_convolutions_and_decoder_has_no_batchnorm(full_model):
+def test_one_leaky_relu_per_block_after_conv_b_and_no_batchnorm_in_the_decoder(full_model):
+    """The paper's appendix table: each convB, and only convB, is followed by a LeakyReLU(0.2)."""
     for block in BLOCK_NAMES:
-        for conv in BLOCK_CONVS:
-            act = full_model.get_layer(f"{block}_{conv}_leakyrelu")
-            assert isinstance(act, keras.layers.LeakyReLU)
-            assert act.negative_slope == pytest.approx(0.2)
-            assert act.input is full_model.get_layer(f"{block}_{conv}").output
+        act = full_model.get_layer(f"{block}_convB_leakyrelu")
+        assert isinstance(act, keras.layers.LeakyReLU)
+        assert act.negative_slope == pytest.approx(0.2)
+        assert act.input is full_model.get_layer(f"{block}_convB").output
+        assert full_model.get_layer(f"{block}_convB").input is full_model.get_layer(f"{block}_convA").output
     start = full_model.layers.index(full_model.get_layer("conv2"))
     decoder = full_model.layers[start:]
-    assert len(decoder) == 1 + 4 * 6 + 1
+    assert len(decoder) == 1 + 4 * 5 + 1
     assert not [layer for layer in decoder if isinstance(layer, keras.layers.BatchNormalization)]
     leaky = [layer for layer in full_model.layers if isinstance(layer, keras.layers.LeakyReLU)]
-    assert len(leaky) == 8
+    assert len(leaky) == 4
 
 
 def test_leaky_relu_layout_is_configurable():
-    net = create_model("tiny", weights=None, leaky_relu_after=("convB",))
-    names = [layer.name for layer in net.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    """The default is the paper's; the authors' later code (--recipe reference) has one after convA too."""
+    default = create_model("tiny", weights=None)
+    names = [layer.name for layer in default.layers if isinstance(layer, keras.layers.LeakyReLU)]
     assert names == [f"{b}_convB_leakyrelu" for b in BLOCK_NAMES]
+    both = create_model("tiny", weights=None, leaky_relu_after=("convA", "convB"))
+    names = [layer.name for layer in both.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    assert names == [f"{b}_{c}_leakyrelu" for b in BLOCK_NAMES for c in ("convA", "convB")]
 
 
 def test_resize_layer_matches_skip_size_and_is_bilinear():
@@ -241,3 +246,56 @@ def test_missing_and_corrupt_model_files(tmp_path):
         f.attrs["layer_names"] = [b"conv2"]
     with pytest.raises(InputError, match="no model_config"):
         load_model(tmp_path / "weights_only.h5")
+
+
+def rewired(path, edit):
+    """The Keras 2 file at path with its model_config changed by edit(layers by name), in place."""
+    import json
+
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit({layer["name"]: layer for layer in config["config"]["layers"]})
+        f.attrs["model_config"] = json.dumps(config).encode()
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda layers: layers["up2_concat"]["inbound_nodes"][0].reverse(),
+     r"'up2_concat' takes \['pool2_pool', 'up2_upsampling2d'\].*up-sampled first, skip connection second"),
+    (lambda layers: layers["leaky_re_lu_3"]["config"].update(alpha=0.3), r"after 'up3_convB' has slope 0.3"),
+    (lambda layers: layers["conv2"]["config"].update(activation="relu"), r"'conv2' has a built-in relu"),
+    (lambda layers: layers["up1_convA"]["inbound_nodes"][0].__setitem__(0, ["pool3_pool", 0, 0, {}]),
+     r"'up1_convA' takes \['pool3_pool'\]"),
+])
+def test_legacy_loader_refuses_a_file_wired_otherwise(tmp_path, edit, message):
+    """A reversed concatenation has the same weight shapes and would load silently wrong: the wiring, the
+    activations and the LeakyReLU slope are compared with the rebuilt network, in one line."""
+    source = create_model("tiny", weights=None, upsampling="align_corners")
+    path = tmp_path / "nyu.h5"
+    write_keras2_h5(source, path)
+    load_model(path)  # as written, it loads
+    with pytest.raises(InputError, match=message) as info:
+        load_model(rewired(path, edit))
+    assert "\n" not in str(info.value) and "nyu.h5" in str(info.value)
+
+
+def test_legacy_loader_refuses_an_activation_after_conv2(tmp_path):
+    source = create_model("tiny", weights=None, upsampling="align_corners")
+    path = tmp_path / "nyu.h5"
+    write_keras2_h5(source, path)
+
+    def add_activation(layers):
+        layers["conv2_act"] = {"name": "conv2_act", "class_name": "Activation", "config": {"activation": "relu"},
+                               "inbound_nodes": [[["conv2", 0, 0, {}]]]}
+        layers["up1_upsampling2d"]["inbound_nodes"][0][0] = ["conv2_act", 0, 0, {}]
+
+    import json
+
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = {layer["name"]: layer for layer in config["config"]["layers"]}
+        add_activation(layers)
+        config["config"]["layers"].append(layers["conv2_act"])
+        f.attrs["model_config"] = json.dumps(config).encode()
+    with pytest.raises(InputError, match="'conv2' is followed by a Activation"):
+        load_model(path)
