@@ -211,7 +211,7 @@ def test_legacy_h5_half_width_single_leaky_relu(tmp_path):
 @pytest.mark.slow  # a DenseNet-201
 def test_legacy_architecture_detects_densenet201(tmp_path):
     keras.utils.set_random_seed(5)
-    source = create_model("densenet201", weights=None, decoder_width=0.25)
+    source = create_model("densenet201", weights=None, decoder_width=0.25, leaky_relu_after=("convA", "convB"))
     write_keras2_h5(source, tmp_path / "m201.h5")
     with h5py.File(tmp_path / "m201.h5") as f:
         import json
