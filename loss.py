@@ -18,12 +18,10 @@ tf.image.image_gradients and tf.image.ssim compute (tests/test_backends.py holds
 import numpy as np
 from keras import ops
 
-from utils import ROOTED_METRICS, SSIM_DYNAMIC_RANGE, THETA, inverse_depth_norm, pixel_errors
+from utils import (ROOTED_METRICS, SSIM_DYNAMIC_RANGE, SSIM_SIGMA, SSIM_WINDOW, THETA, inverse_depth_norm,
+                   pixel_errors)
 
-# tf.image.ssim's settings, which the reference code used: an 11x11 Gaussian window of sigma 1.5, and the
-# stabilisers C1 = (K1 * range)^2, C2 = (K2 * range)^2.
-SSIM_WINDOW = 11
-SSIM_SIGMA = 1.5
+# tf.image.ssim's stabilisers, which the reference code used: C1 = (K1 * range)^2, C2 = (K2 * range)^2.
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 

@@ -9,10 +9,7 @@ evaluate.py --quality averages them over the test set.
 """
 import numpy as np
 
-from utils import EDGE_THRESHOLD, NYU, back_project, scaled_intrinsics
-
-# SSIM as in the loss (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5.
-SSIM_SIGMA = 1.5
+from utils import EDGE_THRESHOLD, NYU, SSIM_SIGMA, back_project, scaled_intrinsics
 
 
 

@@ -133,7 +133,9 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Resumable checkpoints (weights + optimizer + progress), best.keras, and a stop on NaN / inf loss.
 
     Each checkpoint is written under a new name, then state.json is atomically pointed at it, so an
-    interruption at any moment leaves the previous consistent checkpoint in place. contract(state) is
+    interruption at any moment leaves the previous consistent checkpoint in place. The newest two are kept,
+    and state.json's "previous" holds the older one's state: a resume falls back to it when the newest file
+    is damaged (a copy cut short, a bad disk). contract(state) is
     saved with best.keras; interrupt (an Interrupt) asks for a checkpoint and a stop after the current step.
     """
 
@@ -143,6 +145,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.steps_per_epoch, self.save_every = steps_per_epoch, save_every
         self.diverged = None  # what went non-finite, and at which step
         self.interrupt = interrupt
+        # The state of the newest checkpoint on disk: it becomes the fallback when the next one is written.
+        self.saved = {k: v for k, v in state.items() if k != "previous"} if state.get("checkpoint") else None
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
@@ -192,9 +196,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.model.save_weights(ckpt_dir / name)  # every worker must take part in reading variables
         done_steps = self.state["global_step"] - self.state["epoch"] * self.steps_per_epoch
         self.state.update(epoch_step=0 if epoch_done else done_steps, checkpoint=name)
+        if self.saved and self.saved["checkpoint"] != name:
+            self.state["previous"] = self.saved  # kept for a resume whose newest file turns out damaged
         write_json(ckpt_dir / "state.json", self.state)
-        for old in ckpt_dir.glob("ckpt-*.weights.h5"):  # the previous one, and any a killed run left half-written
-            if old.name != name:
+        self.saved = {k: v for k, v in self.state.items() if k != "previous"}
+        keep = {name, (self.state.get("previous") or {}).get("checkpoint")}
+        for old in ckpt_dir.glob("ckpt-*.weights.h5"):  # older ones, and any a killed run left half-written
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
 
 

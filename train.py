@@ -244,7 +244,7 @@ def train(args, run, interrupt=None):
     with strategy.scope():
         model = build_model(args, dataset.depth_range, lr)
         if resuming:
-            restore(model, run, state, args.lr)
+            state = restore(model, run, state, args.lr)
     check_writable(run.folder, RUN_BYTES_PER_PARAM * model.count_params(), folder=True)
     if cluster_spec()[0] > 1:
         keras_multi_worker_fixes(model, strategy)
@@ -294,11 +294,37 @@ def build_model(args, depth_range, lr):
 
 
 def restore(model, run, state, lr=None):
-    """Weights, optimizer state and learning rate of the run's last checkpoint (lr: a new rate instead)."""
+    """The state restored: weights, optimizer state and learning rate of the run's last checkpoint (lr: a new
+    rate instead), or, where that file is damaged, of the one before it, with a line naming the damaged file."""
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(run.path / "checkpoints" / state["checkpoint"])
+    folder = run.path / "checkpoints"
+    try:
+        load_checkpoint(model, folder / state["checkpoint"])
+    except InputError as err:
+        previous = state.get("previous")
+        if not previous or not (folder / previous["checkpoint"]).is_file():
+            raise
+        print(f"warning: {err}; resuming from the checkpoint before it, {previous['checkpoint']} (step "
+              f"{previous['global_step']})", flush=True)
+        load_checkpoint(model, folder / previous["checkpoint"])
+        state = dict(previous)
     if lr is not None:  # the checkpoint restored the run's rate along with Adam's moments
         model.optimizer.learning_rate = lr
+    return state
+
+
+def load_checkpoint(model, path):
+    """model.load_weights(path), with InputError naming the file where it is missing, cut short or not ours."""
+    import h5py
+
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint missing")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: damaged checkpoint (not a complete HDF5 file)")
+    try:
+        model.load_weights(path)
+    except (OSError, KeyError, ValueError) as err:  # h5py's truncated-file and missing-dataset errors
+        raise InputError(f"{path}: damaged checkpoint ({type(err).__name__}: {err})") from err
 
 
 def input_pipelines(args, dataset, input_hw, strategy, errors):

@@ -43,6 +43,10 @@ DEPTH_RANGES = {"nyu": NYU, "nyu_reference": NYU_REFERENCE, "kitti": KITTI}
 # code's target range 1000 cm / 10 cm.
 THETA = 0.1
 SSIM_DYNAMIC_RANGE = 100.0
+# SSIM's window (Wang et al. 2004, tf.image.ssim's, the reference code's) for the loss and the mSSIM measure:
+# 11x11 Gaussian of sigma 1.5.
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
 
 # Augmentation (paper section 3.3): mirror probability and colour-permutation probability.
 FLIP_PROBABILITY = 0.5

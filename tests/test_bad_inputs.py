@@ -302,6 +302,37 @@ def test_write_json_is_atomic_and_check_writable_says_why(places, tmp_path):
         check_writable(places["ro"] / "deep" / "a.json")
 
 
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before_it(synthetic_cache, tmp_path, capsys, monkeypatch):
+    """A resume whose newest checkpoint was cut short says so in one line and resumes from the one before
+    it; with no checkpoint before it, the resume ends in one error line naming the file, losing nothing."""
+    monkeypatch.setenv("DENSEDEPTH_CACHE", str(synthetic_cache))
+    folder = tmp_path / "r" / "checkpoints"
+    train.main(["--smoke", "--run-dir", str(tmp_path), "--name", "r"])  # checkpoints at steps 3 and 6
+    state = json.loads((folder / "state.json").read_text())
+    newest = folder / state["checkpoint"]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    capsys.readouterr()
+    train.main(["--init", "resume", "--run-dir", str(tmp_path), "--name", "r", "--epochs", "3"])
+    out = capsys.readouterr().out
+    assert f"warning: {newest}: damaged checkpoint" in out, out[-2000:]
+    assert f"resuming from the checkpoint before it, {state['previous']['checkpoint']} (step 3)" in out
+    end = json.loads((folder / "state.json").read_text())
+    assert (end["epoch"], end["global_step"]) == (3, 9)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert [r["global_step"] for r in config["resumes"]] == [3]
+    # Nothing to fall back to: one line, and the run's files stay as they were.
+    damaged = folder / end["checkpoint"]
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    (folder / end["previous"]["checkpoint"]).unlink()
+    before = sorted((p.name, p.stat().st_size) for p in (tmp_path / "r").rglob("*") if p.is_file())
+    code, message, output = run_main("train.py", ["--init", "resume", "--run-dir", str(tmp_path), "--name", "r",
+                                                  "--epochs", "4"], capsys)
+    assert code == 1 and message.startswith(f"error: {damaged}: damaged checkpoint (") and "\n" not in message, \
+        output[-2000:]
+    assert "Traceback" not in output
+    assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "r").rglob("*") if p.is_file()) == before
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Ctrl-C and SIGTERM: a real training process
 # ---------------------------------------------------------------------------------------------------------
