@@ -20,8 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU, VERSION,  # noqa: F401
-                   DepthRange, InputError, git_commit, set_precision)
+from utils import (ENCODER_CHANNELS, KITTI, NYU_REFERENCE, PAPER_LEAKY_RELU, VERSION, DepthRange, InputError,
+                   git_commit, set_precision)
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
 # per stage, so tests and --smoke run every code path that does not depend on DenseNet-169's size.

@@ -404,7 +404,8 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
               "strategy": strategy_name(strategy), "workers": cluster_spec()[0], "replicas": replicas(strategy),
               "global_batch": args.bs, "per_replica_batch": args.bs // replicas(strategy), "precision": precision,
               "recipe": {"name": args.recipe, "target": RECIPE_TARGETS[args.recipe] if not dataset.sparse else "paper",
-                         **{k: list(v) if isinstance(v, tuple) else v for k, v in RECIPE_NETWORKS[args.recipe].items()}},
+                         **{k: list(v) if isinstance(v, tuple) else v
+                            for k, v in RECIPE_NETWORKS[args.recipe].items()}},
               "steps_per_epoch": steps, "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
               "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
     write_json(run.folder / "config.json", config)
