@@ -438,8 +438,9 @@ class KittiRaw:
         self.ground_truth = KITTI_GT_NPZ if gt_depths else KITTI_RAW
         self._samples = []
         for number, line in enumerate(Path(split_file).read_text().splitlines(), start=1):
-            if line.split():
-                self._samples.append(self._sample(root, line.split()[0], f"{Path(split_file).name} line {number}",
+            fields = line.split()
+            if fields:
+                self._samples.append(self._sample(root, fields[0], f"{Path(split_file).name} line {number}",
                                                   len(self._samples), gt_depths is None))
         if not self._samples:
             raise InputError(f"{split_file}: no frames listed")

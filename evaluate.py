@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 import numpy as np
 from tqdm import tqdm
 
-from data import DEFAULT_EVAL_DATA, open_dataset
+from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, open_dataset
 from quality import quality_measures
 from utils import (DEPTH_RANGES, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU, NYU_IMAGE_HW,
                    NYU_REFERENCE, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, AUTHORS_SCRIPT_RERUN, PRECISION_POLICIES,
@@ -59,7 +59,7 @@ PROTOCOLS = ("paper", "reference")
 REFERENCE_ORDER = "abs_rel_reference_order"
 SAMPLE_ERROR_MAX = 0.5  # the error panel of --save-samples spans relative errors 0..50 %
 # The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).
-COMPARABLE_KITTI_GROUND_TRUTH = ("raw LiDAR scans projected with the calibration", "gt_depths.npz")
+COMPARABLE_KITTI_GROUND_TRUTH = (KITTI_RAW, KITTI_GT_NPZ)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -244,12 +244,12 @@ def encoder_network(encoder, weights, input_tensor):
     """The Keras DenseNet without its classifier, built on input_tensor, with the requested weights."""
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
-    if encoder == "tiny" and weights is not None:
-        raise InputError("the tiny encoder has no pretrained weights: use weights 'none'")
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise InputError(f"{weights}: encoder weights file not found (use 'imagenet', 'none' or a path)")
     try:
         return ENCODERS[encoder](include_top=False, weights=weights, input_tensor=input_tensor)
+    except InputError:  # the tiny encoder's own refusal, already one line
+        raise
     except Exception as err:  # download errors come as URLError, HTTPError, OSError, ValueError...
         if weights == "imagenet":
             raise InputError(
@@ -360,8 +360,7 @@ def legacy_contract(path):
                                    "the same layout; pass --depth-range kitti for kitti.h5 under another name")
     depth_range = LEGACY_DEPTH_RANGES[dataset]
     return {"format": CONTRACT_FORMAT, "dataset": dataset, "depth_range_m": [depth_range.min_m, depth_range.max_m],
-            "input_hw": list(LEGACY_INPUT_HW[dataset]), "reduced_input": True, "fixed_input": True,
-            "upsampling": architecture["upsampling"], "encoder": architecture["encoder"],
+            "input_hw": list(LEGACY_INPUT_HW[dataset]), "upsampling": architecture["upsampling"], "encoder": architecture["encoder"],
             "decoder_width": architecture["decoder_width"], "leaky_relu_after": list(architecture["leaky_relu_after"]),
             "training": {}, "authors_file": True, "assumed": assumed}
 
@@ -372,11 +371,9 @@ def fixed_input_hw(contract, depth_range):
     The authors' files were made for one size each: nyu.h5 480x640, kitti.h5 384x1248; a file read on
     KITTI's range (--depth-range kitti) takes KITTI's size whatever its name.
     """
-    if not contract.get("fixed_input"):
+    if not contract.get("authors_file"):
         return None
-    if contract.get("authors_file"):
-        return LEGACY_INPUT_HW["kitti" if depth_range.max_m == KITTI.max_m else "nyu"]
-    return tuple(contract["input_hw"])
+    return LEGACY_INPUT_HW["kitti" if depth_range.max_m == KITTI.max_m else "nyu"]
 
 
 def contract_depth_range(contract):

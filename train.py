@@ -337,7 +337,7 @@ def input_pipelines(args, dataset, input_hw, strategy, errors):
     from data import pipeline
     from distribute import is_tf_distribute
 
-    target = RECIPE_TARGETS[args.recipe] if not dataset.sparse else "paper"  # the released one is for dense data
+    target = recipe_target(args.recipe, dataset)
 
     def train_input(start_index):
         if not is_tf_distribute(strategy):
@@ -394,16 +394,14 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
     import tensorflow as tf
 
     from data import pipeline
-    from distribute import replicas, strategy_name
+    from distribute import cluster_spec, replicas, strategy_name
     from runs import bad_samples_reported, mean_depth_baseline
-
-    from distribute import cluster_spec
 
     config = {"args": vars(args), "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
               "backend": keras.backend.backend(), "tensorflow": tf.__version__, "keras": keras.__version__,
               "strategy": strategy_name(strategy), "workers": cluster_spec()[0], "replicas": replicas(strategy),
               "global_batch": args.bs, "per_replica_batch": args.bs // replicas(strategy), "precision": precision,
-              "recipe": {"name": args.recipe, "target": RECIPE_TARGETS[args.recipe] if not dataset.sparse else "paper",
+              "recipe": {"name": args.recipe, "target": recipe_target(args.recipe, dataset),
                          **{k: list(v) if isinstance(v, tuple) else v
                             for k, v in RECIPE_NETWORKS[args.recipe].items()}},
               "steps_per_epoch": steps, "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
@@ -440,6 +438,12 @@ def make_callbacks(args, run, dataset, state, steps, val_ds, errors, contract, i
     if interrupt:
         interrupt.armed = True  # from here on, Ctrl-C / SIGTERM saves a checkpoint at the next step
     return checkpoint, callbacks
+
+
+def recipe_target(recipe, dataset):
+    """How the recipe turns depth into targets on this dataset (data.TARGETS): the released recipe's
+    blurred inverse depth is for dense data only, sparse data keeps the paper's."""
+    return "paper" if dataset.sparse else RECIPE_TARGETS[recipe]
 
 
 def recipe_callbacks(recipe):

@@ -1,7 +1,7 @@
 """Fidelity to the authors' released models and evaluation, and the contract a saved model carries.
 
 - evaluate.py --protocol reference against a re-implementation of the authors' evaluate.py + utils.py,
-  written here from their description (PAPER.md), and the default protocol against the same with the
+  written here from their description (their evaluate.py and utils.py of 2019), and the default protocol against the same with the
   paper's floor and denominator;
 - a KITTI model read on the 80 m scale with no range flag, by evaluate.py and test.py;
 - registration: pairs whose colour encodes pixel position and whose depth encodes the same position, so a
