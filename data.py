@@ -1,4 +1,7 @@
-"""Datasets and tf.data input pipelines: NYU Depth v2, the Eigen test arrays, KITTI, and synthetic rooms.
+"""Datasets: NYU Depth v2, the Eigen test arrays, KITTI, and the synthetic rooms, read without TensorFlow.
+
+Each dataset lists its samples per split and reads one as (uint8 RGB, depth in metres); pipeline.py turns
+them into tf.data batches, kitti.py projects KITTI's raw LiDAR scans.
 
 `--data` takes, in every script, one of:
     synthetic            the built-in procedural dataset (rendered and cached on first use, no download);
@@ -21,7 +24,6 @@ Make a synthetic NYU-format zip, and look at a few pairs of any dataset:
 import argparse
 import csv
 import io
-import os
 import struct
 import sys
 import threading
@@ -31,24 +33,22 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import (EIGEN_CROP, KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW, PERMUTE_PROBABILITY,
-                   InputError, check_writable, depth_norm, network_input, pil_rgb)
+from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
+from kitti import gt_depth_maps, is_raw_kitti_list, velodyne_depth
+from metrics import EIGEN_CROP
+from synthetic import (NYU_8BIT_FULL_SCALE_M, NYU_16BIT_UNITS_PER_M, NYU_CSV, SYNTHETIC_BYTES_PER_PAIR,
+                       make_synthetic_zip, synthetic_dataset_path)
+from utils import InputError, check_writable, pil_rgb
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"
 DEFAULT_EVAL_DATA = "nyu_test.zip"
 NAMED_DATA = {"nyu": DEFAULT_TRAIN_DATA, "nyu_test": DEFAULT_EVAL_DATA}
-NYU_CSV = {"train": "data/nyu2_train.csv", "test": "data/nyu2_test.csv"}
 EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.npy")
 KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
 # Which KITTI ground truth a dataset reads (evaluate.py says it beside the results).
 KITTI_ANNOTATED = "annotated depth maps (data_depth_annotated, the BTS split files)"
 KITTI_RAW = "raw LiDAR scans projected with the calibration"
 KITTI_GT_NPZ = "gt_depths.npz"
-NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
-NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
-SYNTHETIC_DEFAULT_COUNTS = (600, 100)  # (train, test) pairs of `--data synthetic`: about a minute to render
-SYNTHETIC_BYTES_PER_PAIR = 2**20  # about what one rendered 640x480 pair takes in the zip (a bound)
-SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not reused
 HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
 
 
@@ -342,91 +342,6 @@ def _kitti_dataset(root, lists, validation, skip_bad, seed):
     dataset.skipped = skipped
     return dataset
 
-
-def _load_npy(files, name):
-    """A .npy array from a folder (memory-mapped) or a zip: memory-mapped in place when stored uncompressed."""
-    if isinstance(files, FolderFiles):
-        return np.load(files.path / name, mmap_mode="r")
-    with zipfile.ZipFile(files.path) as archive:
-        info = archive.getinfo(name)
-        if info.compress_type != zipfile.ZIP_STORED:
-            with archive.open(name) as f:  # compressed: no way around reading it whole
-                return np.load(f)
-    with open(files.path, "rb") as f:
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = struct.unpack("<HH", f.read(4))
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    return np.memmap(files.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# KITTI raw: each frame's velodyne scan projected into the left colour camera, as Eigen's split is evaluated
-# ---------------------------------------------------------------------------------------------------------
-
-
-def is_raw_kitti_list(path):
-    """Whether a split file lists raw frames ("left.png [right.png]", Eigen's eigen_test_files.txt) rather
-    than image and annotated-depth pairs."""
-    for line in Path(path).read_text().splitlines():
-        fields = line.split()
-        if fields:  # raw: "<date>/<drive>/image_02/data/<frame>.png [the image_03 one]"; BTS: "... proj_depth/..."
-            return len(fields) == 1 or ("/data/" in fields[1] and "proj_depth" not in fields[1])
-    return False
-
-
-def read_calibration(path):
-    """{key: float array} of a KITTI calibration text file ("KEY: v1 v2 ..."; non-numeric values skipped)."""
-    values = {}
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the calibration ({err.strerror or err})") from None
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        try:
-            values[key.strip()] = np.array([float(v) for v in rest.split()])
-        except ValueError:
-            continue  # calib_time and the like
-    return values
-
-
-def velodyne_depth(calibration_dir, scan_path, camera=2):
-    """Depth in metres (H, W) of one velodyne scan projected into camera `camera` (2: left colour), 0
-    where no point lands: the projection of Eigen's and Godard's evaluation code.
-
-    Points behind the sensor are dropped; each point goes to the pixel round(u) - 1, round(v) - 1 of the
-    rectified image; where several land on one pixel the nearest counts; depth is the camera-frame z.
-    """
-    cam = read_calibration(Path(calibration_dir) / "calib_cam_to_cam.txt")
-    velo = read_calibration(Path(calibration_dir) / "calib_velo_to_cam.txt")
-    try:
-        width, height = (int(v) for v in cam[f"S_rect_0{camera}"])
-        rectify = np.eye(4)
-        rectify[:3, :3] = cam["R_rect_00"].reshape(3, 3)
-        velo_to_cam = np.vstack([np.hstack([velo["R"].reshape(3, 3), velo["T"].reshape(3, 1)]), [0, 0, 0, 1]])
-        projection = cam[f"P_rect_0{camera}"].reshape(3, 4) @ rectify @ velo_to_cam
-    except (KeyError, ValueError) as err:
-        raise InputError(f"{calibration_dir}: incomplete KITTI calibration ({type(err).__name__}: {err})") from None
-    try:
-        points = np.fromfile(scan_path, dtype=np.float32).reshape(-1, 4)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{scan_path}: not a velodyne scan of float32 x, y, z, reflectance ({err})") from None
-    points = points[points[:, 0] >= 0].astype(np.float64)
-    points[:, 3] = 1.0
-    image = points @ projection.T
-    image[:, :2] /= image[:, 2:3]
-    cols, rows = np.round(image[:, 0]).astype(int) - 1, np.round(image[:, 1]).astype(int) - 1
-    inside = (cols >= 0) & (rows >= 0) & (cols < width) & (rows < height) & (image[:, 2] > 0)
-    depth = np.zeros((height, width), np.float32)
-    order = np.argsort(-image[inside, 2])  # far first, so the nearest point on a pixel is written last
-    depth[rows[inside][order], cols[inside][order]] = image[inside, 2][order]
-    return depth
-
-
 class KittiRaw:
     """Frames of the raw KITTI data listed by a split file, with LiDAR ground truth: each scan projected
     (velodyne_depth), or the entries of a gt_depths.npz in the split file's order."""
@@ -444,7 +359,7 @@ class KittiRaw:
                                                   len(self._samples), gt_depths is None))
         if not self._samples:
             raise InputError(f"{split_file}: no frames listed")
-        self._gt = _gt_depth_maps(gt_depths, len(self._samples)) if gt_depths else None
+        self._gt = gt_depth_maps(gt_depths, len(self._samples)) if gt_depths else None
 
     @staticmethod
     def _sample(root, left, where, index, needs_scan):
@@ -476,265 +391,29 @@ class KittiRaw:
         return rgb, velodyne_depth(drive_date_dir, sample.depth)
 
 
-def _gt_depth_maps(path, count):
-    """The depth maps of a gt_depths.npz (an object array under "data", as the evaluation scripts export)."""
-    try:
-        with np.load(path, allow_pickle=True, encoding="latin1") as archive:  # maps of several sizes: pickled
-            maps = list(archive["data"])
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise InputError(f"{path}: not a gt_depths.npz with a 'data' array ({type(err).__name__}: {err})") from None
-    if len(maps) != count:
-        raise InputError(f"{path}: {len(maps)} depth maps for the {count} frames of the split file")
-    return maps
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The built-in synthetic dataset
-# ---------------------------------------------------------------------------------------------------------
-
-
-def synthetic_counts(spec):
-    """(train, test) pair counts of 'synthetic' or 'synthetic:N:M'."""
-    parts = spec.split(":")[1:]
-    if not parts:
-        return SYNTHETIC_DEFAULT_COUNTS
-    try:
-        train, test = (int(p) for p in parts)
-    except ValueError:
-        raise InputError(f"--data {spec}: expected synthetic:TRAIN:TEST with two whole numbers") from None
-    if train < 1 or test < 1:
-        raise InputError(f"--data {spec}: needs at least one training and one test pair")
-    return train, test
-
-
-def synthetic_dataset_path(spec="synthetic", cache_dir=None):
-    """The cached synthetic zip for spec, rendered on first use."""
-    train, test = synthetic_counts(spec)
-    cache = Path(cache_dir or os.environ.get("DENSEDEPTH_CACHE", Path.home() / ".cache" / "densedepth"))
-    path = cache / f"synthetic_v{SYNTHETIC_VERSION}_{train}_{test}.zip"
-    if not path.exists():
-        check_writable(path, (train + test) * SYNTHETIC_BYTES_PER_PAIR)
-        print(f"Rendering the synthetic dataset ({train} train + {test} test pairs) into {path}", file=sys.stderr)
-        make_synthetic_zip(path, train, test)
-    return path
-
-
-def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
-    """Render pairs in parallel and write an NYU-format zip (8-bit training depth, 16-bit mm test depth)."""
-    import multiprocessing
-
-    from tqdm import tqdm
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    jobs = [("train", i, seed * 1_000_003 + i) for i in range(n_train)]
-    jobs += [("test", i, seed * 1_000_003 + 500_000 + i) for i in range(n_test)]
-    rows = {"train": [], "test": []}
-    partial = path.with_name(path.name + ".partial")
-    # spawn: a forked child of a process that has started TensorFlow can hang.
-    context = multiprocessing.get_context("spawn")
-    try:
-        with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
-            for split, i, files in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
-                                        desc="rendering", unit="pair"):
-                for name, data in files.items():
-                    archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
-                rows[split].append(",".join(files))
-            for split, csv_name in NYU_CSV.items():
-                archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
-        partial.replace(path)
-    except BaseException as err:  # full disk, Ctrl-C: no half-written zip is left behind
-        partial.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise InputError(f"{path}: cannot write ({err.strerror or err})") from None
-        raise
-    return path
-
-
-def encoded_pair(job):
-    """Render one synthetic scene and encode it as NYU does: {zip member name: bytes}, RGB first.
-
-    Training pairs: JPEG RGB and 8-bit PNG depth (255 = 10 m); test pairs: PNG RGB and 16-bit PNG depth
-    in millimetres.
-    """
-    import synthetic
-
-    split, i, seed = job
-    rgb, depth_m = synthetic.render_scene(seed)
-    if split == "train":
-        stem = f"data/nyu2_train/synthetic_{i // 10:04d}/{i % 10}"
-        depth = np.round(np.clip(depth_m / NYU_8BIT_FULL_SCALE_M, 0, 1) * 255).astype(np.uint8)
-        return split, i, {f"{stem}.jpg": encode_image(rgb, "JPEG"), f"{stem}.png": encode_image(depth, "PNG")}
-    stem = f"data/nyu2_test/{i:05d}"
-    depth = np.round(depth_m * NYU_16BIT_UNITS_PER_M).astype(np.uint16)
-    return split, i, {f"{stem}_colors.png": encode_image(rgb, "PNG"), f"{stem}_depth.png": encode_image(depth, "PNG")}
-
-
-def encode_image(array, image_format):
-    """PNG or JPEG (quality 95) bytes of a uint8 / uint16 array."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
-    return buffer.getvalue()
+def _load_npy(files, name):
+    """A .npy array from a folder (memory-mapped) or a zip: memory-mapped in place when stored uncompressed."""
+    if isinstance(files, FolderFiles):
+        return np.load(files.path / name, mmap_mode="r")
+    with zipfile.ZipFile(files.path) as archive:
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(name) as f:  # compressed: no way around reading it whole
+                return np.load(f)
+    with open(files.path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    return np.memmap(files.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # tf.data pipelines
 # ---------------------------------------------------------------------------------------------------------
-
-
-class SampleErrors:
-    """Bad samples met while reading (thread-safe): the first message, and a count when skipping."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.messages = []
-
-    def record(self, message):
-        with self._lock:
-            self.messages.append(message)
-
-    @property
-    def count(self):
-        return len(self.messages)
-
-    @property
-    def first(self):
-        return self.messages[0] if self.messages else None
-
-
-def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False,
-             errors=None, permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0), target="paper"):
-    """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
-
-    input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
-    the seed, repeated, augmented and with whole batches only; otherwise one
-    ordered pass over every sample. Targets are utils.depth_norm of the depth resized to the output
-    size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
-    shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
-    n-th sample of that stream from the i-th (one input pipeline per worker machine). target: how
-    depth becomes the target (TARGETS).
-    """
-    import tensorflow as tf
-
-    from augment import augment, seed_for
-
-    samples = dataset.samples(split)
-    errors = errors if errors is not None else SampleErrors()
-    read = _sample_reader(dataset, samples, skip_bad, errors)
-    if training:
-        first_pass, offset = divmod(start_index, len(samples))
-        ds = tf.data.Dataset.counter(first_pass).flat_map(lambda p: tf.data.Dataset.from_tensor_slices(
-            pass_order(len(samples), seed, p)))
-        ds = ds.skip(offset).enumerate(start=start_index)
-    else:
-        ds = tf.data.Dataset.range(len(samples)).enumerate().skip(start_index)
-    ds = ds.shard(*shard)
-    ds = ds.map(lambda k, i: (k, *read(i)), num_parallel_calls=tf.data.AUTOTUNE)
-    if skip_bad:
-        ds = ds.filter(lambda k, image, depth, ok: ok)
-
-    def to_pair(k, image, depth, ok):
-        image, y = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training, target)
-        if training:
-            image, y = augment(image, y, seed_for(k, seed + 1), permute_probability=permute_probability)
-        return image, y
-
-    ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
-
-
-def pass_order(count, seed, pass_index):
-    """The sample order of one pass over the training set: a permutation drawn from (seed, pass) alone.
-
-    Stateless on purpose: tf.data's shuffle(reshuffle_each_iteration=True) draws a new order for every
-    iterator made of the dataset, and Keras makes an extra one when it first builds a model, so a fresh run
-    and a resumed one would not see the same stream.
-    """
-    import tensorflow as tf
-
-    pass_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(pass_index, tf.int64)])
-    return tf.cast(tf.argsort(tf.random.stateless_uniform([count], seed=pass_seed), stable=True), tf.int64)
-
-
-def _sample_reader(dataset, samples, skip_bad, errors):
-    """A tf function index -> (uint8 image, depth metres, ok) that reads one sample in Python."""
-    import tensorflow as tf
-
-    def read_numpy(index):
-        sample = samples[int(index)]
-        try:
-            rgb, depth = dataset.read(sample)
-            with np.errstate(invalid="ignore"):
-                if not np.any(np.isfinite(depth) & (depth > dataset.depth_range.eval_min_m)):
-                    # Holes become far targets: an all-hole map would train and score as a perfect wall.
-                    raise InputError(f"{dataset.name}:{sample.depth}: no valid depth (every pixel is zero, "
-                                     "negative or not finite)")
-            return rgb, depth, True
-        except InputError as err:
-            errors.record(f"{err} ({sample.where})")
-            if not skip_bad:
-                raise
-            return np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32), False
-
-    def read(index):
-        rgb, depth, ok = tf.numpy_function(read_numpy, [index], [tf.uint8, tf.float32, tf.bool], stateful=False)
-        rgb.set_shape([None, None, 3])
-        depth.set_shape([None, None])
-        ok.set_shape([])
-        return rgb, depth, ok
-
-    return read
-
-
-# How depth becomes the training target y = max_m / depth at the output size:
-#   paper     depth area-averaged to the output size, clipped to the range, then inverted (the appendix);
-#   released  the authors' January 2019 data.py, with which nyu.h5 was trained: inverted at full size with no
-#             lower clip, then down-sampled with a blur (their scikit-image resize with anti-aliasing; here
-#             TensorFlow's antialiased bilinear). A zero would give an infinite target: it is taken as the
-#             smallest depth the 8-bit training PNGs store (max_m / 255). Dense data only.
-TARGETS = ("paper", "released")
-
-
-def network_pair(rgb, depth_m, input_hw, dataset, seed, training, target="paper"):
-    """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size, for training
-    and validation alike (KITTI: a random crop when training, the bottom-centre one otherwise)."""
-    import tensorflow as tf
-
-    image = tf.image.convert_image_dtype(rgb, tf.float32)
-    depth_m = depth_m[..., None]
-    if dataset.kind == "kitti":
-        image, depth_m = _kitti_crop(image, depth_m, seed, training)
-    image = network_input(image, input_hw)
-    out_hw = (input_hw[0] // 2, input_hw[1] // 2)
-    if dataset.sparse:
-        # LiDAR points must not be blended with holes: nearest keeps measured values only.
-        depth_m = tf.image.resize(depth_m, out_hw, method="nearest")
-        mask = tf.cast(depth_m > dataset.depth_range.eval_min_m, tf.float32)
-        return image, tf.concat([depth_norm(depth_m, dataset.depth_range), mask], axis=-1)
-    if target == "released":
-        max_m = dataset.depth_range.max_m
-        y = max_m / tf.maximum(depth_m, max_m / 255.0)
-        return image, tf.image.resize(y, out_hw, method="bilinear", antialias=True)
-    depth_m = tf.image.resize(depth_m, out_hw, method="area")
-    return image, depth_norm(depth_m, dataset.depth_range)
-
-
-def _kitti_crop(image, depth_m, seed, training):
-    """The fixed KITTI training size: a random window when training, the bottom-centre one otherwise."""
-    import tensorflow as tf
-
-    crop_h, crop_w = KITTI_TRAIN_HW
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    if training:
-        top = tf.random.stateless_uniform([], seed, 0, height - crop_h + 1, dtype=tf.int32)
-        left = tf.random.stateless_uniform([], seed + 7, 0, width - crop_w + 1, dtype=tf.int32)
-    else:
-        top, left = height - crop_h, (width - crop_w) // 2
-    both = tf.concat([image, depth_m], axis=-1)[top:top + crop_h, left:left + crop_w]
-    both.set_shape([crop_h, crop_w, 4])
-    return both[..., :3], both[..., 3:]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -744,7 +423,7 @@ def _kitti_crop(image, depth_m, seed, training):
 
 def save_preview(dataset, path, count=4, split="train"):
     """A figure of a few image | depth pairs of the dataset."""
-    from utils import save_depth_montage
+    from outputs import save_depth_montage
 
     rows = [(sample.name, *dataset.read(sample)) for sample in dataset.samples(split)[:count]]
     save_depth_montage(rows, path)

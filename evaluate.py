@@ -44,79 +44,21 @@ import numpy as np
 from tqdm import tqdm
 
 from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, open_dataset
-from quality import quality_measures
-from utils import (DEPTH_RANGES, EIGEN_CROP, KITTI_EIGEN_CROP, KITTI_GARG_CROP, METRIC_NAMES, NYU, NYU_IMAGE_HW,
-                   NYU_REFERENCE, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, AUTHORS_SCRIPT_RERUN, PRECISION_POLICIES,
-                   REPORTED_METRICS, DepthRange, InputError,
-                   check_writable, colorize, compute_errors, image_size, network_input, predict, quiet_tensorflow,
-                   resize_depth, valid_mask, write_json)
+from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
+from estimator import DepthEstimator
+from metrics import (AUTHORS_SCRIPT_RERUN, CROPS, DEFAULT_CROP, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, REPORTED_METRICS,
+                     crop_box, evaluation_mask, image_record, summary)
+from outputs import save_sample_montages
+from utils import PRECISION_POLICIES, InputError, check_writable, image_size, quiet_tensorflow, write_json
 
-CROPS = ("eigen", "garg", "none")
-DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
-QUALITY_NAMES = ("mssim", "edge_f1", "normal_distance")
 PROTOCOLS = ("paper", "reference")
-# The reference protocol's abs rel in the authors' argument order: mean |gt - pred| / pred.
-REFERENCE_ORDER = "abs_rel_reference_order"
-SAMPLE_ERROR_MAX = 0.5  # the error panel of --save-samples spans relative errors 0..50 %
 # The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).
 COMPARABLE_KITTI_GROUND_TRUTH = (KITTI_RAW, KITTI_GT_NPZ)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Where to evaluate
-# ---------------------------------------------------------------------------------------------------------
-
-
-def crop_box(height, width, kind="nyu", crop="eigen"):
-    """(top, bottom, left, right) of the evaluated region in pixels; bottom and right are exclusive.
-
-    NYU's Eigen crop is given in pixels of 640x480 and scaled for other sizes; KITTI's crops are fractions
-    of the frame, truncated to whole pixels as in the reference (monodepth) evaluation.
-    """
-    if crop not in CROPS:
-        raise InputError(f"unknown crop '{crop}': choose one of {', '.join(CROPS)}")
-    if crop == "none":
-        return 0, height, 0, width
-    if kind == "kitti":
-        top, bottom, left, right = KITTI_GARG_CROP if crop == "garg" else KITTI_EIGEN_CROP
-        return int(top * height), int(bottom * height), int(left * width), int(right * width)
-    if crop == "garg":
-        raise InputError("the Garg crop is defined for KITTI only; NYU-style data uses --crop eigen")
-    top, bottom, left, right = EIGEN_CROP  # inclusive
-    sy, sx = height / NYU_IMAGE_HW[0], width / NYU_IMAGE_HW[1]
-    return round(top * sy), round((bottom + 1) * sy), round(left * sx), round((right + 1) * sx)
-
-
-def crop_mask(height, width, kind="nyu", crop="eigen"):
-    """Boolean (H, W) mask, True inside the evaluation crop."""
-    top, bottom, left, right = crop_box(height, width, kind, crop)
-    mask = np.zeros((height, width), dtype=bool)
-    mask[top:bottom, left:right] = True
-    return mask
-
-
-def evaluation_mask(gt, kind="nyu", crop="eigen", depth_range=NYU):
-    """Pixels that count: inside the crop, ground truth above eval_min_m, and on KITTI at most max_m."""
-    mask = valid_mask(gt, crop_mask(*gt.shape, kind, crop), depth_range.eval_min_m)
-    if kind == "kitti":
-        mask &= gt <= depth_range.max_m
-    return mask
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Prediction and the evaluation loop
 # ---------------------------------------------------------------------------------------------------------
-
-
-def predict_depth(model, rgbs, height, width, depth_range=NYU, flip=True, batch_size=4, input_hw=None):
-    """Depth in metres (N, height, width): the half-resolution prediction upsampled bilinearly.
-
-    flip: the mean of the depth predicted for each image and the mirrored depth predicted for its mirror
-    image, as the paper and the reference code average them (in metres, after clipping to the range).
-    input_hw: feed the network the images resized to this (height, width) instead of their own size.
-    """
-    rgbs = np.asarray(network_input(np.asarray(rgbs), input_hw))
-    return resize_depth(predict(model, rgbs, batch_size, depth_range, flip=flip), height, width)
 
 
 def same_size_batches(pairs, batch_size):
@@ -132,26 +74,25 @@ def same_size_batches(pairs, batch_size):
         yield batch  # the last, possibly short, batch: every image is evaluated
 
 
-def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen", flip=True, batch_size=4,
-             quality=False, keep=0, predictions=None, input_hw=None, prediction_range=None, protocol="paper",
-             skipped=None):
+def evaluate(estimator, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen", flip=True, batch_size=4,
+             quality=False, keep=0, predictions=None, input_hw=None, protocol="paper", skipped=None):
     """(records, kept): one record per image with its name, evaluated pixels, metrics (and quality).
 
     pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')); predictions
-    are resized to the ground truth's size. depth_range: the data's (which pixels count); prediction_range:
-    the network output's numerator and the clip of predictions (default depth_range). kept: the `keep`
+    are made at the ground truth's size by estimator (a DepthEstimator, whose depth range reads and clips
+    them). depth_range: the data's (which pixels count). flip: the paper's mirror average. kept: the `keep`
     best and `keep` worst images by abs rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best
     first. predictions: a list that receives every prediction. input_hw: the network's input size, if not
-    each image's own (see predict_depth). protocol "reference" adds abs rel in the authors' order.
+    each image's own. protocol "reference" adds abs rel in the authors' order.
     skipped: a list that receives the names of images without valid ground truth inside the crop, which
     are then left out with a warning (without it, such an image stops the evaluation).
     """
-    prediction_range = prediction_range or depth_range
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
             names, rgbs, gts = zip(*batch)
-            preds = predict_depth(model, rgbs, *gts[0].shape, prediction_range, flip, batch_size, input_hw)
+            preds = estimator.predict(np.stack(rgbs), flip, max_side=0, input_hw=input_hw, output_hw=gts[0].shape,
+                                      batch_size=batch_size)
             for name, rgb, gt, pred in zip(names, rgbs, gts, preds):
                 mask = evaluation_mask(gt, kind, crop, depth_range)
                 if skipped is not None and not mask.any():
@@ -169,57 +110,12 @@ def evaluate(model, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen"
     return records, kept
 
 
-def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="paper"):
-    """The metrics of one image over mask as a flat dict; with a crop box, the quality measures too."""
-    if not mask.any():
-        raise InputError(f"{name}: no valid ground truth inside the evaluation crop")
-    record = {"name": name, "pixels": int(mask.sum()), **compute_errors(gt, pred, mask)}
-    if protocol == "reference":
-        # The authors call compute_errors(predictions, ground_truth): only abs rel is not symmetric.
-        record[REFERENCE_ORDER] = compute_errors(pred, gt, mask)["abs_rel"]
-    if box is not None:
-        record.update(quality_measures(gt, pred, box, mask, depth_range))
-    return record
-
-
 def with_extremes(kept, item, keep):
     """kept plus item, trimmed to the `keep` lowest and `keep` highest by their first field."""
     kept = sorted(kept + [item], key=lambda entry: entry[0])
     if len(kept) > 2 * keep:
         del kept[keep]  # 2 keep + 1 entries: the middle one is neither among the best nor the worst
     return kept
-
-
-def pooled_errors(records, names=METRIC_NAMES):
-    """The metrics over every evaluated pixel of every image, from the per-image records.
-
-    Each metric is a mean over pixels, so the pooled value is the pixel-weighted mean of the images'
-    values; rmse and rmse_log pool their squares. This equals utils.compute_errors on all images at once.
-    """
-    weights = np.array([r["pixels"] for r in records], dtype=np.float64) / sum(r["pixels"] for r in records)
-    pooled = {k: float(np.dot(weights, [r[k] for r in records])) for k in names}
-    for k in {"rmse", "rmse_log"} & set(names):
-        pooled[k] = float(np.sqrt(np.dot(weights, [r[k] ** 2 for r in records])))
-    return pooled
-
-
-def mean_over_images(records, names):
-    """Each named value averaged over images."""
-    return {k: float(np.mean([r[k] for r in records])) for k in names}
-
-
-def summary(records, quality=False, protocol="paper"):
-    """{"protocol", "pooled", "per_image", "quality"[, "pooled_reference_order"]}: what the table and JSON show.
-
-    Every figure comes from `protocol`; the reference protocol adds its pooled abs rel in the authors'
-    argument order (divided by the prediction) under its own name.
-    """
-    results = {"protocol": protocol, "pooled": pooled_errors(records),
-               "per_image": mean_over_images(records, METRIC_NAMES),
-               "quality": mean_over_images(records, QUALITY_NAMES) if quality else None}
-    if protocol == "reference":
-        results["pooled_reference_order"] = {"abs_rel": pooled_errors(records, (REFERENCE_ORDER,))[REFERENCE_ORDER]}
-    return results
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -266,45 +162,6 @@ def write_per_image_csv(records, path):
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-
-
-def save_sample_montages(kept, records, folder, keep):
-    """image | ground truth | prediction | relative error PNGs of the worst and best images; their paths.
-
-    Ground truth and prediction share one colour scale (plasma, near dark); the error panel shows
-    |pred - gt| / gt on the evaluated pixels only, black elsewhere (outside the crop, no ground truth).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    keep = min(keep, len(kept))
-    paths = []
-    for tag, items in (("worst", kept[::-1][:keep]), ("best", kept[:keep])):
-        for rank, (_, index, rgb, gt, pred, mask) in enumerate(items, start=1):
-            record = records[index]
-            lo, hi = float(gt[mask].min()), float(gt[mask].max())
-            error = np.where(mask, np.abs(pred - gt) / np.where(mask, gt, 1.0), np.nan)
-            panels = [(rgb, record["name"]),
-                      (colorize(np.where(gt > 0, gt, np.nan), lo, hi), f"ground truth ({lo:.2f}-{hi:.2f} m)"),
-                      (colorize(pred, lo, hi), "prediction (same scale)"),
-                      (colorize(error, 0.0, SAMPLE_ERROR_MAX, "magma"),
-                       f"|error| / depth, 0-{SAMPLE_ERROR_MAX:.0%}: abs rel {record['abs_rel']:.3f}, "
-                       f"a1 {record['a1']:.3f}")]
-            fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-            for ax, (picture, title) in zip(axes, panels):
-                ax.imshow(picture)
-                ax.set_title(title, fontsize=8)
-                ax.axis("off")
-            fig.tight_layout()
-            path = folder / f"{tag}_{rank:02d}.png"
-            fig.savefig(path, dpi=80)
-            plt.close(fig)
-            paths.append(path)
-    return paths
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,37 +233,29 @@ def parse_args(argv=None):
     return args
 
 
-def model_settings(model_path, contract, dataset, args):
-    """(prediction range, network input size) for this model on this dataset under args' protocol.
+def protocol_settings(estimator, dataset, args):
+    """(the estimator read with the protocol's clip, the network's input size or None, warnings).
 
     The model's max depth reads its output (y = max_m / depth); the protocol sets the clip floor: the
     dataset's minimum (the paper) or 0.1 m (the authors' script).
     """
-    from model import fixed_input_hw, model_depth_range
-
-    model_range = model_depth_range(model_path, contract, args.depth_range, dataset.depth_range, "the dataset")
-    if contract.get("dataset") and contract["dataset"] != "synthetic" and contract["dataset"] != dataset.kind:
-        print(f"warning: {model_path} was trained on {contract['dataset']} data and is evaluated on {dataset.kind} data")
+    contract, warnings = estimator.contract, []
+    if contract.dataset not in (None, "synthetic", dataset.kind):
+        warnings.append(f"{estimator.path} was trained on {contract.dataset} data and is evaluated on "
+                        f"{dataset.kind} data")
     floor = NYU_REFERENCE.min_m if args.protocol == "reference" else dataset.depth_range.min_m
-    prediction_range = DepthRange(min_m=floor, max_m=model_range.max_m)
-    input_hw = args.input_size or fixed_input_hw(contract, model_range)
-    if input_hw is None and args.protocol == "paper" and contract.get("reduced_input"):
-        input_hw = tuple(contract["input_hw"])
-    return prediction_range, input_hw
-
-
-def exported_size(model, model_path, input_hw, args):
-    """The network input size: an exported model's own (it takes no other), else input_hw."""
-    fixed = getattr(model, "input_hw", None)
-    if fixed is None:
-        return input_hw
-    if args.input_size and tuple(args.input_size) != fixed:
-        raise InputError(f"{model_path}: exported for {fixed[0]}x{fixed[1]} pictures; drop --input-size "
+    estimator = estimator.with_depth_range(DepthRange(min_m=floor, max_m=estimator.depth_range.max_m))
+    fixed = estimator.input_hw
+    if fixed and args.input_size and tuple(args.input_size) != fixed:
+        raise InputError(f"{estimator.path}: takes {fixed[0]}x{fixed[1]} pictures only; drop --input-size "
                          f"{args.input_size[0]}x{args.input_size[1]} or export it again at that size")
-    if args.protocol == "reference" and fixed != NYU_IMAGE_HW:
-        raise InputError(f"{model_path}: --protocol reference runs the network at 480x640 and this export takes "
-                         f"{fixed[0]}x{fixed[1]}")
-    return fixed
+    if args.protocol == "reference" and fixed and fixed != NYU_IMAGE_HW:
+        raise InputError(f"{estimator.path}: --protocol reference runs the network at 480x640 and this model "
+                         f"takes {fixed[0]}x{fixed[1]}")
+    input_hw = fixed or args.input_size
+    if input_hw is None and args.protocol == "paper" and contract.reduced_input:
+        input_hw = contract.input_hw
+    return estimator, input_hw, warnings
 
 
 def checked_inputs(args):
@@ -430,20 +279,20 @@ def checked_inputs(args):
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from model import load_announced
-
     try:
         dataset, samples, crop = checked_inputs(args)
-        model_path, model, contract = load_announced(args.model, args.precision, args.threads)
-        prediction_range, input_hw = model_settings(model_path, contract, dataset, args)
-        input_hw = exported_size(model, model_path, input_hw, args)
+        estimator = DepthEstimator.load(args.model, args.depth_range, args.precision, args.threads,
+                                        fallback_range=dataset.depth_range, fallback_name="the dataset")
+        estimator, input_hw, warnings = protocol_settings(estimator, dataset, args)
+        print(estimator.describe())
+        for warning in estimator.warnings + tuple(warnings):
+            print(f"warning: {warning}")
         pairs = ((s.name, *dataset.read(s)) for s in samples)
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0
         skipped = []
-        records, kept = evaluate(model, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
-                                 args.bs, args.quality, keep, predictions, input_hw, prediction_range,
-                                 args.protocol, skipped)
+        records, kept = evaluate(estimator, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
+                                 args.bs, args.quality, keep, predictions, input_hw, args.protocol, skipped)
         if not records:
             raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
                              f"the {crop} crop: nothing to evaluate")
@@ -454,16 +303,17 @@ def main(argv=None):
               f"(first: {skipped[0]}); the figures are over the other {len(records)}")
     results = summary(records, args.quality, args.protocol)
     size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
-    print(f"{model_path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
-          f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {prediction_range.min_m:g}-"
-          f"{prediction_range.max_m:g} m, {args.precision}{size})")
+    print(f"{estimator.path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
+          f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {estimator.depth_range.min_m:g}-"
+          f"{estimator.depth_range.max_m:g} m, {args.precision}{size})")
     ground_truth = getattr(dataset, "ground_truth", None)
     print(results_table(results, dataset.kind, ground_truth))
-    settings = {"model": str(model_path), "contract": contract, "data": dataset.name, "kind": dataset.kind,
+    settings = {"model": str(estimator.path), "contract": estimator.contract.to_dict(), "data": dataset.name,
+                "kind": dataset.kind,
                 "split": args.split, "images": len(records), "pixels": int(sum(r["pixels"] for r in records)),
                 "crop": crop, "flip": args.flip, "input_size": input_hw, "precision": args.precision,
                 "batch_size": args.bs, "limit": args.limit,
-                "prediction_clip_m": [prediction_range.min_m, prediction_range.max_m],
+                "prediction_clip_m": [estimator.depth_range.min_m, estimator.depth_range.max_m],
                 "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
                 "eval_min_depth_m": dataset.depth_range.eval_min_m}
     settings["skipped_images"] = len(skipped)

@@ -26,7 +26,8 @@ computes in float, int8 quantises weights and activations after calibrating on -
 division and resize) stay in float.
 
 test.py and evaluate.py take any exported file as --model and evaluate it with the same protocol
-(load_exported below). The authors' nyu.h5 / kitti.h5 export exactly as our .keras files do.
+(estimator.DepthEstimator loads them, in Python too). The authors' nyu.h5 / kitti.h5 export exactly as our
+.keras files do.
 """
 import argparse
 import json
@@ -39,13 +40,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 import numpy as np
 
-from utils import DEPTH_RANGES, NYU, NYU_IMAGE_HW, InputError, check_writable, image_size, quiet_tensorflow
+from contract import CONTRACT_KEY, SAVEDMODEL_CONTRACT, export_contract, tflite_with_metadata
+from depth import DEPTH_RANGES, NYU_IMAGE_HW
+from utils import InputError, check_writable, image_size, quiet_tensorflow
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
-CONTRACT_KEY = "densedepth_contract"
-SAVEDMODEL_CONTRACT = Path("assets") / "densedepth.json"
 ONNX_OPSET = 17
 DEFAULT_CALIBRATION_IMAGES = 32
 
@@ -80,15 +81,6 @@ def entry_points(model, input_hw, depth_range):
     return depth, raw
 
 
-def export_contract(contract, depth_range, input_hw, fmt, quantize, source):
-    """The model's contract with the export's facts added: what every exported file carries."""
-    return {**contract, "depth_range_m": [depth_range.min_m, depth_range.max_m],
-            "export": {"format": fmt, "quantize": quantize, "input_hw": list(input_hw), "source": str(source),
-                       "entry_points": {"depth": "uint8 RGB (N, H, W, 3) -> metres (N, H, W)",
-                                        "raw": "float32 RGB in [0, 1] (N, H, W, 3) -> network output "
-                                               "(N, H/2, W/2, 1), y = max_m / depth"}}}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Writing each format
 # ---------------------------------------------------------------------------------------------------------
@@ -104,7 +96,7 @@ def write_savedmodel(model, depth, raw, contract, folder):
     archive.add_endpoint("raw", raw)
     archive.write_out(str(folder), verbose=False)
     (Path(folder) / SAVEDMODEL_CONTRACT).parent.mkdir(exist_ok=True)
-    (Path(folder) / SAVEDMODEL_CONTRACT).write_text(json.dumps(contract, indent=2))
+    (Path(folder) / SAVEDMODEL_CONTRACT).write_text(json.dumps(contract.to_dict(), indent=2))
 
 
 def tflite_converter(savedmodel, quantize, calibration):
@@ -134,40 +126,14 @@ def write_tflite(model, depth, raw, contract, path, quantize, calibration):
     """A .tflite file with both signatures and the contract in the flatbuffer's metadata."""
     with tempfile.TemporaryDirectory() as folder:
         write_savedmodel(model, depth, raw, contract, folder)
+        from tensorflow.lite.python.convert_phase import ConverterError
+
         try:
             flatbuffer = tflite_converter(folder, quantize, calibration).convert()
-        except Exception as err:  # the converter's errors are long MLIR dumps: its first line says it
-            raise InputError(f"{path}: TFLite conversion failed: {str(err).strip().splitlines()[0]}") from None
-    with_metadata = tflite_with_metadata(flatbuffer, CONTRACT_KEY, json.dumps(contract).encode())
+        except ConverterError as err:  # the converter's errors are long MLIR dumps: its first line says it
+            raise InputError(f"{path}: TFLite conversion failed: {str(err).strip().splitlines()[0]}") from err
+    with_metadata = tflite_with_metadata(flatbuffer, CONTRACT_KEY, json.dumps(contract.to_dict()).encode())
     Path(path).write_bytes(with_metadata)
-
-
-def tflite_with_metadata(flatbuffer, name, payload):
-    """The TFLite flatbuffer with one more named metadata entry (the schema's standard place for it)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = name, len(model.buffers) - 1
-    model.metadata = (model.metadata or []) + [entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def tflite_metadata(path, name):
-    """The bytes of a TFLite file's named metadata entry, None if it has none."""
-    from ai_edge_litert import schema_py_generated as schema  # LiteRT's copy: reading needs no TensorFlow
-
-    data = Path(path).read_bytes()
-    model = schema.Model.GetRootAs(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name().decode() == name:
-            return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
-    return None
 
 
 def write_onnx(depth, raw, contract, path, input_hw):
@@ -188,117 +154,9 @@ def write_onnx(depth, raw, contract, path, input_hw):
     # An input with an initializer of its name is optional in ONNX: an empty batch unless fed.
     for name, dtype in (("images", np.uint8), ("rgb", np.float32)):
         graph.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((0, height, width, 3), dtype), name))
-    graph.metadata_props.add(key=CONTRACT_KEY, value=json.dumps(contract))
+    graph.metadata_props.add(key=CONTRACT_KEY, value=json.dumps(contract.to_dict()))
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Reading exported models: one object that predicts like a Keras model
-# ---------------------------------------------------------------------------------------------------------
-
-
-class ExportedModel:
-    """An exported model called like the Keras one on float RGB in [0, 1] (the raw entry point), so
-    utils.predict, test.py and evaluate.py use it unchanged; depth() is the serving entry point."""
-
-    def __init__(self, path, contract, raw, depth):
-        self.path, self.contract, self._raw, self._depth = Path(path), contract, raw, depth
-        self.input_hw = tuple(contract["export"]["input_hw"])
-
-    def __call__(self, rgb, training=False):
-        return self._raw(self._checked(np.asarray(rgb, dtype=np.float32)))
-
-    def depth(self, images):
-        """Metres (N, H, W) from uint8 RGB (N, H, W, 3): the entry point a deployed caller uses."""
-        return self._depth(self._checked(np.asarray(images, dtype=np.uint8)))
-
-    def _checked(self, batch):
-        if batch.ndim != 4 or tuple(batch.shape[1:3]) != self.input_hw:
-            raise InputError(f"{self.path}: exported for {self.input_hw[0]}x{self.input_hw[1]} pictures, given "
-                             f"{'x'.join(str(s) for s in batch.shape[1:3])}: export it again with --input-size")
-        return np.ascontiguousarray(batch)
-
-
-def is_exported(path):
-    """Whether a --model path names an exported model rather than a Keras file."""
-    path = Path(path)
-    return path.suffix in (".tflite", ".onnx") or path.is_dir()
-
-
-def load_exported(path, threads=None):
-    """An ExportedModel from a SavedModel folder, a .tflite or an .onnx file (InputError if unusable)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such model file or folder")
-    loaders = {".tflite": load_tflite, ".onnx": load_onnx}
-    if path.is_dir():
-        return load_savedmodel(path, threads)
-    return loaders[path.suffix](path, threads)
-
-
-def parsed_contract(path, text):
-    """The contract JSON an export carries, checked to be one export.py wrote."""
-    if text is None:
-        raise InputError(f"{path}: carries no DenseDepth contract: not a file export.py wrote")
-    try:
-        contract = json.loads(text)
-        contract["export"]["input_hw"]
-    except (ValueError, KeyError, TypeError):
-        raise InputError(f"{path}: its DenseDepth contract is unreadable (damaged file?)") from None
-    return contract
-
-
-def load_savedmodel(folder, threads):
-    import tensorflow as tf
-
-    contract_file = folder / SAVEDMODEL_CONTRACT
-    if not (folder / "saved_model.pb").is_file():
-        raise InputError(f"{folder}: a folder, but not a SavedModel (no saved_model.pb)")
-    contract = parsed_contract(folder, contract_file.read_text() if contract_file.is_file() else None)
-    from model import use_threads
-
-    use_threads(threads)
-    try:
-        loaded = tf.saved_model.load(str(folder))
-        raw, depth = loaded.signatures["raw"], loaded.signatures["serving_default"]
-    except Exception as err:
-        raise InputError(f"{folder}: not a readable SavedModel ({type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
-    return ExportedModel(folder, contract, lambda x: raw(rgb=tf.constant(x))["network_output"].numpy(),
-                         lambda x: depth(images=tf.constant(x))["depth_m"].numpy())
-
-
-def load_tflite(path, threads):
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        runners = {key: interpreter.get_signature_runner(key) for key in ("raw", "serving_default")}
-        contract_bytes = tflite_metadata(path, CONTRACT_KEY)
-    except Exception as err:  # LiteRT and the flatbuffer reader raise ValueError/RuntimeError/IndexError
-        raise InputError(f"{path}: not a readable TFLite model exported by export.py ({type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0] if str(err).strip() else 'damaged'})") from None
-    contract = parsed_contract(path, contract_bytes)
-    return ExportedModel(path, contract, lambda x: runners["raw"](rgb=x)["network_output"],
-                         lambda x: runners["serving_default"](images=x)["depth_m"])
-
-
-def load_onnx(path, threads):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # its note on the optional inputs' empty defaults is by design here
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:
-        raise InputError(f"{path}: not a readable ONNX model ({type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0][:200]})") from None
-    contract = parsed_contract(path, session.get_modelmeta().custom_metadata_map.get(CONTRACT_KEY))
-    return ExportedModel(path, contract, lambda x: session.run(["network_output"], {"rgb": x})[0],
-                         lambda x: session.run(["depth_m"], {"images": x})[0])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -341,7 +199,7 @@ def parse_args(argv=None):
 def calibration_pictures(spec, count, input_hw):
     """Float RGB pictures in [0, 1] at input_hw from the training split of --data (int8 calibration)."""
     from data import open_dataset
-    from utils import network_input
+    from pipeline import network_input
 
     dataset = open_dataset(spec)
     samples = dataset.samples("train")[:count]
@@ -353,18 +211,20 @@ def calibration_pictures(spec, count, input_hw):
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from model import fixed_input_hw, load_model, model_depth_range, read_contract
+    from estimator import DepthEstimator
 
     output = Path(args.output)
     try:
         if output.exists():
             raise InputError(f"{output}: already exists; choose another --output or remove it")
         check_writable(output, folder=args.format == "savedmodel")
-        model = load_model(args.model, "float32")
-        contract = read_contract(args.model)
-        depth_range = model_depth_range(args.model, contract, args.depth_range, NYU, "NYU")
-        input_hw = (args.input_size or fixed_input_hw(contract, depth_range)
-                    or tuple(contract.get("input_hw") or NYU_IMAGE_HW))
+        estimator = DepthEstimator.load(args.model, args.depth_range, "float32")
+        if estimator.keras_model is None:
+            raise InputError(f"{args.model}: already an exported model; export.py takes a .keras or .h5 file")
+        for warning in estimator.warnings:
+            print(f"warning: {warning}")
+        model, contract, depth_range = estimator.keras_model, estimator.contract, estimator.depth_range
+        input_hw = args.input_size or estimator.input_hw or contract.input_hw or NYU_IMAGE_HW
         calibration = (calibration_pictures(args.data, args.calibration, input_hw)
                        if args.quantize == "int8" else None)
         contract = export_contract(contract, depth_range, input_hw, args.format, args.quantize, args.model)

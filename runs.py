@@ -28,8 +28,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from model import save_model
-from utils import InputError, colorize, git_commit, inverse_depth_norm, predict_targets, write_json
+from contract import save_model
+from depth import inverse_depth_norm
+from model import predict_targets
+from outputs import colorize
+from utils import InputError, git_commit, write_json
 
 INTERRUPTED_EXIT = 130  # the shell's code for a process stopped by Ctrl-C
 RUN_BYTES_PER_PARAM = 4 * 8  # float32: two checkpoints (weights + Adam's two moments) at once, best + final
@@ -260,7 +263,7 @@ class SamplePredictions(keras.callbacks.Callback):
         self.writer.flush()
 
     def row(self, image, target, pred):
-        from utils import network_input
+        from pipeline import network_input
 
         gt_m, pred_m = inverse_depth_norm(target, self.depth_range), inverse_depth_norm(pred, self.depth_range)
         limits = dict(vmin=self.depth_range.min_m, vmax=float(np.max(gt_m)))

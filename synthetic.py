@@ -22,11 +22,17 @@ through (u + 0.5, v + 0.5) of the continuous image plane [0, W] x [0, H], which 
 with the image size by plain ratios.
 """
 import colorsys
+import io
+import os
+import sys
+import zipfile
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from utils import NYU, NYU_IMAGE_HW, scaled_intrinsics
+from depth import NYU, NYU_IMAGE_HW, scaled_intrinsics
+from utils import InputError, check_writable
 
 MIN_DEPTH_M, MAX_DEPTH_M = NYU.min_m, NYU.max_m
 
@@ -795,3 +801,102 @@ def _to_srgb8(scene, radiance):
         rng = np.random.default_rng(scene.noise_seed)
         rgb = rgb + scene.noise_std * rng.standard_normal(rgb.shape, dtype=np.float32)
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The synthetic dataset: rooms written as an NYU Depth v2 zip, cached
+# ---------------------------------------------------------------------------------------------------------
+
+# The NYU Depth v2 zip layout (the authors' nyu_data.zip), which data.py reads and the rooms are written in.
+NYU_CSV = {"train": "data/nyu2_train.csv", "test": "data/nyu2_test.csv"}
+NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
+NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
+SYNTHETIC_DEFAULT_COUNTS = (600, 100)  # (train, test) pairs of `--data synthetic`: about a minute to render
+SYNTHETIC_BYTES_PER_PAIR = 2**20  # about what one rendered 640x480 pair takes in the zip (a bound)
+SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not reused
+
+
+def synthetic_counts(spec):
+    """(train, test) pair counts of 'synthetic' or 'synthetic:N:M'."""
+    parts = spec.split(":")[1:]
+    if not parts:
+        return SYNTHETIC_DEFAULT_COUNTS
+    try:
+        train, test = (int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--data {spec}: expected synthetic:TRAIN:TEST with two whole numbers") from None
+    if train < 1 or test < 1:
+        raise InputError(f"--data {spec}: needs at least one training and one test pair")
+    return train, test
+
+
+def synthetic_dataset_path(spec="synthetic", cache_dir=None):
+    """The cached synthetic zip for spec, rendered on first use."""
+    train, test = synthetic_counts(spec)
+    cache = Path(cache_dir or os.environ.get("DENSEDEPTH_CACHE", Path.home() / ".cache" / "densedepth"))
+    path = cache / f"synthetic_v{SYNTHETIC_VERSION}_{train}_{test}.zip"
+    if not path.exists():
+        check_writable(path, (train + test) * SYNTHETIC_BYTES_PER_PAIR)
+        print(f"Rendering the synthetic dataset ({train} train + {test} test pairs) into {path}", file=sys.stderr)
+        make_synthetic_zip(path, train, test)
+    return path
+
+
+def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
+    """Render pairs in parallel and write an NYU-format zip (8-bit training depth, 16-bit mm test depth)."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    jobs = [("train", i, seed * 1_000_003 + i) for i in range(n_train)]
+    jobs += [("test", i, seed * 1_000_003 + 500_000 + i) for i in range(n_test)]
+    rows = {"train": [], "test": []}
+    partial = path.with_name(path.name + ".partial")
+    # spawn: a forked child of a process that has started TensorFlow can hang.
+    context = multiprocessing.get_context("spawn")
+    try:
+        with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
+            for split, i, files in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
+                                        desc="rendering", unit="pair"):
+                for name, data in files.items():
+                    archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+                rows[split].append(",".join(files))
+            for split, csv_name in NYU_CSV.items():
+                archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
+        partial.replace(path)
+    except BaseException as err:  # full disk, Ctrl-C: no half-written zip is left behind
+        partial.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise InputError(f"{path}: cannot write ({err.strerror or err})") from None
+        raise
+    return path
+
+
+def encoded_pair(job):
+    """Render one synthetic scene and encode it as NYU does: {zip member name: bytes}, RGB first.
+
+    Training pairs: JPEG RGB and 8-bit PNG depth (255 = 10 m); test pairs: PNG RGB and 16-bit PNG depth
+    in millimetres.
+    """
+    split, i, seed = job
+    rgb, depth_m = render_scene(seed)
+    if split == "train":
+        stem = f"data/nyu2_train/synthetic_{i // 10:04d}/{i % 10}"
+        depth = np.round(np.clip(depth_m / NYU_8BIT_FULL_SCALE_M, 0, 1) * 255).astype(np.uint8)
+        return split, i, {f"{stem}.jpg": encode_image(rgb, "JPEG"), f"{stem}.png": encode_image(depth, "PNG")}
+    stem = f"data/nyu2_test/{i:05d}"
+    depth = np.round(depth_m * NYU_16BIT_UNITS_PER_M).astype(np.uint16)
+    return split, i, {f"{stem}_colors.png": encode_image(rgb, "PNG"), f"{stem}_depth.png": encode_image(depth, "PNG")}
+
+
+def encode_image(array, image_format):
+    """PNG or JPEG (quality 95) bytes of a uint8 / uint16 array."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+    return buffer.getvalue()
+NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
+NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres

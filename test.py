@@ -30,19 +30,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
 
-import numpy as np
 from tqdm import tqdm
 
-from utils import (DEPTH_RANGES, NYU, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, back_project, check_writable,
-                   colorize,
-                   load_image, network_input, predict, quiet_tensorflow, resize_depth, scaled_intrinsics,
-                   save_depth_montage)
+from depth import DEPTH_RANGES, NYU_IMAGE_HW, scaled_intrinsics
+from estimator import MIN_SIDE, DepthEstimator
+from outputs import save_depth_montage, write_outputs
+from utils import PRECISION_POLICIES, InputError, check_writable, load_image, quiet_tensorflow
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
-MIN_SIDE = 32  # the encoder divides the picture by 32; smaller pictures are scaled up to this
-MM_PER_M = 1000.0
 MONTAGE_MAX_ROWS = 12
-PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -75,83 +71,6 @@ def output_stems(paths):
         seen[path.stem] = seen.get(path.stem, 0) + 1
         stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}_{seen[path.stem]}")
     return stems
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Prediction
-# ---------------------------------------------------------------------------------------------------------
-
-
-def network_size(height, width, max_side):
-    """(height, width) at which the network sees a picture: within max_side (0: any), at least MIN_SIDE."""
-    scale = min(1.0, max_side / max(height, width)) if max_side else 1.0
-    scale = max(scale, MIN_SIDE / min(height, width))
-    return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
-
-
-def predict_picture(model, image, depth_range, max_side, input_hw=None):
-    """Depth in metres (H, W) for a float RGB picture (H, W, 3) in [0, 1], at the picture's own size.
-
-    input_hw: the one size the model takes (model.fixed_input_hw), else pictures keep their aspect ratio.
-    """
-    height, width = image.shape[:2]
-    # An exported model or an authors' file takes one size: every picture is resized to it (and its depth
-    # back to the picture).
-    size = getattr(model, "input_hw", None) or input_hw or network_size(height, width, max_side)
-    image = np.asarray(network_input(image, size))
-    depth = predict(model, image[None], depth_range=depth_range)[0]
-    return resize_depth(depth, height, width)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Outputs
-# ---------------------------------------------------------------------------------------------------------
-
-
-def depth_mm_image(depth_m):
-    """uint16 depth in millimetres, saturating at 65535."""
-    return np.clip(np.round(depth_m * MM_PER_M), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-
-
-def point_cloud(depth_m, image, intrinsics):
-    """A structured array of coloured points (x, y, z in metres, camera frame; red, green, blue)."""
-    points = back_project(depth_m, intrinsics).reshape(-1, 3)
-    colors = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8).reshape(-1, 3)
-    vertices = np.empty(len(points), PLY_VERTEX)
-    for i, axis in enumerate("xyz"):
-        vertices[axis] = points[:, i]
-    for i, channel in enumerate(("red", "green", "blue")):
-        vertices[channel] = colors[:, i]
-    return vertices
-
-
-def write_ply(path, vertices):
-    """A binary little-endian PLY file of the vertices point_cloud makes."""
-    header = ("ply\nformat binary_little_endian 1.0\n"
-              "comment DenseDepth prediction: metres, camera frame x right, y down, z forward\n"
-              f"element vertex {len(vertices)}\n"
-              "property float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\n"
-              "end_header\n")
-    with open(path, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(vertices.tobytes())
-
-
-def write_outputs(folder, stem, image, depth_m, intrinsics, npy=False, ply=False):
-    """Every file promised for one picture; returns their paths."""
-    from PIL import Image
-
-    paths = [folder / f"{stem}_depth_color.png", folder / f"{stem}_depth_mm.png"]
-    Image.fromarray(colorize(depth_m)).save(paths[0])
-    Image.fromarray(depth_mm_image(depth_m)).save(paths[1])
-    if npy:
-        paths.append(folder / f"{stem}_depth_m.npy")
-        np.save(paths[-1], depth_m.astype(np.float32))
-    if ply:
-        paths.append(folder / f"{stem}.ply")
-        write_ply(paths[-1], point_cloud(depth_m, image, intrinsics))
-    return paths
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -194,18 +113,6 @@ def parse_args(argv=None):
     return args
 
 
-def model_settings(model_path, contract, args):
-    """(depth range the model's output is read with, --max-side, the one input size it takes or None):
-    flags first, else the model's contract."""
-    from model import fixed_input_hw, model_depth_range
-
-    depth_range = model_depth_range(model_path, contract, args.depth_range, NYU, "NYU")
-    max_side = args.max_side
-    if max_side is None:
-        max_side = max(contract.get("input_hw") or NYU_IMAGE_HW)
-    return depth_range, max_side, fixed_input_hw(contract, depth_range)
-
-
 def intrinsics_for(args, height, width):
     """The flags' intrinsics, each missing one NYU's scaled to height x width."""
     default = scaled_intrinsics(height, width)
@@ -215,17 +122,17 @@ def intrinsics_for(args, height, width):
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
-    from model import load_announced
-
     paths, unmatched = expand_inputs(args.input)
     try:
         if not paths:
             raise InputError(f"no images found in {' '.join(args.input)}")
         check_writable(args.output, folder=True)  # before the model loads and the pictures are predicted
-        model_path, model, contract = load_announced(args.model, args.precision, args.threads)
-        depth_range, max_side, input_hw = model_settings(model_path, contract, args)
+        estimator = DepthEstimator.load(args.model, args.depth_range, args.precision, args.threads)
     except InputError as err:
         sys.exit(f"error: {err}")
+    print(estimator.describe())
+    for warning in estimator.warnings:
+        print(f"warning: {warning}")
     folder = Path(args.output)  # made at the first picture that works: no empty folder when none does
     failed = [f"{pattern}: no such file" for pattern in unmatched]
     shown, written = [], 0
@@ -236,7 +143,7 @@ def main(argv=None):
             tqdm.write(f"skipped {err}", file=sys.stderr)
             failed.append(str(err))
             continue
-        depth_m = predict_picture(model, image, depth_range, max_side, input_hw)
+        depth_m = estimator.predict(image, max_side=args.max_side)
         intrinsics = intrinsics_for(args, *depth_m.shape)
         try:
             folder.mkdir(parents=True, exist_ok=True)

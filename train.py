@@ -31,9 +31,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Nothing imported here loads TensorFlow: --help answers at once.
 from data import DEFAULT_TRAIN_DATA  # noqa: E402
-from utils import (ENCODER_CHANNELS, PAPER_LEAKY_RELU, PERMUTE_PROBABILITY, PRECISION_POLICIES,  # noqa: E402
-                   REFERENCE_LEAKY_RELU, REFERENCE_PERMUTE_PROBABILITY, THETA, InputError, check_writable,
-                   git_commit, parse_hw, quiet_tensorflow, write_json)
+from augment import PERMUTE_PROBABILITY, REFERENCE_PERMUTE_PROBABILITY
+from loss import THETA
+from model import ENCODER_CHANNELS, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
+from utils import InputError, PRECISION_POLICIES, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = DEFAULT_TRAIN_DATA
@@ -220,7 +221,8 @@ class TrainingDiverged(Exception):
 
 def train(args, run, interrupt=None):
     """Train as args say into run's folder; returns the folder."""
-    from data import SampleErrors, open_dataset
+    from data import open_dataset
+    from pipeline import SampleErrors
     from distribute import (cluster_spec, is_tf_distribute, keras_multi_worker_fixes, make_strategy, replicas,
                             training_precision)
     from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
@@ -334,7 +336,7 @@ def input_pipelines(args, dataset, input_hw, strategy, errors):
     """
     import tensorflow as tf
 
-    from data import pipeline
+    from pipeline import pipeline
     from distribute import is_tf_distribute
 
     target = recipe_target(args.recipe, dataset)
@@ -393,7 +395,7 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
     import keras
     import tensorflow as tf
 
-    from data import pipeline
+    from pipeline import pipeline
     from distribute import cluster_spec, replicas, strategy_name
     from runs import bad_samples_reported, mean_depth_baseline
 
@@ -455,7 +457,7 @@ def recipe_callbacks(recipe):
 
 def contract_maker(model, args, dataset, input_hw):
     """A function of the training state giving the contract saved with best.keras and final.keras."""
-    from model import model_contract
+    from contract import model_contract
 
     label = "synthetic" if str(args.data).startswith("synthetic") else dataset.kind
 
@@ -484,7 +486,7 @@ def fit(model, train_input, val_ds, callbacks, state, steps, epochs, bs, checkpo
 
 def finish(run, model, contract, state, errors, dataset):
     """final.keras (with its contract), and the closing lines."""
-    from model import save_model
+    from contract import save_model
 
     save_model(model, run.folder / "final.keras", contract)
     if errors.count:

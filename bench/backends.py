@@ -70,7 +70,24 @@ def peak_memory_mb(backend):
 
         if tf.config.list_physical_devices("GPU"):
             return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, "device"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host RSS"  # Linux: KiB
+    return own_peak_rss_mib(), "host RSS"
+
+
+def own_peak_rss_mib():
+    """This process's own peak resident memory in MiB: VmHWM of /proc/self/status.
+
+    Not ru_maxrss: on Linux a child keeps its parent's ru_maxrss across fork and exec, so a child started by
+    a parent that had grown large reports the parent's peak. VmHWM starts afresh with each program. Where
+    /proc is missing (not Linux), ru_maxrss is the best there is.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def reset_peak_memory(backend):

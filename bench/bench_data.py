@@ -2,7 +2,7 @@
 
 Renders (or reuses) synthetic NYU-format zips at 640x480, then measures, each in its own subprocess pinned
 to --cpus CPUs so that peak memory belongs to one loader only:
-  - pipeline:  data.pipeline(open_dataset(zip), "train", batch_size=8, training=True) at the native 640x480;
+  - pipeline:  pipeline.pipeline(open_dataset(zip), "train", batch_size=8, training=True) at the native 640x480;
   - reference: what the reference DenseDepth code does, one sample at a time on one thread: PIL decode,
                scikit-image anti-aliased resize (RGB to 480x640, depth to 240x320), NumPy mirror (p 0.5) and
                channel permutation (p 0.25, the paper's rate), DepthNorm 1000/y in centimetres, batches of 8
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run from anywhere: the repo root holds the
 
 import numpy as np
 
-from data import NYU_CSV, SYNTHETIC_VERSION, make_synthetic_zip
+from synthetic import NYU_CSV, SYNTHETIC_VERSION, make_synthetic_zip
 
 BATCH_SIZE = 8  # the paper's batch size
 PIPELINE_NAME = "pipeline (tf.data)"
@@ -45,7 +45,7 @@ REFERENCE_MIN_DEPTH_CM = 10.0
 REFERENCE_RGB_HW = (480, 640)
 REFERENCE_DEPTH_HW = (240, 320)
 REFERENCE_MIRROR_PROBABILITY = 0.5
-from utils import PERMUTE_PROBABILITY  # noqa: E402  (the paper's rate, the one our pipeline uses)
+from augment import PERMUTE_PROBABILITY  # noqa: E402  (the paper's rate, the one our pipeline uses)
 
 
 def parse_args(argv=None):
@@ -184,7 +184,8 @@ def reference_batches(zip_path, in_memory, seed):
 
 def pipeline_batches(zip_path, seed):
     """The training pipeline's batches at the native 640x480, as NumPy (what Keras' fit would consume)."""
-    from data import open_dataset, pipeline
+    from data import open_dataset
+    from pipeline import pipeline
 
     dataset = open_dataset(zip_path)
     ds = pipeline(dataset, "train", BATCH_SIZE, dataset.train_hw, seed=seed, training=True)
@@ -197,8 +198,10 @@ def pipeline_batches(zip_path, seed):
 
 
 def peak_rss_mb():
-    """This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's own peak resident memory so far, in MiB (backends.own_peak_rss_mib: VmHWM)."""
+    from backends import own_peak_rss_mib
+
+    return own_peak_rss_mib()
 
 
 def cpu_seconds():
@@ -243,7 +246,7 @@ def run_child(args):
                       "first_batch_s": result["first_batch_s"], "base_mb": base_mb, "peak_mb": peak_rss_mb()}),
           flush=True)
     # Skip interpreter shutdown: tearing down a tf.data iterator there, with a tf.numpy_function read in
-    # flight, can deadlock on the GIL (seen with data.pipeline); the result is already out.
+    # flight, can deadlock on the GIL (seen with pipeline.pipeline); the result is already out.
     os._exit(0)
 
 

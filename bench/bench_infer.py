@@ -42,7 +42,10 @@ import numpy as np
 
 import engines  # noqa: E402  (the bench folder is on sys.path)
 from backends import BACKEND_POLICIES, BACKENDS, conv_flops  # noqa: E402
-from utils import METRIC_NAMES, NYU_IMAGE_HW, PRECISION_POLICIES, InputError, find_default_model
+from depth import NYU_IMAGE_HW
+from estimator import find_default_model
+from metrics import METRIC_NAMES
+from utils import InputError, PRECISION_POLICIES
 
 
 def parse_args(argv=None):
@@ -170,8 +173,8 @@ def metrics_by_precision(model_path, decoder_width, precisions, count, height, w
     import keras
 
     import synthetic
-    from evaluate import evaluation_mask, predict_depth
-    from utils import compute_errors
+    from estimator import DepthEstimator
+    from metrics import compute_errors, evaluation_mask
 
     pairs = [synthetic.render_scene(seed, height, width) for seed in range(1000, 1000 + count)]
     rgb = np.stack([p[0] for p in pairs])
@@ -187,7 +190,7 @@ def metrics_by_precision(model_path, decoder_width, precisions, count, height, w
     for precision in dict.fromkeys(["float32", *precisions]):
         model = build_model(model_path, decoder_width, precision)
         model.set_weights(reference.get_weights())  # the very same weights at every precision
-        predictions[precision] = predict_depth(model, rgb, height, width, batch_size=2)
+        predictions[precision] = DepthEstimator.from_keras(model).predict(rgb, flip=True, max_side=0, batch_size=2)
         results[precision] = compute_errors(gt, predictions[precision], mask)
         # Agreement with float32's prediction, taken as ground truth: share of pixels within 1.25.
         results[precision]["a1_vs_float32"] = compute_errors(predictions["float32"], predictions[precision],

@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 import synthetic
-from utils import NYU_IMAGE_HW, colorize
+from depth import NYU_IMAGE_HW
+from outputs import colorize
 
 
 def parse_args():

@@ -126,7 +126,7 @@ def run_child(args):
     import tensorflow as tf
 
     import train
-    from utils import NYU
+    from depth import NYU
 
     width, precision = args.decoder_widths[0], args.precisions[0]
     targs = train_args(args, width, precision)
@@ -138,7 +138,8 @@ def run_child(args):
         sys.exit(f"error: --bs {args.bs} is not divisible by the {strategy.num_replicas_in_sync} replicas")
     height, width_px = targs.input_size
     if args.data:
-        from data import open_dataset, pipeline
+        from data import open_dataset
+        from pipeline import pipeline
 
         dataset = open_dataset(args.data)
         depth_range = dataset.depth_range

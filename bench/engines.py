@@ -6,8 +6,8 @@ Engines x precisions: Keras float32 and bfloat16 (TensorFlow, oneDNN), the Saved
 float32 / float16 / dynamic / int8 (LiteRT with XNNPACK) and ONNX Runtime float32 (MLAS). For each:
 
 - speed: images/s at 480x640, batch 1, the paper's full network (random weights: speed does not depend on
-  them), median of --repeats calls after a first one, each configuration in a fresh process, with its peak
-  resident memory (model, runtime and activations) and the exported file's size;
+  them), median of --repeats calls after a first one, each configuration in a fresh process, with its own
+  peak resident memory (VmHWM: model, runtime and activations, not the parent's) and the exported file's size;
 - accuracy: the change in delta1 and abs rel against Keras float32 when --accuracy-model (a trained model)
   is exported the same way and evaluated by evaluate.py on the synthetic test rooms at its training size.
 
@@ -15,13 +15,14 @@ Exports are written once into --engines-dir and reused by later runs.
 """
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from backends import own_peak_rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINES = [("keras", "float32"), ("keras", "bfloat16"), ("savedmodel", "float32"), ("tflite", "float32"),
@@ -80,7 +81,7 @@ def time_engine(config):
         call = tf.function(lambda x: model(x, training=False))
         forward = lambda x: call(tf.constant(x)).numpy()  # noqa: E731
     else:
-        from export import load_exported
+        from estimator import load_exported
 
         forward = load_exported(path, config["threads"])
     x = np.random.default_rng(0).random((1, *config["hw"], 3), dtype=np.float32)
@@ -93,7 +94,7 @@ def time_engine(config):
         np.asarray(forward(x))
         seconds.append(time.perf_counter() - start)
     return {"first_call_s": first, "call_s": float(np.median(seconds)),
-            "peak_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_memory_mib": own_peak_rss_mib()}
 
 
 def speeds(paths, hw, repeats, threads):
@@ -139,8 +140,9 @@ def speed_model(folder):
         return path
     import keras
 
-    from model import create_model, model_contract, save_model
-    from utils import NYU, NYU_IMAGE_HW
+    from contract import model_contract, save_model
+    from model import create_model
+    from depth import NYU, NYU_IMAGE_HW
 
     keras.utils.set_random_seed(0)
     model = create_model(weights=None)
@@ -150,7 +152,7 @@ def speed_model(folder):
 
 def main(args):
     folder = Path(args.engines_dir)
-    from utils import NYU_IMAGE_HW
+    from depth import NYU_IMAGE_HW
 
     print(f"engines on this machine ({os.cpu_count()} cores, --threads {args.threads or 'default'}), the paper's "
           f"network at 480x640, batch 1; exports in {folder}", flush=True)

@@ -47,8 +47,8 @@ def small_model_path(small_model, tmp_path_factory):
 def contract_model(small_model, tmp_path_factory):
     """(path, contract) of small_model saved with a contract: synthetic rooms, NYU's range, trained at 65x97
     from reduced pictures for 5000 steps (so no 'barely trained' warning)."""
-    from model import model_contract, save_model
-    from utils import NYU
+    from contract import model_contract, save_model
+    from depth import NYU
 
     contract = model_contract(small_model, "synthetic", NYU, (65, 97), reduced_input=True, training={"steps": 5000})
     path = tmp_path_factory.mktemp("models") / "contract.keras"
@@ -59,7 +59,7 @@ def contract_model(small_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory):
     """A cache folder (DENSEDEPTH_CACHE) holding the SYNTHETIC rooms, rendered once."""
-    from data import synthetic_dataset_path
+    from synthetic import synthetic_dataset_path
 
     cache = tmp_path_factory.mktemp("cache")
     synthetic_dataset_path(SYNTHETIC, cache)

@@ -1,13 +1,29 @@
-"""Reference computations the tests compare the product against (not used by the product itself)."""
-import numpy as np
+"""Reference computations the tests compare the product against (not used by the product itself), and the
+marks of tests that need an optional package."""
+import importlib.util
 
-from utils import METRIC_NAMES, load_image, per_image_errors, resize_depth
+import numpy as np
+import pytest
+
+from depth import NYU, resize_depth
+from metrics import METRIC_NAMES, per_image_errors
+from utils import load_image
 
 
 def scale_up(images, scale=2):
     """Bilinear up-sampling of (N, H, W) or (H, W) maps by an integer factor, as the reference code does."""
     images = np.asarray(images, dtype=np.float32)
     return resize_depth(images, images.shape[-2] * scale, images.shape[-1] * scale)
+
+
+def network_depth_m(model, images, depth_range=NYU):
+    """Metres at the network's output resolution, computed here from the Keras model's own output:
+    y -> max_m / y clipped to the range (a non-positive y is the far limit). images: uint8 or float."""
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    y = np.asarray(model(x, training=False), dtype=np.float64)[..., 0]
+    depth = np.where(y > 0, depth_range.max_m / np.where(y > 0, y, 1.0), depth_range.max_m)
+    return np.clip(depth, depth_range.min_m, depth_range.max_m).astype(np.float32)
 
 
 def load_images(paths):
@@ -34,3 +50,17 @@ def varied_small_model(seed=0, **options):
     kernel, bias = model.get_layer("conv3").get_weights()
     model.get_layer("conv3").set_weights([40 * kernel, bias + 5.0])  # measured: y about 3 +- 1.2 on a photo
     return model
+
+
+# The requirements file that brings each optional package (requirements.txt has the core).
+OPTIONAL_PACKAGES = {"gradio": "requirements-demo.txt", "gradio_client": "requirements-demo.txt",
+                     "selenium": "requirements-dev.txt", "tf2onnx": "requirements-export.txt",
+                     "onnx": "requirements-export.txt", "onnxruntime": "requirements-export.txt",
+                     "ai_edge_litert": "requirements-export.txt", "jax": "requirements-jax.txt"}
+
+
+def requires(*modules):
+    """A mark that skips a test, with a one-line reason, where one of these optional packages is absent."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    reason = f"needs {', '.join(missing)}: pip install -r {OPTIONAL_PACKAGES[missing[0]]}" if missing else ""
+    return pytest.mark.skipif(bool(missing), reason=reason)

@@ -22,6 +22,7 @@ import tensorflow as tf
 import evaluate
 import test as test_script
 from cross_backend import EVALUATE_ARGS
+from helpers import requires
 from keras2_h5 import write_keras2_h5
 from loss import depth_loss_function, gradient_term, image_gradients, l1_term, ssim, ssim_term
 from model import UPSAMPLING_CONVENTIONS, ResizeToMatch, load_model, resize_bilinear
@@ -197,6 +198,7 @@ def check_backend(backend, side, env):
             assert metrics[kind][name] == pytest.approx(value, rel=1e-4, abs=1e-5), (kind, name)
 
 
+@requires("jax")
 def test_model_loss_and_benches_import_without_tensorflow():
     """The path bench/gpu.sh takes on a machine without TensorFlow: no module imports it at the top."""
     code = ("import sys; sys.modules['tensorflow'] = None; sys.path[:0] = ['.', 'bench']; "
@@ -208,6 +210,7 @@ def test_model_loss_and_benches_import_without_tensorflow():
 
 
 @pytest.mark.slow
+@requires("jax")
 def test_jax_network_loss_test_py_and_evaluate_py_equal_tensorflows(tensorflow_side, script_env):
     check_backend("jax", tensorflow_side, script_env)
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import EigenArrays, SampleErrors, open_dataset, pipeline, synthetic_dataset_path
+from data import EigenArrays, open_dataset
+from synthetic import synthetic_dataset_path
+from pipeline import SampleErrors, pipeline
 from datagen import eigen_members, encoded, kitti_folder, npy_bytes, nyu_members, write_folder, write_zip
 from utils import InputError
 
@@ -273,7 +275,8 @@ def test_velodyne_scans_project_to_the_pixels_and_depths_placed_by_hand(tmp_path
     """Points placed at known pixels and depths: each lands on round(u) - 1, round(v) - 1 at its camera
     depth; of two points on one pixel the nearer wins; points behind the scanner or outside the picture
     are dropped."""
-    from data import KITTI_RAW, open_dataset, velodyne_depth
+    from data import KITTI_RAW, open_dataset
+    from kitti import velodyne_depth
 
     points = [pixel_of(12.0, 101, 201), pixel_of(30.0, 801, 51), pixel_of(7.0, 801, 51),
               [-5.0, 0.0, 0.0, 0.5], pixel_of(10.0, 2000, 100)]

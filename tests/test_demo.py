@@ -14,15 +14,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import outputs
 import demo
-from utils import NYU, scaled_intrinsics
+from depth import scaled_intrinsics
+from helpers import requires
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "chelsea.png"
@@ -69,14 +70,14 @@ def test_help_needs_neither_tensorflow_nor_gradio():
 
 
 def test_mesh_is_the_point_cloud_in_gltf_axes_without_edge_triangles(tmp_path):
-    from test import point_cloud
+    from outputs import point_cloud
 
     depth = np.full((40, 60), 2.0, np.float32)
     depth[:, 30:] = 5.0  # a step: no triangle may bridge it
     image = np.random.default_rng(0).random((40, 60, 3)).astype(np.float32)
     vertices = point_cloud(depth, image, scaled_intrinsics(40, 60)).reshape(40, 60)
-    positions, colours, triangles = demo.mesh_arrays(vertices, max_side=30)
-    demo.write_glb(tmp_path / "m.glb", positions, colours, triangles)
+    positions, colours, triangles = outputs.mesh_arrays(vertices, max_side=30)
+    outputs.write_glb(tmp_path / "m.glb", positions, colours, triangles)
     read_positions, read_colours, read_triangles = glb_arrays(tmp_path / "m.glb")
     np.testing.assert_array_equal(read_positions, positions)
     np.testing.assert_array_equal(read_triangles, triangles)
@@ -95,7 +96,7 @@ def test_mesh_is_the_point_cloud_in_gltf_axes_without_edge_triangles(tmp_path):
 
 def test_depth_view_has_the_colour_map_and_a_bar():
     depth = np.tile(np.linspace(1.0, 4.0, 64, dtype=np.float32), (48, 1))
-    view = demo.depth_view(depth)
+    view = outputs.depth_view(depth)
     assert view.dtype == np.uint8 and view.ndim == 3 and view.shape[2] == 3
     assert view.std() > 30  # plasma from dark blue to yellow, plus white margins
 
@@ -158,12 +159,12 @@ def server(served):
 
 
 @pytest.mark.slow
+@requires("gradio", "gradio_client")
 def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, contract_model, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    import test as test_script
-    from model import load_model, read_contract
+    from estimator import DepthEstimator
     from utils import load_image
 
     server, log = served
@@ -175,22 +176,19 @@ def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, contract_m
 
     # the same numbers test.py's functions give in this process
     image = load_image(EXAMPLE)
-    model_path = contract_model[0]
-    settings = test_script.model_settings(model_path, read_contract(model_path),
-                                          Namespace(depth_range=None, max_side=None))
-    expected = test_script.predict_picture(load_model(model_path), image, *settings)
+    expected = DepthEstimator.load(contract_model[0]).predict(image)
     depth_m = np.load(names["chelsea_depth_m.npy"])
     assert depth_m.shape == image.shape[:2] and depth_m.dtype == np.float32
     np.testing.assert_allclose(depth_m, expected, rtol=1e-4)
     assert depth_m.std() > 0.01
     np.testing.assert_array_equal(np.asarray(Image.open(names["chelsea_depth_mm.png"])),
-                                  test_script.depth_mm_image(depth_m))
+                                  outputs.depth_mm_image(depth_m))
     ply = names["chelsea.ply"].read_bytes()
     assert f"element vertex {depth_m.size}\n".encode() in ply[:400]
 
     # the 3D view's vertices are points of the .ply (glTF axes: y and z flipped)
     positions, _, triangles = glb_arrays(mesh)
-    cloud = test_script.point_cloud(depth_m, image, scaled_intrinsics(*depth_m.shape))
+    cloud = outputs.point_cloud(depth_m, image, scaled_intrinsics(*depth_m.shape))
     flipped = np.stack([cloud["x"], -cloud["y"], -cloud["z"]], -1)
     assert len(triangles) > 0 and triangles.max() < len(positions)
     assert {tuple(p) for p in positions} <= {tuple(p) for p in flipped}
@@ -217,6 +215,7 @@ def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, contract_m
 
 
 @pytest.mark.slow
+@requires("gradio")
 def test_page_needs_no_internet(server):
     with urllib.request.urlopen(server, timeout=30) as response:
         html = response.read().decode()
@@ -229,6 +228,7 @@ def test_page_needs_no_internet(server):
             assert "http://" not in attributes and "https://" not in attributes, attributes
 
 
+@requires("gradio")
 def test_model_that_fails_to_load_is_reported_on_the_page(tmp_path, capsys):
     """In this process (the served page is the same Blocks): the status line and each prediction say why,
     in one line, and a picture does not crash the page."""
@@ -238,8 +238,7 @@ def test_model_that_fails_to_load_is_reported_on_the_page(tmp_path, capsys):
 
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a keras file")
-    args = demo.parse_args(["--model", str(broken)])
-    app = demo.DepthDemo(args)
+    app = demo.DepthDemo(str(broken))
     assert "broken.keras" in app.load() and "\n" not in app.error
     assert app.status().startswith("**model not loaded:**") and "broken.keras" in app.status()
     with pytest.raises(InputError, match="could not be loaded"):
@@ -296,6 +295,7 @@ def browser():
 
 
 @pytest.mark.slow
+@requires("gradio", "selenium")
 def test_browser_shows_depth_and_3d_view(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 

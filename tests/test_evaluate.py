@@ -14,13 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import metrics
 import evaluate
-from quality import depth_ssim, edge_f1, normal_distance
+from metrics import depth_ssim, edge_f1, normal_distance
 from model import load_model
-from utils import (InputError, compute_errors, find_default_model, per_image_errors,
-                   predict, resize_depth, scaled_intrinsics)
+from depth import resize_depth, scaled_intrinsics
+from estimator import find_default_model
+from metrics import compute_errors, per_image_errors
+from utils import InputError
 from datagen import npy_bytes
-from helpers import scale_up
+from helpers import network_depth_m, scale_up
 
 CONSTANT_DEPTH_M = 2.5  # what the constant model predicts everywhere: target 10 / 2.5 = 4
 
@@ -141,8 +144,8 @@ def test_eigen_zip_metrics_match_the_saved_predictions(tmp_path, small_model_pat
     assert predictions.std() > 0.1 and np.mean(predictions < 10.0) > 0.9  # varied, mostly unclipped
     # The protocol itself: 2x bilinear up-sampling of the mean of the direct and the mirrored predictions.
     model = load_model(small_model_path)
-    direct = predict(model, rgb)
-    mirrored = predict(model, rgb[:, :, ::-1])[:, :, ::-1]
+    direct = network_depth_m(model, rgb)
+    mirrored = network_depth_m(model, rgb[:, :, ::-1])[:, :, ::-1]
     np.testing.assert_allclose(predictions, scale_up(0.5 * (direct + mirrored)), rtol=1e-4, atol=1e-4)
     # The Eigen crop scaled to 96x128: rows 4..91, columns 5..122.
     mask = independent_mask(depth, 4, 92, 5, 123)
@@ -175,7 +178,7 @@ def test_nyu_zip_metrics_match_the_saved_predictions_without_flip(tmp_path, smal
     assert result["flip"] is False and result["images"] == 2
     assert [r["name"] for r in rows] == ["data/nyu2_test/00000_colors.png", "data/nyu2_test/00001_colors.png"]
     model = load_model(small_model_path)
-    np.testing.assert_allclose(predictions, scale_up(predict(model, rgb)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(predictions, scale_up(network_depth_m(model, rgb)), rtol=1e-4, atol=1e-4)
     mask = independent_mask(depth, 4, 92, 5, 123)
     for name, value in compute_errors(depth, predictions, mask).items():
         assert result["pooled"][name] == pytest.approx(value, rel=1e-9, abs=1e-12)
@@ -199,7 +202,7 @@ def test_input_size_feeds_the_network_resized_images(tmp_path, small_model_path,
     assert result["input_size"] == [64, 64] and predictions.shape == (2, 96, 128)  # still the ground truth's size
     # The one preparation of pictures (utils.network_input): bilinear, antialiased, clipped to [0, 1].
     small = np.clip(tf.image.resize(rgb.astype(np.float32) / 255.0, (64, 64), antialias=True).numpy(), 0, 1)
-    expected = resize_depth(predict(load_model(small_model_path), small), 96, 128)
+    expected = resize_depth(network_depth_m(load_model(small_model_path), small), 96, 128)
     np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -303,7 +306,7 @@ def test_kitti_split_evaluates_only_sparse_points_inside_the_garg_crop(tmp_path)
     # KITTI's own two: sq rel = mean (gt - pred)^2 / gt, RMSE log = sqrt(mean (log gt - log pred)^2).
     assert result["pooled"]["sq_rel"] == pytest.approx(20 * 100 / 10 / 30)
     assert result["pooled"]["rmse_log"] == pytest.approx(np.sqrt(20 * np.log(2) ** 2 / 30))
-    table = evaluate.results_table(evaluate.summary([{"name": "x", "pixels": 30, **result["pooled"]}]), "kitti")
+    table = evaluate.results_table(metrics.summary([{"name": "x", "pixels": 30, **result["pooled"]}]), "kitti")
     assert table.splitlines()[0].split() == ["a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log"]
     assert sum(line.strip().startswith("paper (KITTI, per image)") for line in table.splitlines()) == 1
     with pytest.raises(SystemExit, match="--quality needs dense ground truth"):
@@ -390,10 +393,10 @@ def test_precision_applies_to_a_saved_keras_model(small_model_path):
     assert model.get_layer("conv1_conv").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer("conv3").dtype_policy.name == "float32"  # the output stays exact
     x = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
-    low = predict(model, x)
+    low = network_depth_m(model, x)
     full = load_model(small_model_path, "float32")
     assert full.get_layer("up1_convA").dtype_policy.name == "float32"
-    high = predict(full, x)
+    high = network_depth_m(full, x)
     assert 0 < np.abs(low - high).max() and np.median(np.abs(low - high) / high) < 0.05
 
 

@@ -9,11 +9,17 @@ import json
 import numpy as np
 import pytest
 
+import estimator
 import evaluate
 import export
 import test as test_script
-from utils import NYU, inverse_depth_norm, predict
+from contract import tflite_metadata
+from depth import NYU, inverse_depth_norm
+from estimator import DepthEstimator
+from helpers import network_depth_m, requires
 
+# Every test here exports or reads exports.
+pytestmark = requires("tf2onnx", "onnx", "onnxruntime", "ai_edge_litert")
 HW = (65, 97)  # odd on both sides: the network's output is 33x49, not exactly half
 FLOAT_FORMATS = {"savedmodel": "model_savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
 
@@ -22,7 +28,7 @@ FLOAT_FORMATS = {"savedmodel": "model_savedmodel", "tflite": "model.tflite", "on
 def keras_model(contract_model, small_model):
     """(path, model, contract) of the small network saved with a synthetic-data contract trained at HW."""
     path, contract = contract_model
-    assert tuple(contract["input_hw"]) == HW
+    assert contract.input_hw == HW
     return path, small_model, contract
 
 
@@ -62,10 +68,10 @@ def keras_metres(model, images):
 @pytest.mark.parametrize("fmt", FLOAT_FORMATS)
 def test_float_exports_predict_what_keras_predicts_through_both_entry_points(fmt, keras_model, exported):
     _, model, _ = keras_model
-    loaded = export.load_exported(exported[fmt], threads=2)
+    loaded = estimator.load_exported(exported[fmt], threads=2)
     images = pictures()
-    raw = predict(loaded, images, depth_range=NYU)  # the raw entry point, as test.py and evaluate.py use it
-    reference = predict(model, images, depth_range=NYU)
+    raw = DepthEstimator.load(exported[fmt], threads=2).network_depth(images)  # the raw entry point
+    reference = network_depth_m(model, images)
     assert raw.shape == (3, 33, 49) and reference.std() > 0.5  # depth varies: a shift or flip would show
     assert np.abs(raw - reference).max() < 1e-4
     metres = loaded.depth(images)
@@ -79,12 +85,12 @@ def test_float_exports_predict_what_keras_predicts_through_both_entry_points(fmt
 @pytest.mark.parametrize("fmt", FLOAT_FORMATS)
 def test_every_export_carries_the_contract_with_its_own_facts(fmt, keras_model, exported):
     _, _, contract = keras_model
-    loaded = export.load_exported(exported[fmt])
+    loaded = estimator.load_exported(exported[fmt])
     saved = loaded.contract
-    for key in ("dataset", "depth_range_m", "input_hw", "upsampling", "decoder_width", "training"):
-        assert saved[key] == json.loads(json.dumps(contract[key])), key
-    assert saved["export"]["format"] == fmt and saved["export"]["quantize"] == "none"
-    assert saved["export"]["input_hw"] == list(HW) and loaded.input_hw == HW
+    for key in ("dataset", "depth_range", "input_hw", "upsampling", "decoder_width", "leaky_relu_after", "training"):
+        assert getattr(saved, key) == getattr(contract, key), key
+    assert saved.export["format"] == fmt and saved.export["quantize"] == "none"
+    assert saved.export["input_hw"] == list(HW) and loaded.input_hw == HW
     # Readable without this project: the format's own place for metadata.
     if fmt == "onnx":
         import onnx
@@ -94,15 +100,15 @@ def test_every_export_carries_the_contract_with_its_own_facts(fmt, keras_model, 
     elif fmt == "savedmodel":
         assert json.loads((exported[fmt] / "assets" / "densedepth.json").read_text())["dataset"] == "synthetic"
     else:
-        assert json.loads(export.tflite_metadata(exported[fmt], "densedepth_contract"))["input_hw"] == list(HW)
+        assert json.loads(tflite_metadata(exported[fmt], "densedepth_contract"))["input_hw"] == list(HW)
 
 
 def test_depth_entry_point_agrees_with_test_py_inside_the_border(keras_model, exported):
     """test.py resizes with skimage (mirrored border); the entry point with TensorFlow (clamped border)."""
     _, model, _ = keras_model
     image = pictures(1)[0]
-    from_test_py = test_script.predict_picture(model, image.astype(np.float32) / 255.0, NYU, max_side=0)
-    served = export.load_exported(exported["onnx"]).depth(image[None])[0]
+    from_test_py = DepthEstimator.from_keras(model, depth_range=NYU).predict(image, max_side=0)
+    served = estimator.load_exported(exported["onnx"]).depth(image[None])[0]
     assert np.abs(served - from_test_py)[1:-1, 1:-1].max() < 1e-4
 
 
@@ -132,9 +138,9 @@ def test_an_export_refuses_another_size_with_one_line(exported, monkeypatch, tmp
     monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--model", str(exported["onnx"]), "--data", "synthetic:2:3", "--input-size", "64x96"])
-    assert str(exit_info.value) == (f"error: {exported['onnx']}: exported for 65x97 pictures; drop --input-size "
+    assert str(exit_info.value) == (f"error: {exported['onnx']}: takes 65x97 pictures only; drop --input-size "
                                     "64x96 or export it again at that size")
-    loaded = export.load_exported(exported["tflite"])
+    loaded = estimator.load_exported(exported["tflite"])
     with pytest.raises(Exception, match="exported for 65x97 pictures, given 64x96"):
         loaded(np.zeros((1, 64, 96, 3), np.float32))
 
@@ -155,8 +161,8 @@ def test_quantised_tflite_is_smaller_and_close_to_keras(quantize, min_saving, mi
     kernel_bytes = 4 * sum(int(np.prod(layer.kernel.shape)) for layer in model.layers if hasattr(layer, "kernel"))
     saving = exported["tflite"].stat().st_size - output.stat().st_size
     assert saving > min_saving * kernel_bytes, (saving, kernel_bytes)
-    loaded = export.load_exported(output)
-    assert loaded.contract["export"]["quantize"] == quantize
+    loaded = estimator.load_exported(output)
+    assert loaded.contract.export["quantize"] == quantize
     images = pictures(4, seed=5)
     reference, got = keras_metres(model, images), loaded.depth(images)
     delta1 = np.mean(np.maximum(got / reference, reference / got) < 1.25)
@@ -164,25 +170,87 @@ def test_quantised_tflite_is_smaller_and_close_to_keras(quantize, min_saving, mi
     assert np.abs(got - reference).mean() > 1e-6  # it did quantise
 
 
-def test_the_docs_tflite_example_runs_without_keras(exported, tmp_path):
-    """docs/deployment.md's 10-line example, as printed there, in a fresh process that cannot import Keras or
-    TF."""
+def test_the_litert_example_runs_without_keras_or_this_project(exported, tmp_path):
+    """examples/tflite_without_tensorflow.py, as docs/deployment.md shows it, in a fresh process that cannot
+    import Keras, TensorFlow or any module of this repository."""
     import re
-    import shutil
     import subprocess
     import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    section = (repo / "docs" / "deployment.md").read_text()
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    shutil.copy(exported["tflite"], tmp_path / "depth.tflite")
-    (tmp_path / "examples").symlink_to(repo / "examples")
-    # Keras and TensorFlow made unimportable: the example must need neither.
-    blocker = "import sys\nfor name in ('keras', 'tensorflow'):\n    sys.modules[name] = None\n"
-    result = subprocess.run([sys.executable, "-c", blocker + code], cwd=tmp_path, capture_output=True, text=True,
+    example = repo / "examples" / "tflite_without_tensorflow.py"
+    assert "examples/tflite_without_tensorflow.py" in (repo / "docs" / "deployment.md").read_text()
+    blocked = ("keras", "tensorflow", "estimator", "model", "contract", "utils", "depth")
+    blocker = f"import runpy, sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n" \
+              f"sys.argv = [{str(example)!r}, {str(exported['tflite'])!r}, {str(repo / 'examples' / 'chelsea.png')!r}]\n" \
+              f"runpy.run_path({str(example)!r}, run_name='__main__')\n"
+    result = subprocess.run([sys.executable, "-c", blocker], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     match = re.search(r"depth \(65, 97\): nearest ([\d.]+) m, farthest ([\d.]+) m", result.stdout)
     assert match, result.stdout
     assert 0.4 <= float(match.group(1)) < float(match.group(2)) <= 10.0
+
+
+@pytest.fixture(scope="module")
+def every_format(keras_model, exported, tmp_path_factory):
+    """{format: path} of one network in all five formats DepthEstimator.load takes."""
+    from keras2_h5 import write_keras2_h5
+
+    h5 = tmp_path_factory.mktemp("authors") / "nyu.h5"
+    write_keras2_h5(keras_model[1], h5)
+    return {"keras": keras_model[0], "h5": h5, **exported}
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5", "savedmodel", "tflite", "onnx"])
+def test_depth_estimator_gives_test_py_files_for_every_format(fmt, every_format, tmp_path, capsys):
+    """The Python API in one line per format: a picture path, a PIL image and an array give test.py's
+    NAME_depth_m.npy for the same file, at the picture's size, and load() prints nothing."""
+    from PIL import Image
+
+    picture = tmp_path / "p.png"
+    Image.fromarray(pictures(1, seed=7)[0]).resize((110, 70)).save(picture)  # neither the export's size nor HW
+    capsys.readouterr()
+    depth_estimator = DepthEstimator.load(every_format[fmt])
+    depth_m = depth_estimator.predict(picture)
+    assert capsys.readouterr().out == ""  # the library returns values; the scripts print
+    assert depth_m.shape == (70, 110) and depth_m.dtype == np.float32 and depth_m.std() > 0.05
+    test_script.main(["--input", str(picture), "--model", str(every_format[fmt]), "--output", str(tmp_path / "o"),
+                      "--npy"])
+    np.testing.assert_allclose(depth_m, np.load(tmp_path / "o" / "p_depth_m.npy"), rtol=1e-5, atol=1e-5)
+    with Image.open(picture) as image:
+        np.testing.assert_allclose(depth_estimator.predict(image), depth_m, rtol=1e-5, atol=1e-5)
+        array = np.asarray(image.convert("RGB"))
+    batch = depth_estimator.predict(np.stack([array, array[:, ::-1]]))
+    assert batch.shape == (2, 70, 110)
+    np.testing.assert_allclose(batch[0], depth_m, rtol=1e-5, atol=1e-5)
+    flipped = depth_estimator.predict(array, flip=True)  # the paper's mirror: the mean with the mirrored map
+    np.testing.assert_allclose(flipped, 0.5 * (batch[0] + batch[1][:, ::-1]), rtol=1e-4, atol=1e-4)
+    contract = depth_estimator.contract
+    assert contract.dataset == ("nyu" if fmt == "h5" else "synthetic")
+    assert (contract.export is not None) == (fmt in FLOAT_FORMATS)
+    assert depth_estimator.input_hw == {"keras": None, "h5": (480, 640)}.get(fmt, HW)
+    assert (depth_estimator.keras_model is not None) == (fmt in ("keras", "h5"))
+    assert depth_estimator.warnings == ()
+
+
+def test_depth_estimator_warnings_and_range_are_returned_not_printed(keras_model, tmp_path, capsys):
+    from contract import save_model
+    from depth import KITTI
+
+    old = tmp_path / "old.keras"
+    keras_model[1].save(old)  # saved before contracts existed
+    estimator_ = DepthEstimator.load(old)
+    assert estimator_.depth_range == NYU and len(estimator_.warnings) == 1
+    assert "carries no depth range" in estimator_.warnings[0] and "NYU's 0.4-10 m" in estimator_.warnings[0]
+    overridden = DepthEstimator.load(keras_model[0], depth_range="kitti")
+    assert overridden.depth_range == KITTI and "overrides the 0.4-10 m range" in overridden.warnings[0]
+    np.testing.assert_allclose(overridden.predict(pictures(1)[0]), 8 * DepthEstimator.load(keras_model[0]).predict(
+        pictures(1)[0]), rtol=1e-4, atol=1e-3)  # y = max_m / depth: 80 m reads the same output 8x deeper
+    import dataclasses
+
+    smoke = tmp_path / "smoke.keras"
+    save_model(keras_model[1], smoke, dataclasses.replace(keras_model[2], training={"steps": 6, "smoke": True}))
+    assert "--smoke run's model" in DepthEstimator.load(smoke).warnings[0]
+    assert capsys.readouterr().out == ""

@@ -20,12 +20,17 @@ from PIL import Image
 
 import evaluate
 import test as test_script
-from data import open_dataset, pipeline
+from data import open_dataset
+from pipeline import pipeline
 from datagen import encoded, npy_bytes, write_zip
 from keras2_h5 import write_keras2_h5
-from model import (contract_warning, create_model, describe_contract, fixed_input_hw, model_contract,
-                   read_contract, save_model)
-from utils import KITTI, NYU, REFERENCE_PERMUTE_PROBABILITY, VERSION
+from contract import Contract, model_contract, read_contract, save_model
+from model import create_model
+from augment import REFERENCE_PERMUTE_PROBABILITY
+from depth import KITTI, NYU, NYU_REFERENCE
+from utils import VERSION
+from estimator import DepthEstimator
+from helpers import network_depth_m
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,16 +162,21 @@ def kitti_model(tmp_path_factory):
 
 def test_contract_is_saved_and_read_back(kitti_model):
     contract = read_contract(kitti_model)
-    assert (contract["dataset"], contract["depth_range_m"], contract["input_hw"]) == ("kitti", [0.8, 80.0], [352, 1216])
-    assert (contract["upsampling"], contract["encoder"], contract["decoder_width"]) == ("half_pixel", "tiny", 0.5)
-    assert contract["training"]["steps"] == 50000 and contract["version"] == VERSION
-    assert contract["git_commit"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+    assert (contract.dataset, contract.depth_range, contract.input_hw) == ("kitti", KITTI, (352, 1216))
+    assert (contract.upsampling, contract.encoder, contract.decoder_width) == ("half_pixel", "tiny", 0.5)
+    assert contract.training["steps"] == 50000 and contract.version == VERSION
+    assert contract.git_commit == subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                                                     text=True, check=True).stdout.strip()
-    line = describe_contract(contract)
+    line = contract.describe()
     assert "kitti" in line and "0.8-80 m" in line and "352x1216" in line and "50000 steps" in line
-    assert contract_warning(contract) is None
-    assert "smoke" in contract_warning({"training": {"steps": 6, "smoke": True}})
-    assert "only 200 steps" in contract_warning({"training": {"steps": 200, "smoke": False}})
+    assert contract.warning() is None
+    assert "smoke" in Contract(training={"steps": 6, "smoke": True}).warning()
+    assert "only 200 steps" in Contract(training={"steps": 200, "smoke": False}).warning()
+    with pytest.raises(TypeError):  # read-only: a model's facts are not changed by the code that reads them
+        contract.training["steps"] = 1
+    with pytest.raises(AttributeError):
+        contract.dataset = "nyu"
+    assert Contract.from_dict(contract.to_dict()) == contract  # what the file holds is the whole contract
     with zipfile.ZipFile(kitti_model) as archive:  # a plain zip member anyone can read
         assert json.loads(archive.read("densedepth.json"))["dataset"] == "kitti"
 
@@ -203,22 +213,23 @@ def test_authors_files_are_nyu_or_kitti_by_name_only(tmp_path):
     for name in ("densedepth.h5", "nyu.h5", "KITTI.h5"):
         write_keras2_h5(released, tmp_path / name)
     renamed, nyu, kitti = (read_contract(tmp_path / n) for n in ("densedepth.h5", "nyu.h5", "KITTI.h5"))
-    assert (renamed["dataset"], renamed["depth_range_m"], renamed["input_hw"]) == ("nyu", [0.1, 10.0], [480, 640])
-    line = describe_contract(renamed)
+    assert (renamed.dataset, renamed.depth_range, renamed.input_hw) == ("nyu", NYU_REFERENCE, (480, 640))
+    line = renamed.describe()
     assert "assumed nyu" in line and "--depth-range kitti" in line and "\n" not in line
-    assert (nyu["dataset"], nyu["assumed"], nyu["upsampling"]) == ("nyu", "nyu from the file name", "align_corners")
-    assert nyu["leaky_relu_after"] == ["convB"]
-    assert (kitti["dataset"], kitti["depth_range_m"], kitti["input_hw"]) == ("kitti", [0.8, 80.0], [384, 1248])
-    assert fixed_input_hw(kitti, KITTI) == (384, 1248) and fixed_input_hw(nyu, NYU) == (480, 640)
-    assert fixed_input_hw(renamed, KITTI) == (384, 1248)  # --depth-range kitti: KITTI's size too
-    assert fixed_input_hw({"input_hw": [64, 96], "reduced_input": True}, NYU) is None  # ours keep their aspect
+    assert (nyu.dataset, nyu.assumed, nyu.upsampling) == ("nyu", "nyu from the file name", "align_corners")
+    assert nyu.leaky_relu_after == ("convB",)
+    assert (kitti.dataset, kitti.depth_range, kitti.input_hw) == ("kitti", KITTI, (384, 1248))
+    assert kitti.fixed_input_hw() == (384, 1248) and nyu.fixed_input_hw() == (480, 640)
+    assert renamed.fixed_input_hw(KITTI) == (384, 1248)  # --depth-range kitti: KITTI's size too
+    assert Contract(depth_range=NYU, input_hw=(64, 96), reduced_input=True).fixed_input_hw() is None  # any size
 
 
 def test_kitti_h5_sees_kitti_frames_at_384x1248_in_test_py_and_evaluate_py(tmp_path):
     """A 375x1242 frame goes through kitti.h5 at 384x1248 and its depth comes back at 375x1248: the same map
     as predicting by hand at that size, and measurably not the map at the frame's own size."""
+    from depth import resize_depth
     from helpers import varied_small_model
-    from utils import network_input, predict, resize_depth
+    from pipeline import network_input
 
     net = varied_small_model(seed=6, upsampling="align_corners")
     write_keras2_h5(net, tmp_path / "kitti.h5")
@@ -230,7 +241,7 @@ def test_kitti_h5_sees_kitti_frames_at_384x1248_in_test_py_and_evaluate_py(tmp_p
     depth = np.load(tmp_path / "out" / "frame_depth_m.npy")
 
     def by_hand(hw):
-        metres = predict(net, np.asarray(network_input(frame, hw))[None], depth_range=KITTI)[0]
+        metres = network_depth_m(net, np.asarray(network_input(frame, hw))[None], depth_range=KITTI)[0]
         return resize_depth(metres, 375, 1242)
 
     np.testing.assert_allclose(depth, by_hand((384, 1248)), rtol=1e-4, atol=1e-3)
@@ -250,22 +261,22 @@ def test_kitti_h5_sees_kitti_frames_at_384x1248_in_test_py_and_evaluate_py(tmp_p
 def test_a_model_saved_without_a_contract_still_loads(tmp_path):
     path = tmp_path / "old.keras"
     colour_depth_model().save(path)
-    assert read_contract(path) == {}
-    assert "no saved contract" in describe_contract({})
+    assert read_contract(path) == Contract()
+    assert "no saved contract" in Contract().describe()
 
 
 def test_recipes_build_the_papers_the_released_and_the_later_network():
     """--recipe paper: one LeakyReLU per block, half-pixel up-sampling; released (how nyu.h5 was made): the
     same activations with align_corners; reference (the authors' later code): a LeakyReLU after convA too."""
     import train
-    from utils import NYU as nyu
+    from depth import NYU as nyu
 
     layouts = {}
     for recipe in ("paper", "released", "reference"):
         args = train.parse_args(["--recipe", recipe, "--encoder", "tiny", "--weights", "none"])
         model = train.build_model(args, nyu, 1e-4)
         contract = model_contract(model, "nyu", nyu, (64, 96))
-        layouts[recipe] = (contract["leaky_relu_after"], contract["upsampling"], args.amsgrad, args.bs)
+        layouts[recipe] = (list(contract.leaky_relu_after), contract.upsampling, args.amsgrad, args.bs)
     assert layouts == {"paper": (["convB"], "half_pixel", False, 8),
                        "released": (["convB"], "align_corners", True, 8),
                        "reference": (["convA", "convB"], "half_pixel", True, 4)}
@@ -278,7 +289,7 @@ def test_released_targets_are_inverted_before_a_blurred_down_sampling_and_not_cl
     inverting; the released code inverts first (y 50 on the near side) and blurs the step."""
     import tensorflow as tf
 
-    from data import network_pair
+    from pipeline import network_pair
 
     class Dense:
         kind, sparse, depth_range = "nyu", False, NYU
@@ -399,7 +410,7 @@ def test_evaluation_crop_keeps_prediction_and_ground_truth_registered():
     half = keras.layers.AveragePooling2D(2)(image)
     depth_m = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant([[[[SPAN_M], [SPAN_M], [0.0]]]]),
                                   bias_initializer=keras.initializers.Constant(NEAR_M))(half)
-    model = keras.Model(image, keras.layers.Lambda(lambda d: NYU.max_m / d)(depth_m))
+    model = DepthEstimator.from_keras(keras.Model(image, keras.layers.Lambda(lambda d: NYU.max_m / d)(depth_m)))
     pairs = [("position", rgb, ground_truth)]
     records, _ = evaluate.evaluate(model, pairs, kind="nyu", crop="eigen", flip=False)
     assert records[0]["pixels"] == 440 * 592

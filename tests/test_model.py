@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from keras2_h5 import write_keras2_h5
-from model import (BLOCK_CONVS, BLOCK_NAMES, ResizeToMatch, create_model, legacy_architecture,
-                   load_model, parameter_counts)
+from legacy import legacy_architecture
+from model import BLOCK_NAMES, ResizeToMatch, create_model, load_model, parameter_counts
 from loss import depth_loss_function
 from utils import InputError
 
@@ -117,7 +117,7 @@ def test_tiny_encoder_is_a_small_densenet_with_the_papers_skip_connections(tmp_p
     """The tiny encoder (tests and --smoke) feeds the decoder from the same four layers as DenseNet-169, at
     the same fractions of the input size, and has no pretrained weights to offer."""
     from model import SKIP_LAYERS, encoder_of
-    from utils import ENCODER_CHANNELS
+    from model import ENCODER_CHANNELS
 
     net = create_model("tiny", weights=None)
     probe = keras.Model(net.input, [net.get_layer(name).output for name in (*SKIP_LAYERS, "relu")])

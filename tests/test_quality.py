@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from evaluate import crop_box, crop_mask, evaluation_mask
-from quality import depth_ssim, edge_f1, edge_map, normal_distance, surface_normals
-from utils import KITTI, InputError, scaled_intrinsics
+from metrics import crop_box, crop_mask, evaluation_mask
+from metrics import depth_ssim, edge_f1, edge_map, normal_distance, surface_normals
+from depth import KITTI, scaled_intrinsics
+from utils import InputError
 
 H, W = 48, 64
 

@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import estimator
+from outputs import PLY_VERTEX
 import test as test_script
 from model import load_model
-from utils import load_image, predict, resize_depth, scaled_intrinsics
+from depth import resize_depth, scaled_intrinsics
+from utils import load_image
+from helpers import network_depth_m
 
 # name: (PIL mode, height, width); odd sizes on purpose
 PICTURES = {"rgb": ("RGB", 64, 80), "gray": ("L", 48, 64), "rgba": ("RGBA", 64, 64), "sixteen": ("I;16", 40, 56),
@@ -45,7 +49,7 @@ def read_ply(path):
     data = path.read_bytes()
     end = data.index(b"end_header\n") + len(b"end_header\n")
     header = data[:end].decode("ascii").splitlines()
-    return header, np.frombuffer(data[end:], dtype=test_script.PLY_VERTEX)
+    return header, np.frombuffer(data[end:], dtype=PLY_VERTEX)
 
 
 def test_an_unreadable_file_is_named_and_the_rest_processed(outputs):
@@ -98,7 +102,7 @@ def test_point_cloud_back_projects_the_depth_with_nyu_intrinsics(outputs, pictur
 def test_depth_is_the_upsampled_prediction(outputs, pictures, small_model_path):
     out, _ = outputs
     image = load_image(pictures / "odd.png")  # 50x70: the network output is 25x35, upsampled back
-    expected = resize_depth(predict(load_model(small_model_path), image[None])[0], 50, 70)
+    expected = resize_depth(network_depth_m(load_model(small_model_path), image[None])[0], 50, 70)
     np.testing.assert_allclose(np.load(out / "odd_depth_m.npy"), expected, rtol=1e-5)
 
 
@@ -158,7 +162,7 @@ def test_impossible_flag_values_are_refused(argv, message, capsys):
 
 
 def test_network_sizes():
-    assert test_script.network_size(480, 640, 640) == (480, 640)
-    assert test_script.network_size(3000, 4000, 640) == (480, 640)
-    assert test_script.network_size(300, 400, 0) == (300, 400)
-    assert test_script.network_size(10, 20, 640) == (32, 64)  # tiny pictures are scaled up
+    assert estimator.network_size(480, 640, 640) == (480, 640)
+    assert estimator.network_size(3000, 4000, 640) == (480, 640)
+    assert estimator.network_size(300, 400, 0) == (300, 400)
+    assert estimator.network_size(10, 20, 640) == (32, 64)  # tiny pictures are scaled up

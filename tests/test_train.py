@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from conftest import SYNTHETIC
+from helpers import requires
 
 pytestmark = pytest.mark.slow  # every test here trains in subprocesses
 
@@ -220,15 +221,17 @@ def test_smoke_run_leaves_a_complete_run_folder(smoke):
         [state["previous"]["checkpoint"], state["checkpoint"]]
     assert (state["previous"]["epoch"], state["previous"]["global_step"]) == (1, 3)
 
-    from model import load_model, read_contract
+    from contract import read_contract
+    from depth import NYU
+    from model import load_model
 
     contract = read_contract(folder / "final.keras")
-    assert (contract["dataset"], contract["depth_range_m"], contract["input_hw"]) == ("synthetic", [0.4, 10.0], [64, 96])
-    assert contract["reduced_input"] and contract["upsampling"] == "half_pixel"
-    assert contract["training"]["steps"] == 6 and contract["training"]["smoke"] is True
-    assert contract["training"]["recipe"] == "paper" and contract["git_commit"] == head_commit()
-    assert contract["encoder"] == "tiny"
-    assert read_contract(folder / "best.keras")["training"]["best_epoch"] == state["best_epoch"]
+    assert (contract.dataset, contract.depth_range, contract.input_hw) == ("synthetic", NYU, (64, 96))
+    assert contract.reduced_input and contract.upsampling == "half_pixel"
+    assert contract.training["steps"] == 6 and contract.training["smoke"] is True
+    assert contract.training["recipe"] == "paper" and contract.git_commit == head_commit()
+    assert contract.encoder == "tiny"
+    assert read_contract(folder / "best.keras").training["best_epoch"] == state["best_epoch"]
 
     image = np.random.default_rng(0).random((1, 64, 96, 3), dtype=np.float32)
     for name in ("best.keras", "final.keras"):
@@ -402,8 +405,10 @@ def jax_run(jax_runs, name):
     return folder, succeeded(run.result())
 
 
+@requires("jax")
 def test_jax_run_leaves_a_complete_run_folder(jax_runs):
-    from model import load_model, read_contract
+    from contract import read_contract
+    from model import load_model
 
     folder, _ = jax_run(jax_runs, "one")
     config = read_config(folder)
@@ -419,11 +424,12 @@ def test_jax_run_leaves_a_complete_run_folder(jax_runs):
     assert (folder / "best.keras").is_file()
     # TensorFlow (this process) reads the model JAX trained; tests/test_backends.py holds the two backends'
     # outputs of one file equal.
-    assert read_contract(folder / "final.keras")["training"]["steps"] == 4
+    assert read_contract(folder / "final.keras").training["steps"] == 4
     depth = np.asarray(load_model(folder / "final.keras").predict_on_batch(np.zeros((1, 64, 64, 3), np.float32)))
     assert depth.shape == (1, 32, 32, 1) and np.isfinite(depth).all()
 
 
+@requires("jax")
 def test_jax_data_parallel_over_two_devices_trains_as_one_device(jax_runs):
     one, _ = jax_run(jax_runs, "one")
     two, result = jax_run(jax_runs, "two")
@@ -437,6 +443,7 @@ def test_jax_data_parallel_over_two_devices_trains_as_one_device(jax_runs):
     assert_trained_alike(two / "final.keras", one / "final.keras", steps=4)
 
 
+@requires("jax")
 def test_jax_resumed_run_ends_as_the_uninterrupted_one(jax_runs, jax_env, tmp_path):
     """Weights, Adam's moments, the epoch and the data position come back: two epochs and a resume to three
     end with the three-epoch run's weights, which the check tells from the two-epoch run's."""

@@ -5,8 +5,11 @@ import tensorflow as tf
 from PIL import Image
 
 from helpers import compute_errors_per_image, load_images, scale_up
-from utils import (EIGEN_CROP, KITTI, InputError, colorize, compute_errors, depth_norm, inverse_depth_norm,
-                   load_image, per_image_errors, predict)
+from depth import KITTI, depth_norm, inverse_depth_norm
+from estimator import DepthEstimator
+from metrics import EIGEN_CROP, compute_errors, per_image_errors
+from outputs import colorize
+from utils import InputError, load_image
 
 
 def test_depth_norm_and_inverse():
@@ -107,24 +110,25 @@ class ConstantTarget(tf.keras.layers.Layer):
         return half + 2.0 + 2.0 * right
 
 
-def test_predict_returns_metres_at_half_resolution_with_flip():
+def test_network_depth_is_metres_at_half_resolution_with_flip():
     model = tf.keras.Sequential([tf.keras.Input((None, None, 3)), ConstantTarget()])
+    estimator = DepthEstimator.from_keras(model)
     images = np.zeros((3, 8, 12, 3), np.uint8)
-    depth = predict(model, images, batch_size=2)
+    depth = estimator.network_depth(images, batch_size=2)
     assert depth.shape == (3, 4, 6) and depth.dtype == np.float32
     np.testing.assert_allclose(depth[:, :, :3], 5.0)   # target 2 -> 10 m / 2
     np.testing.assert_allclose(depth[:, :, 3:], 2.5)   # target 4
-    flipped = predict(model, images, flip=True)
+    flipped = estimator.network_depth(images, flip=True)
     # The mean in metres of the prediction and of the mirrored one: (5 + 2.5) / 2 everywhere.
     np.testing.assert_allclose(flipped, 3.75, rtol=1e-6)
 
 
 def test_predict_rejects_bad_images():
-    model = tf.keras.Sequential([tf.keras.Input((None, None, 3)), ConstantTarget()])
+    estimator = DepthEstimator.from_keras(tf.keras.Sequential([tf.keras.Input((None, None, 3)), ConstantTarget()]))
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        predict(model, np.full((1, 4, 4, 3), 3.0, np.float32))
+        estimator.predict(np.full((1, 4, 4, 3), 3.0, np.float32))
     with pytest.raises(InputError, match="RGB"):
-        predict(model, np.zeros((1, 4, 4), np.uint8))
+        estimator.predict(np.zeros((1, 4, 4), np.uint8))
 
 
 def test_scale_up_doubles_size_and_keeps_constants():

@@ -1,0 +1,83 @@
+"""KITTI's raw LiDAR ground truth: the drives' calibration, velodyne scans projected into the left colour
+camera, telling Eigen's raw split files from annotated ones, and the gt_depths.npz arrays other
+evaluations publish. Pure NumPy.
+
+data.KittiRaw reads a raw split file ("left.png [right.png]" lines) through these; the paper's KITTI row
+is on this ground truth (Eigen's 697 test frames, capped at 80 m).
+"""
+from pathlib import Path
+
+import numpy as np
+
+from utils import InputError
+
+
+def is_raw_kitti_list(path):
+    """Whether a split file lists raw frames ("left.png [right.png]", Eigen's eigen_test_files.txt) rather
+    than image and annotated-depth pairs."""
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if fields:  # raw: "<date>/<drive>/image_02/data/<frame>.png [the image_03 one]"; BTS: "... proj_depth/..."
+            return len(fields) == 1 or ("/data/" in fields[1] and "proj_depth" not in fields[1])
+    return False
+
+
+def read_calibration(path):
+    """{key: float array} of a KITTI calibration text file ("KEY: v1 v2 ..."; non-numeric values skipped)."""
+    values = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the calibration ({err.strerror or err})") from None
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        try:
+            values[key.strip()] = np.array([float(v) for v in rest.split()])
+        except ValueError:
+            continue  # calib_time and the like
+    return values
+
+
+def velodyne_depth(calibration_dir, scan_path, camera=2):
+    """Depth in metres (H, W) of one velodyne scan projected into camera `camera` (2: left colour), 0
+    where no point lands: the projection of Eigen's and Godard's evaluation code.
+
+    Points behind the sensor are dropped; each point goes to the pixel round(u) - 1, round(v) - 1 of the
+    rectified image; where several land on one pixel the nearest counts; depth is the camera-frame z.
+    """
+    cam = read_calibration(Path(calibration_dir) / "calib_cam_to_cam.txt")
+    velo = read_calibration(Path(calibration_dir) / "calib_velo_to_cam.txt")
+    try:
+        width, height = (int(v) for v in cam[f"S_rect_0{camera}"])
+        rectify = np.eye(4)
+        rectify[:3, :3] = cam["R_rect_00"].reshape(3, 3)
+        velo_to_cam = np.vstack([np.hstack([velo["R"].reshape(3, 3), velo["T"].reshape(3, 1)]), [0, 0, 0, 1]])
+        projection = cam[f"P_rect_0{camera}"].reshape(3, 4) @ rectify @ velo_to_cam
+    except (KeyError, ValueError) as err:
+        raise InputError(f"{calibration_dir}: incomplete KITTI calibration ({type(err).__name__}: {err})") from None
+    try:
+        points = np.fromfile(scan_path, dtype=np.float32).reshape(-1, 4)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{scan_path}: not a velodyne scan of float32 x, y, z, reflectance ({err})") from None
+    points = points[points[:, 0] >= 0].astype(np.float64)
+    points[:, 3] = 1.0
+    image = points @ projection.T
+    image[:, :2] /= image[:, 2:3]
+    cols, rows = np.round(image[:, 0]).astype(int) - 1, np.round(image[:, 1]).astype(int) - 1
+    inside = (cols >= 0) & (rows >= 0) & (cols < width) & (rows < height) & (image[:, 2] > 0)
+    depth = np.zeros((height, width), np.float32)
+    order = np.argsort(-image[inside, 2])  # far first, so the nearest point on a pixel is written last
+    depth[rows[inside][order], cols[inside][order]] = image[inside, 2][order]
+    return depth
+
+
+def gt_depth_maps(path, count):
+    """The depth maps of a gt_depths.npz (an object array under "data", as the evaluation scripts export)."""
+    try:
+        with np.load(path, allow_pickle=True, encoding="latin1") as archive:  # maps of several sizes: pickled
+            maps = list(archive["data"])
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise InputError(f"{path}: not a gt_depths.npz with a 'data' array ({type(err).__name__}: {err})") from None
+    if len(maps) != count:
+        raise InputError(f"{path}: {len(maps)} depth maps for the {count} frames of the split file")
+    return maps

@@ -1,0 +1,195 @@
+"""The authors' released Keras 2.2.4 files (nyu.h5, kitti.h5): reading their layout and loading their weights.
+
+Their files hold a whole model in HDF5: the Keras 2 config and the weights by layer name. We rebuild the
+network the config describes with model.create_model (DenseNet-169, full-width decoder, TensorFlow 1's
+align_corners up-sampling, one LeakyReLU per block as they were trained in January 2019), check that its
+wiring is the one we rebuild, and load the weights by name. contract.legacy_contract infers what they
+carry no record of: which dataset, range and picture size.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from depth import KITTI, NYU_REFERENCE
+from model import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, LEGACY_UPSAMPLING, SKIP_LAYERS,
+                   create_model, encoder_of)
+from utils import InputError
+
+# The authors' released files predict depth clipped to [0.1, 10] m (NYU) as their predict() does; the
+# range of their KITTI training was never published: we assume KITTI's 80 m cap.
+LEGACY_DEPTH_RANGES = {"nyu": NYU_REFERENCE, "kitti": KITTI}
+# The picture size each released file was made for: NYU's frames, and for kitti.h5 the 384x1248 its author
+# tells users to feed it (near KITTI's average frame, divisible by 32; DenseDepth issue #12).
+LEGACY_INPUT_HW = {"nyu": (480, 640), "kitti": (384, 1248)}
+
+
+def legacy_file_architecture(path):
+    """legacy_architecture of an HDF5 file (InputError if it is not one of the authors' kind)."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file (corrupt or truncated download?)")
+    with h5py.File(path, "r") as f:
+        return legacy_architecture(_legacy_model_config(f, path), path)
+
+
+def load_legacy_h5(path):
+    """Rebuild the network a Keras 2 whole-model HDF5 file describes and load its weights by layer name."""
+    import h5py
+
+    path = Path(path)
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file (corrupt or truncated download?)")
+    with h5py.File(path, "r") as f:
+        config = _legacy_model_config(f, path)
+        architecture = legacy_architecture(config, path)
+        file_weights = _legacy_weights(f, path)
+    check_legacy_wiring(config, architecture["leaky_relu_after"], path)
+    model = create_model(weights=None, **architecture)
+    _assign_weights_by_name(model, file_weights, path)
+    return model
+
+
+def _as_str(value):
+    """h5py 3 returns legacy string attributes as bytes; older files store str."""
+    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+def _legacy_model_config(f, path):
+    """The JSON model_config attribute of a whole-model HDF5 file, parsed."""
+    if "model_config" not in f.attrs:
+        raise InputError(f"{path}: no model_config attribute: not a whole-model Keras HDF5 file")
+    try:
+        return json.loads(_as_str(f.attrs["model_config"]))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: model_config is not valid JSON ({err})") from None
+
+
+def _normalized(name):
+    """Keras 2 DenseNet layer names use '/' (conv1/conv) where Keras 3 uses '_'."""
+    return name.replace("/", "_")
+
+
+def legacy_architecture(config, path="model"):
+    """create_model arguments (encoder, decoder_width, leaky_relu_after, ...) read from a Keras 2 config.
+
+    The authors' Keras 2 files were trained with resize_images(..., align_corners=True) (LEGACY_UPSAMPLING).
+    """
+    layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
+    if "conv2" not in layers or "conv3" not in layers:
+        raise InputError(f"{path}: not a DenseDepth model (no 'conv2'/'conv3' decoder layers)")
+    encoder = encoder_of(layers)
+    filters = layers["conv2"]["config"]["filters"]
+    consumers = _consumer_classes(config["config"]["layers"])
+    per_block = {
+        tuple(conv for conv in BLOCK_CONVS if "LeakyReLU" in consumers.get(f"{block}_{conv}", ()))
+        for block in BLOCK_NAMES
+    }
+    if len(per_block) != 1:
+        raise InputError(f"{path}: up-sampling blocks differ in their LeakyReLU layout: {sorted(per_block)}")
+    return {"encoder": encoder, "decoder_width": filters / ENCODER_CHANNELS[encoder],
+            "leaky_relu_after": per_block.pop(), "upsampling": LEGACY_UPSAMPLING}
+
+
+def check_legacy_wiring(config, leaky_relu_after, path="model"):
+    """InputError in one line where the file's decoder is wired otherwise than create_model wires it.
+
+    Weights load by name and shape, which a reversed concatenation (the same shapes) or a missing activation
+    would pass: so each decoder layer's inputs, in order, the activations between them and the LeakyReLU
+    slope are compared with the network rebuilt from the file.
+    """
+    layers = {_normalized(layer["name"]): layer for layer in config["config"]["layers"]}
+    inputs = {name: _inbound_names(layer) for name, layer in layers.items()}
+    consumers = {}
+    for name, sources in inputs.items():
+        for source in sources:
+            consumers.setdefault(source, []).append(name)
+
+    def expect(layer, wanted, what):
+        got = inputs.get(layer, [])[:len(wanted)] if what == "first input" else inputs.get(layer, [])
+        if got != wanted:
+            raise InputError(f"{path}: '{layer}' takes {got or 'nothing'} where the DenseDepth network takes "
+                             f"{wanted} ({what}): not the network this code rebuilds")
+
+    def activation_after(layer, allowed):
+        """The LeakyReLU after layer, if allowed; InputError for any other activation or slope."""
+        following = [n for n in consumers.get(layer, []) if layers[n]["class_name"] in ACTIVATION_CLASSES]
+        if not following:
+            if allowed:
+                raise InputError(f"{path}: '{layer}' is not followed by a LeakyReLU, as in the other blocks")
+            return layer
+        name = following[0]
+        slope = layers[name]["config"].get("alpha", layers[name]["config"].get("negative_slope"))
+        if not allowed or layers[name]["class_name"] != "LeakyReLU":
+            raise InputError(f"{path}: '{layer}' is followed by a {layers[name]['class_name']} the DenseDepth "
+                             "network does not have there")
+        if slope is None or abs(float(slope) - LEAKY_RELU_SLOPE) > 1e-6:
+            raise InputError(f"{path}: the LeakyReLU after '{layer}' has slope {slope}, the network's is "
+                             f"{LEAKY_RELU_SLOPE}")
+        return name
+
+    for name, layer in layers.items():
+        if layer["class_name"] == "Conv2D" and layer["config"].get("activation", "linear") != "linear":
+            raise InputError(f"{path}: '{name}' has a built-in {layer['config']['activation']} activation the "
+                             "DenseDepth network does not have")
+    expect("conv2", ["relu"], "the encoder's last feature map")
+    previous = activation_after("conv2", allowed=False)
+    for block, skip in zip(BLOCK_NAMES, SKIP_LAYERS):
+        expect(f"{block}_upsampling2d", [previous], "first input")
+        expect(f"{block}_concat", [f"{block}_upsampling2d", skip], "up-sampled first, skip connection second")
+        previous = f"{block}_concat"
+        for conv in BLOCK_CONVS:
+            expect(f"{block}_{conv}", [previous], "the layer before it")
+            previous = activation_after(f"{block}_{conv}", allowed=conv in leaky_relu_after)
+    expect("conv3", [previous], "the last block's output")
+ACTIVATION_CLASSES = {"LeakyReLU", "Activation", "ReLU", "PReLU", "ELU", "ThresholdedReLU"}
+
+
+def _inbound_names(layer):
+    """The normalised names of the layers feeding a Keras 2 config layer, in order (first node only)."""
+    nodes = layer.get("inbound_nodes") or []
+    return [_normalized(inbound[0]) for inbound in nodes[0]] if nodes else []
+
+
+def _consumer_classes(layers):
+    """For each layer name, the class names of the layers that take its output (Keras 2 node format)."""
+    consumers = {}
+    for layer in layers:
+        for node in layer.get("inbound_nodes", []):
+            for inbound in node:
+                consumers.setdefault(_normalized(inbound[0]), set()).add(layer["class_name"])
+    return consumers
+
+
+def _legacy_weights(f, path):
+    """{normalised layer name: [arrays]} for every layer with weights in the file."""
+    group = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" not in group.attrs:
+        raise InputError(f"{path}: no layer_names attribute: not a Keras HDF5 weights layout")
+    weights = {}
+    for layer_name in map(_as_str, group.attrs["layer_names"]):
+        layer_group = group[layer_name]
+        names = [_as_str(n) for n in layer_group.attrs.get("weight_names", [])]
+        if names:
+            weights[_normalized(layer_name)] = [np.asarray(layer_group[n]) for n in names]
+    return weights
+
+
+def _assign_weights_by_name(model, file_weights, path):
+    """Set each layer's weights from the file, refusing at the first layer whose name or shapes differ."""
+    remaining = dict(file_weights)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = remaining.pop(layer.name, None)
+        if arrays is None:
+            raise InputError(f"{path}: layer '{layer.name}' of the network is missing from the file")
+        expected = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(a.shape) for a in arrays]
+        if expected != found:
+            raise InputError(f"{path}: layer '{layer.name}' does not match: file has {found}, "
+                             f"network expects {expected}")
+        layer.set_weights(arrays)
+    if remaining:
+        raise InputError(f"{path}: layer '{next(iter(remaining))}' in the file has no counterpart in the network")

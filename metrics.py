@@ -1,0 +1,282 @@
+"""Scoring depth: pure functions of (ground truth, prediction), ground truth first, in metres.
+
+The eight error metrics (delta thresholds, abs rel, sq rel, rms, rms log, log10) per pixel, per image and
+pooled; where to evaluate (the Eigen and Garg crops, valid pixels); the paper's three quality measures
+(mSSIM, edge F1, surface-normal distance, section 4.3); and the published rows they are compared with.
+
+    from metrics import compute_errors, evaluation_mask
+    errors = compute_errors(gt, pred, evaluation_mask(gt, "nyu", "eigen"))
+"""
+import numpy as np
+
+from depth import NYU, NYU_IMAGE_HW, _array_module, back_project, scaled_intrinsics
+from utils import InputError
+
+
+# SSIM's window (Wang et al. 2004, tf.image.ssim's, the reference code's) for the loss and the mSSIM measure:
+# 11x11 Gaussian of sigma 1.5.
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+# The paper's threshold for the edge F1 quality measure.
+EDGE_THRESHOLD = 0.5
+# Eigen crop of the 480x640 NYU test images: rows 20..459 and columns 24..615, inclusive.
+EIGEN_CROP = (20, 459, 24, 615)
+# KITTI: crops as fractions of (height, height, width, width): top, bottom, left, right.
+KITTI_GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+KITTI_EIGEN_CROP = (0.3324324, 0.91351351, 0.0359477, 0.96405229)
+# The paper's results. NYU (section 4.3, table 1): per-image means, as the authors' compute_errors
+# averaged them until August 2019 (their fdcef58 "Fixed incorrect computation of RMSE"): with a fixed crop the
+# per-image and pooled figures agree for every metric but rms, where they differ (0.465 per image, 0.549
+# pooled). KITTI (table 2): Eigen's 697 test images against projected raw LiDAR scans, capped at 80 m (the
+# row later papers, e.g. BTS, quote); it reports no log10. evaluate.py prints each beside its per-image row.
+PAPER_RESULTS = {
+    "nyu": {"a1": 0.846, "a2": 0.974, "a3": 0.994, "abs_rel": 0.123, "rmse": 0.465, "log10": 0.053},
+    "kitti": {"a1": 0.886, "a2": 0.965, "a3": 0.986, "abs_rel": 0.093, "sq_rel": 0.589, "rmse": 4.170,
+              "rmse_log": 0.171},
+}
+PAPER_RESULTS_COMPUTED = "per image"
+# What re-runs of the authors' evaluate.py on their nyu.h5 publish: pooled over pixels, abs rel in their
+# argument order (divided by the prediction; 0.123 by ground truth). Only these three are published.
+AUTHORS_SCRIPT_RERUN = {"nyu": {"a1": 0.847, "abs_rel": 0.127, "rmse": 0.549}}
+# Every metric computed; each benchmark reports its own columns (NYU the paper's six, KITTI its seven).
+METRIC_NAMES = ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
+REPORTED_METRICS = {"nyu": ("a1", "a2", "a3", "abs_rel", "rmse", "log10"),
+                    "kitti": ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log")}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+def valid_mask(gt, mask=None, min_depth_m=0.0):
+    """Pixels that carry ground truth: finite, above min_depth_m (and above zero), and inside mask."""
+    gt = np.asarray(gt)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > max(min_depth_m, 0.0))
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    return valid
+ROOTED_METRICS = ("rmse", "rmse_log")  # means of squares, square-rooted after averaging
+
+
+def pixel_errors(gt, pred):
+    """{metric: per-pixel term} whose mean over pixels is the metric (ROOTED_METRICS: its square).
+
+    NumPy arrays or tensors of any backend, so evaluation and the training monitor share one definition.
+    """
+    xp = _array_module(gt)
+    ratio = xp.maximum(gt / pred, pred / gt)
+    one, zero = xp.ones_like(gt), xp.zeros_like(gt)
+    difference, log_difference = gt - pred, xp.log(gt) - xp.log(pred)
+    return {"a1": xp.where(ratio < 1.25, one, zero), "a2": xp.where(ratio < 1.25**2, one, zero),
+            "a3": xp.where(ratio < 1.25**3, one, zero), "abs_rel": xp.abs(difference) / gt,
+            "sq_rel": difference**2 / gt, "rmse": difference**2, "rmse_log": log_difference**2,
+            "log10": xp.abs(log_difference) / np.log(10.0)}
+
+
+def _errors_on_pixels(gt, pred):
+    """Every metric of METRIC_NAMES over 1-D arrays of valid pixels (rmse and sq_rel in metres)."""
+    if gt.size == 0:
+        raise ValueError("no valid ground-truth pixels to evaluate")
+    if not np.all(np.isfinite(pred)) or np.any(pred <= 0):
+        raise ValueError("predictions must be positive and finite wherever ground truth is valid")
+    means = {name: float(np.mean(term)) for name, term in pixel_errors(gt, pred).items()}
+    return {name: float(np.sqrt(value)) if name in ROOTED_METRICS else value for name, value in means.items()}
+
+
+def compute_errors(gt, pred, mask=None, min_depth_m=0.0):
+    """The metrics pooled over every valid pixel of every image (the reference evaluation).
+
+    gt, pred: metric depths of the same shape, (H, W) or (N, H, W). Pixels whose ground truth is zero,
+    negative, not finite, at or below min_depth_m, or outside mask are ignored.
+    """
+    gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    valid = valid_mask(gt, mask, min_depth_m)
+    return _errors_on_pixels(gt[valid], pred[valid])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where to evaluate, and one image's record
+# ---------------------------------------------------------------------------------------------------------
+
+
+def per_image_errors(gt, pred, mask=None, min_depth_m=0.0):
+    """A list with the metrics of each image of (N, H, W) ground truth and prediction."""
+    gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    if gt.ndim == 2:
+        gt, pred = gt[None], pred[None]
+    valid = valid_mask(gt, mask, min_depth_m)
+    return [_errors_on_pixels(g[v], p[v]) for g, p, v in zip(gt, pred, valid)]
+CROPS = ("eigen", "garg", "none")
+DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
+QUALITY_NAMES = ("mssim", "edge_f1", "normal_distance")
+# The reference protocol's abs rel in the authors' argument order: mean |gt - pred| / pred.
+REFERENCE_ORDER = "abs_rel_reference_order"
+
+
+def crop_box(height, width, kind="nyu", crop="eigen"):
+    """(top, bottom, left, right) of the evaluated region in pixels; bottom and right are exclusive.
+
+    NYU's Eigen crop is given in pixels of 640x480 and scaled for other sizes; KITTI's crops are fractions
+    of the frame, truncated to whole pixels as in the reference (monodepth) evaluation.
+    """
+    if crop not in CROPS:
+        raise InputError(f"unknown crop '{crop}': choose one of {', '.join(CROPS)}")
+    if crop == "none":
+        return 0, height, 0, width
+    if kind == "kitti":
+        top, bottom, left, right = KITTI_GARG_CROP if crop == "garg" else KITTI_EIGEN_CROP
+        return int(top * height), int(bottom * height), int(left * width), int(right * width)
+    if crop == "garg":
+        raise InputError("the Garg crop is defined for KITTI only; NYU-style data uses --crop eigen")
+    top, bottom, left, right = EIGEN_CROP  # inclusive
+    sy, sx = height / NYU_IMAGE_HW[0], width / NYU_IMAGE_HW[1]
+    return round(top * sy), round((bottom + 1) * sy), round(left * sx), round((right + 1) * sx)
+
+
+def crop_mask(height, width, kind="nyu", crop="eigen"):
+    """Boolean (H, W) mask, True inside the evaluation crop."""
+    top, bottom, left, right = crop_box(height, width, kind, crop)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def evaluation_mask(gt, kind="nyu", crop="eigen", depth_range=NYU):
+    """Pixels that count: inside the crop, ground truth above eval_min_m, and on KITTI at most max_m."""
+    mask = valid_mask(gt, crop_mask(*gt.shape, kind, crop), depth_range.eval_min_m)
+    if kind == "kitti":
+        mask &= gt <= depth_range.max_m
+    return mask
+
+
+def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="paper"):
+    """The metrics of one image over mask as a flat dict; with a crop box, the quality measures too."""
+    if not mask.any():
+        raise InputError(f"{name}: no valid ground truth inside the evaluation crop")
+    record = {"name": name, "pixels": int(mask.sum()), **compute_errors(gt, pred, mask)}
+    if protocol == "reference":
+        # The authors call compute_errors(predictions, ground_truth): only abs rel is not symmetric.
+        record[REFERENCE_ORDER] = compute_errors(pred, gt, mask)["abs_rel"]
+    if box is not None:
+        record.update(quality_measures(gt, pred, box, mask, depth_range))
+    return record
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Over a test set
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pooled_errors(records, names=METRIC_NAMES):
+    """The metrics over every evaluated pixel of every image, from the per-image records.
+
+    Each metric is a mean over pixels, so the pooled value is the pixel-weighted mean of the images'
+    values; rmse and rmse_log pool their squares. This equals utils.compute_errors on all images at once.
+    """
+    weights = np.array([r["pixels"] for r in records], dtype=np.float64) / sum(r["pixels"] for r in records)
+    pooled = {k: float(np.dot(weights, [r[k] for r in records])) for k in names}
+    for k in {"rmse", "rmse_log"} & set(names):
+        pooled[k] = float(np.sqrt(np.dot(weights, [r[k] ** 2 for r in records])))
+    return pooled
+
+
+def mean_over_images(records, names):
+    """Each named value averaged over images."""
+    return {k: float(np.mean([r[k] for r in records])) for k in names}
+
+
+def summary(records, quality=False, protocol="paper"):
+    """{"protocol", "pooled", "per_image", "quality"[, "pooled_reference_order"]}: what the table and JSON show.
+
+    Every figure comes from `protocol`; the reference protocol adds its pooled abs rel in the authors'
+    argument order (divided by the prediction) under its own name.
+    """
+    results = {"protocol": protocol, "pooled": pooled_errors(records),
+               "per_image": mean_over_images(records, METRIC_NAMES),
+               "quality": mean_over_images(records, QUALITY_NAMES) if quality else None}
+    if protocol == "reference":
+        results["pooled_reference_order"] = {"abs_rel": pooled_errors(records, (REFERENCE_ORDER,))[REFERENCE_ORDER]}
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The paper's quality measures (section 4.3)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def depth_ssim(gt, pred, data_range=NYU.max_m, mask=None):
+    """Mean SSIM between two depth maps in metres, over mask (all pixels by default).
+
+    data_range: the span depth values can take, the dataset's cap (10 m on NYU).
+    """
+    from skimage.metrics import structural_similarity
+
+    _, ssim_map = structural_similarity(np.asarray(gt, np.float64), np.asarray(pred, np.float64),
+                                        data_range=data_range, gaussian_weights=True, sigma=SSIM_SIGMA,
+                                        use_sample_covariance=False, full=True)
+    return float(ssim_map[mask].mean() if mask is not None else ssim_map.mean())
+
+
+def edge_map(depth, threshold=EDGE_THRESHOLD):
+    """Depth edges: Sobel gradient magnitude above threshold.
+
+    scipy's Sobel is unnormalised (a step of height d gives 4d on both sides of it), so on depth in metres
+    the paper's threshold of 0.5 marks steps of more than 0.125 m.
+    """
+    from scipy import ndimage
+
+    depth = np.asarray(depth, dtype=np.float64)
+    return np.hypot(ndimage.sobel(depth, axis=0), ndimage.sobel(depth, axis=1)) > threshold
+
+
+def edge_f1(gt, pred, threshold=EDGE_THRESHOLD, mask=None):
+    """F1 score of the prediction's depth edges against the ground truth's, counted inside mask.
+
+    1.0 when neither map has an edge: there is nothing to miss and nothing was invented.
+    """
+    true, found = edge_map(gt, threshold), edge_map(pred, threshold)
+    if mask is not None:
+        true, found = true & mask, found & mask
+    if not true.any() and not found.any():
+        return 1.0
+    # F1 = 2 TP / (2 TP + FP + FN), and 2 TP + FP + FN = |true edges| + |found edges|.
+    return float(2 * np.count_nonzero(true & found) / (np.count_nonzero(true) + np.count_nonzero(found)))
+
+
+def surface_normals(depth, intrinsics):
+    """Unit surface normals (H, W, 3) in the camera frame, from the back-projected depth map.
+
+    Cross product of the point cloud's derivatives along rows and columns: exact for any plane, since
+    differences of points on a plane lie in it.
+    """
+    points = back_project(depth, intrinsics)
+    normals = np.cross(np.gradient(points, axis=1), np.gradient(points, axis=0))
+    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+
+
+def normal_distance(gt, pred, intrinsics=None, mask=None):
+    """Mean cosine distance 1 - cos(angle) between the surface normals of ground truth and prediction.
+
+    intrinsics: {fx, fy, cx, cy} of the maps' pixels; NYU's Kinect scaled to their size by default.
+    """
+    intrinsics = intrinsics or scaled_intrinsics(*np.shape(gt))
+    cosine = np.sum(surface_normals(gt, intrinsics) * surface_normals(pred, intrinsics), axis=-1)
+    distance = 1.0 - np.clip(cosine, -1.0, 1.0)
+    return float(distance[mask].mean() if mask is not None else distance.mean())
+
+
+def quality_measures(gt, pred, box, mask, depth_range=NYU):
+    """The three quality measures of one image, on its crop box, counted where ground truth is valid."""
+    full = scaled_intrinsics(*gt.shape)
+    top, bottom, left, right = box
+    crop = np.s_[top:bottom, left:right]
+    intrinsics = {"fx": full["fx"], "fy": full["fy"], "cx": full["cx"] - left, "cy": full["cy"] - top}
+    return {"mssim": depth_ssim(gt[crop], pred[crop], depth_range.max_m, mask[crop]),
+            "edge_f1": edge_f1(gt[crop], pred[crop], mask=mask[crop]),
+            "normal_distance": normal_distance(gt[crop], pred[crop], intrinsics, mask[crop])}

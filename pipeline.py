@@ -1,0 +1,196 @@
+"""The tf.data input pipeline: pictures prepared for the network, and training and validation batches.
+
+    from pipeline import network_input, pipeline
+    batches = pipeline(open_dataset("synthetic"), "train", batch_size=8, input_hw=(480, 640))
+
+network_input is the one preparation of pictures for training, evaluation and inference. pipeline reads a
+dataset.py-style dataset (data.py) in a shuffled, per-pass reproducible order, augments it (augment.py) and
+makes the paper's targets (depth.depth_norm at half resolution).
+"""
+import threading
+
+import numpy as np
+
+from augment import PERMUTE_PROBABILITY
+from depth import KITTI_TRAIN_HW, depth_norm
+from utils import InputError
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pictures for the network
+# ---------------------------------------------------------------------------------------------------------
+
+
+def network_input(images, hw=None):
+    """What the network takes: float32 RGB in [0, 1], resized (bilinear, antialiased) to hw = (H, W).
+
+    The one preparation of pictures for training (inside tf.data graphs), evaluation and inference.
+    images: (H, W, 3) or (N, H, W, 3), uint8 or float in [0, 1], arrays or tensors; returns a tensor.
+    """
+    import tensorflow as tf
+
+    images = tf.image.convert_image_dtype(images, tf.float32)
+    if hw is None or tuple(images.shape[-3:-1]) == tuple(hw):
+        return images
+    resize = lambda: tf.clip_by_value(tf.image.resize(images, hw, antialias=True), 0.0, 1.0)  # noqa: E731
+    if None not in images.shape[-3:-1]:
+        return resize()
+    # Decoded images have no static size: check at run time too, a same-size resize costs a full pass.
+    same = tf.reduce_all(tf.shape(images)[-3:-1] == tf.constant(hw))
+    return tf.cond(same, lambda: images, resize)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training and validation batches
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SampleErrors:
+    """Bad samples met while reading (thread-safe): the first message, and a count when skipping."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.messages = []
+
+    def record(self, message):
+        with self._lock:
+            self.messages.append(message)
+
+    @property
+    def count(self):
+        return len(self.messages)
+
+    @property
+    def first(self):
+        return self.messages[0] if self.messages else None
+
+
+def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False,
+             errors=None, permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0), target="paper"):
+    """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
+
+    input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
+    the seed, repeated, augmented and with whole batches only; otherwise one
+    ordered pass over every sample. Targets are utils.depth_norm of the depth resized to the output
+    size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
+    shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
+    n-th sample of that stream from the i-th (one input pipeline per worker machine). target: how
+    depth becomes the target (TARGETS).
+    """
+    import tensorflow as tf
+
+    from augment import augment, seed_for
+
+    samples = dataset.samples(split)
+    errors = errors if errors is not None else SampleErrors()
+    read = _sample_reader(dataset, samples, skip_bad, errors)
+    if training:
+        first_pass, offset = divmod(start_index, len(samples))
+        ds = tf.data.Dataset.counter(first_pass).flat_map(lambda p: tf.data.Dataset.from_tensor_slices(
+            pass_order(len(samples), seed, p)))
+        ds = ds.skip(offset).enumerate(start=start_index)
+    else:
+        ds = tf.data.Dataset.range(len(samples)).enumerate().skip(start_index)
+    ds = ds.shard(*shard)
+    ds = ds.map(lambda k, i: (k, *read(i)), num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_bad:
+        ds = ds.filter(lambda k, image, depth, ok: ok)
+
+    def to_pair(k, image, depth, ok):
+        image, y = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training, target)
+        if training:
+            image, y = augment(image, y, seed_for(k, seed + 1), permute_probability=permute_probability)
+        return image, y
+
+    ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def pass_order(count, seed, pass_index):
+    """The sample order of one pass over the training set: a permutation drawn from (seed, pass) alone.
+
+    Stateless on purpose: tf.data's shuffle(reshuffle_each_iteration=True) draws a new order for every
+    iterator made of the dataset, and Keras makes an extra one when it first builds a model, so a fresh run
+    and a resumed one would not see the same stream.
+    """
+    import tensorflow as tf
+
+    pass_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(pass_index, tf.int64)])
+    return tf.cast(tf.argsort(tf.random.stateless_uniform([count], seed=pass_seed), stable=True), tf.int64)
+
+
+def _sample_reader(dataset, samples, skip_bad, errors):
+    """A tf function index -> (uint8 image, depth metres, ok) that reads one sample in Python."""
+    import tensorflow as tf
+
+    def read_numpy(index):
+        sample = samples[int(index)]
+        try:
+            rgb, depth = dataset.read(sample)
+            with np.errstate(invalid="ignore"):
+                if not np.any(np.isfinite(depth) & (depth > dataset.depth_range.eval_min_m)):
+                    # Holes become far targets: an all-hole map would train and score as a perfect wall.
+                    raise InputError(f"{dataset.name}:{sample.depth}: no valid depth (every pixel is zero, "
+                                     "negative or not finite)")
+            return rgb, depth, True
+        except InputError as err:
+            errors.record(f"{err} ({sample.where})")
+            if not skip_bad:
+                raise
+            return np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32), False
+
+    def read(index):
+        rgb, depth, ok = tf.numpy_function(read_numpy, [index], [tf.uint8, tf.float32, tf.bool], stateful=False)
+        rgb.set_shape([None, None, 3])
+        depth.set_shape([None, None])
+        ok.set_shape([])
+        return rgb, depth, ok
+
+    return read
+# How depth becomes the training target y = max_m / depth at the output size:
+#   paper     depth area-averaged to the output size, clipped to the range, then inverted (the appendix);
+#   released  the authors' January 2019 data.py, with which nyu.h5 was trained: inverted at full size with no
+#             lower clip, then down-sampled with a blur (their scikit-image resize with anti-aliasing; here
+#             TensorFlow's antialiased bilinear). A zero would give an infinite target: it is taken as the
+#             smallest depth the 8-bit training PNGs store (max_m / 255). Dense data only.
+TARGETS = ("paper", "released")
+
+
+def network_pair(rgb, depth_m, input_hw, dataset, seed, training, target="paper"):
+    """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size, for training
+    and validation alike (KITTI: a random crop when training, the bottom-centre one otherwise)."""
+    import tensorflow as tf
+
+    image = tf.image.convert_image_dtype(rgb, tf.float32)
+    depth_m = depth_m[..., None]
+    if dataset.kind == "kitti":
+        image, depth_m = _kitti_crop(image, depth_m, seed, training)
+    image = network_input(image, input_hw)
+    out_hw = (input_hw[0] // 2, input_hw[1] // 2)
+    if dataset.sparse:
+        # LiDAR points must not be blended with holes: nearest keeps measured values only.
+        depth_m = tf.image.resize(depth_m, out_hw, method="nearest")
+        mask = tf.cast(depth_m > dataset.depth_range.eval_min_m, tf.float32)
+        return image, tf.concat([depth_norm(depth_m, dataset.depth_range), mask], axis=-1)
+    if target == "released":
+        max_m = dataset.depth_range.max_m
+        y = max_m / tf.maximum(depth_m, max_m / 255.0)
+        return image, tf.image.resize(y, out_hw, method="bilinear", antialias=True)
+    depth_m = tf.image.resize(depth_m, out_hw, method="area")
+    return image, depth_norm(depth_m, dataset.depth_range)
+
+
+def _kitti_crop(image, depth_m, seed, training):
+    """The fixed KITTI training size: a random window when training, the bottom-centre one otherwise."""
+    import tensorflow as tf
+
+    crop_h, crop_w = KITTI_TRAIN_HW
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    if training:
+        top = tf.random.stateless_uniform([], seed, 0, height - crop_h + 1, dtype=tf.int32)
+        left = tf.random.stateless_uniform([], seed + 7, 0, width - crop_w + 1, dtype=tf.int32)
+    else:
+        top, left = height - crop_h, (width - crop_w) // 2
+    both = tf.concat([image, depth_m], axis=-1)[top:top + crop_h, left:left + crop_w]
+    both.set_shape([crop_h, crop_w, 4])
+    return both[..., :3], both[..., 3:]
