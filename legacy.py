@@ -1,10 +1,12 @@
-"""The authors' released Keras 2.2.4 files (nyu.h5, kitti.h5): reading their layout and loading their weights.
+"""The authors' released Keras 2.2.4 files (nyu.h5, kitti.h5) and the network layout they fix.
 
-Their files hold a whole model in HDF5: the Keras 2 config and the weights by layer name. We rebuild the
-network the config describes with model.create_model (DenseNet-169, full-width decoder, TensorFlow 1's
-align_corners up-sampling, one LeakyReLU per block as they were trained in January 2019), check that its
-wiring is the one we rebuild, and load the weights by name. contract.legacy_contract infers what they
-carry no record of: which dataset, range and picture size.
+Their weights load by layer name, so our network keeps their names: the skip connections, the decoder's
+blocks and convolutions, the LeakyReLU slope and each encoder's width are defined here and model.py builds
+with them. Their files hold a whole model in HDF5 (the Keras 2 config and the weights by layer name):
+read_legacy_h5 reads which network the config describes (DenseNet-169, full-width decoder, TensorFlow 1's
+align_corners up-sampling, one LeakyReLU per block, as trained in January 2019), checks that its wiring is
+the one create_model builds, and returns the weights; model.load_model rebuilds it and loads them.
+contract.legacy_contract infers what the files carry no record of: which dataset, range and picture size.
 """
 import json
 from pathlib import Path
@@ -12,9 +14,26 @@ from pathlib import Path
 import numpy as np
 
 from depth import KITTI, NYU_REFERENCE
-from model import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, LEGACY_UPSAMPLING, SKIP_LAYERS,
-                   create_model, encoder_of)
 from utils import InputError
+
+# Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
+SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
+BLOCK_NAMES = ("up1", "up2", "up3", "up4")
+BLOCK_CONVS = ("convA", "convB")
+LEAKY_RELU_SLOPE = 0.2
+# Encoders and the channels of their last feature map. "tiny" is a four-stage DenseNet of two layers per
+# stage for tests and --smoke: the same skip connections and layer names.
+ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}
+# They were trained with TensorFlow 1's resize_images(..., align_corners=True) (model.UPSAMPLING_CONVENTIONS).
+LEGACY_UPSAMPLING = "align_corners"
+
+
+def encoder_of(layer_names):
+    """Which ENCODERS entry a network's layer names come from (DenseNet-201 has 48 layers in stage 4)."""
+    names = set(layer_names)
+    if "conv4_block48_concat" in names:
+        return "densenet201"
+    return "densenet169" if "conv4_block12_concat" in names else "tiny"
 
 # The authors' released files predict depth clipped to [0.1, 10] m (NYU) as their predict() does; the
 # range of their KITTI training was never published: we assume KITTI's 80 m cap.
@@ -34,8 +53,9 @@ def legacy_file_architecture(path):
         return legacy_architecture(_legacy_model_config(f, path), path)
 
 
-def load_legacy_h5(path):
-    """Rebuild the network a Keras 2 whole-model HDF5 file describes and load its weights by layer name."""
+def read_legacy_h5(path):
+    """(create_model arguments, {layer name: weights}) of a Keras 2 whole-model HDF5 file, its decoder wiring
+    checked to be the one create_model builds (InputError naming the file otherwise)."""
     import h5py
 
     path = Path(path)
@@ -46,9 +66,7 @@ def load_legacy_h5(path):
         architecture = legacy_architecture(config, path)
         file_weights = _legacy_weights(f, path)
     check_legacy_wiring(config, architecture["leaky_relu_after"], path)
-    model = create_model(weights=None, **architecture)
-    _assign_weights_by_name(model, file_weights, path)
-    return model
+    return architecture, file_weights
 
 
 def _as_str(value):
@@ -176,7 +194,7 @@ def _legacy_weights(f, path):
     return weights
 
 
-def _assign_weights_by_name(model, file_weights, path):
+def assign_weights_by_name(model, file_weights, path):
     """Set each layer's weights from the file, refusing at the first layer whose name or shapes differ."""
     remaining = dict(file_weights)
     for layer in model.layers:

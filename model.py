@@ -21,6 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from legacy import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, SKIP_LAYERS, assign_weights_by_name,
+                    encoder_of, read_legacy_h5)
 from utils import PRECISION_POLICIES, InputError
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
@@ -29,11 +31,6 @@ TINY_BLOCKS = (2, 2, 2, 2)
 TINY_GROWTH = 16
 TINY_STEM_FILTERS = 32
 BN_EPSILON = 1.001e-5  # keras.applications' DenseNet
-# Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
-SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
-BLOCK_NAMES = ("up1", "up2", "up3", "up4")
-BLOCK_CONVS = ("convA", "convB")
-LEAKY_RELU_SLOPE = 0.2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Which convolutions of each decoder block a LeakyReLU(0.2) follows. The paper's appendix table: convB only,
@@ -41,9 +38,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # added one after convA on 2019-03-11 (ea4a455, "missing ReLU"): train.py --recipe reference builds that.
 PAPER_LEAKY_RELU = ("convB",)
 REFERENCE_LEAKY_RELU = ("convA", "convB")
-# Encoders and the channels of their last feature map. "tiny" is a four-stage DenseNet of two layers per
-# stage for tests and --smoke: the same skip connections and layer names.
-ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}
 
 
 # The up-sampling's pixel conventions, by the code each reproduces (see ResizeToMatch):
@@ -52,7 +46,6 @@ ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}
 #   tf1_legacy     TensorFlow 1's default (neither), for a file that was trained with it.
 UPSAMPLING_CONVENTIONS = {"half_pixel": (False, True), "align_corners": (True, False), "tf1_legacy": (False, False)}
 DEFAULT_UPSAMPLING = "half_pixel"
-LEGACY_UPSAMPLING = "align_corners"
 
 
 def tiny_densenet(include_top=False, weights=None, input_tensor=None):
@@ -102,14 +95,6 @@ def _transition(x, name):
 
 ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201,
             "tiny": tiny_densenet}
-
-
-def encoder_of(layer_names):
-    """Which ENCODERS entry a network's layer names come from (DenseNet-201 has 48 layers in stage 4)."""
-    names = set(layer_names)
-    if "conv4_block48_concat" in names:
-        return "densenet201"
-    return "densenet169" if "conv4_block12_concat" in names else "tiny"
 
 
 @keras.saving.register_keras_serializable(package="densedepth")
@@ -302,7 +287,6 @@ def predict_targets(model, batch):
     return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Loading: our .keras files, and the authors' Keras 2.2.4 HDF5 files through legacy.py
 # ---------------------------------------------------------------------------------------------------------
@@ -319,9 +303,10 @@ def load_model(path, precision=None):
         raise InputError(f"{path}: no such model file")
     with precision_scope(precision):
         if path.suffix in (".h5", ".hdf5"):
-            from legacy import load_legacy_h5
-
-            return load_legacy_h5(path)
+            architecture, weights = read_legacy_h5(path)
+            model = create_model(weights=None, **architecture)
+            assign_weights_by_name(model, weights, path)
+            return model
         if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
             raise InputError(f"{path}: not a readable Keras model file (not a complete .keras zip archive: "
                              "truncated or corrupt?)")

@@ -33,7 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from data import DEFAULT_TRAIN_DATA  # noqa: E402
 from augment import PERMUTE_PROBABILITY, REFERENCE_PERMUTE_PROBABILITY
 from loss import THETA
-from model import ENCODER_CHANNELS, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
+from legacy import ENCODER_CHANNELS
+from model import PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
 from utils import InputError, PRECISION_POLICIES, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
