@@ -36,8 +36,14 @@ import numpy as np
 from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
 from kitti import gt_depth_maps, is_raw_kitti_list, velodyne_depth
 from metrics import EIGEN_CROP
-from synthetic import (NYU_8BIT_FULL_SCALE_M, NYU_16BIT_UNITS_PER_M, NYU_CSV, SYNTHETIC_BYTES_PER_PAIR,
-                       make_synthetic_zip, synthetic_dataset_path)
+from synthetic import (
+    NYU_8BIT_FULL_SCALE_M,
+    NYU_16BIT_UNITS_PER_M,
+    NYU_CSV,
+    SYNTHETIC_BYTES_PER_PAIR,
+    make_synthetic_zip,
+    synthetic_dataset_path,
+)
 from utils import InputError, check_writable, pil_rgb
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"

@@ -46,8 +46,18 @@ from tqdm import tqdm
 from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, open_dataset
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
-from metrics import (AUTHORS_SCRIPT_RERUN, CROPS, DEFAULT_CROP, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, REPORTED_METRICS,
-                     crop_box, evaluation_mask, image_record, summary)
+from metrics import (
+    AUTHORS_SCRIPT_RERUN,
+    CROPS,
+    DEFAULT_CROP,
+    PAPER_RESULTS,
+    PAPER_RESULTS_COMPUTED,
+    REPORTED_METRICS,
+    crop_box,
+    evaluation_mask,
+    image_record,
+    summary,
+)
 from outputs import save_sample_montages
 from utils import PRECISION_POLICIES, InputError, check_writable, image_size, quiet_tensorflow, write_json
 

@@ -21,6 +21,11 @@ SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
 BLOCK_NAMES = ("up1", "up2", "up3", "up4")
 BLOCK_CONVS = ("convA", "convB")
 LEAKY_RELU_SLOPE = 0.2
+# Which convolutions of each decoder block a LeakyReLU(0.2) follows. The paper's appendix table: convB only,
+# as the authors' model.py had it when nyu.h5 and kitti.h5 were trained (January 2019, 2124ac9). Their code
+# added one after convA on 2019-03-11 (ea4a455, "missing ReLU"): train.py --recipe reference builds that.
+PAPER_LEAKY_RELU = ("convB",)
+REFERENCE_LEAKY_RELU = ("convA", "convB")
 # Encoders and the channels of their last feature map. "tiny" is a four-stage DenseNet of two layers per
 # stage for tests and --smoke: the same skip connections and layer names.
 ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}

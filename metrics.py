@@ -12,6 +12,11 @@ import numpy as np
 from depth import NYU, NYU_IMAGE_HW, _array_module, back_project, scaled_intrinsics
 from utils import InputError
 
+# The loss (paper section 3.2, loss.py): weight of the point-wise L1 term, and SSIM's dynamic range, the
+# reference code's target range 1000 cm / 10 cm. Here, beside SSIM's window, because the scripts read them
+# for --help without importing Keras.
+THETA = 0.1
+SSIM_DYNAMIC_RANGE = 100.0
 
 # SSIM's window (Wang et al. 2004, tf.image.ssim's, the reference code's) for the loss and the mSSIM measure:
 # 11x11 Gaussian of sigma 1.5.

@@ -21,8 +21,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from legacy import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, SKIP_LAYERS, assign_weights_by_name,
-                    encoder_of, read_legacy_h5)
+from legacy import (
+    BLOCK_CONVS,
+    BLOCK_NAMES,
+    ENCODER_CHANNELS,
+    LEAKY_RELU_SLOPE,
+    PAPER_LEAKY_RELU,
+    SKIP_LAYERS,
+    assign_weights_by_name,
+    encoder_of,
+    read_legacy_h5,
+)
 from utils import PRECISION_POLICIES, InputError
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
@@ -33,11 +42,6 @@ TINY_STEM_FILTERS = 32
 BN_EPSILON = 1.001e-5  # keras.applications' DenseNet
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Which convolutions of each decoder block a LeakyReLU(0.2) follows. The paper's appendix table: convB only,
-# as the authors' model.py had it when nyu.h5 and kitti.h5 were trained (January 2019, 2124ac9). Their code
-# added one after convA on 2019-03-11 (ea4a455, "missing ReLU"): train.py --recipe reference builds that.
-PAPER_LEAKY_RELU = ("convB",)
-REFERENCE_LEAKY_RELU = ("convA", "convB")
 
 
 # The up-sampling's pixel conventions, by the code each reproduces (see ResizeToMatch):

@@ -15,7 +15,6 @@ from augment import PERMUTE_PROBABILITY
 from depth import KITTI_TRAIN_HW, depth_norm
 from utils import InputError
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Pictures for the network
 # ---------------------------------------------------------------------------------------------------------
@@ -104,6 +103,50 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def training_inputs(dataset, batch_size, input_hw, strategy, errors, seed=0, skip_bad=False,
+                    permute_probability=PERMUTE_PROBABILITY, target="paper"):
+    """(train_input(start_index) -> training batches as the strategy takes them, validation dataset).
+
+    A tf.distribute strategy gets one pipeline per input worker, each its share of the global batch_size; a
+    keras.distribution (JAX) or a single device takes the global batches and splits them itself.
+    """
+    import tensorflow as tf
+
+    from distribute import is_tf_distribute
+
+    def train_input(start_index):
+        if not is_tf_distribute(strategy):
+            return pipeline(dataset, "train", batch_size, input_hw, seed, training=True, skip_bad=skip_bad,
+                            errors=errors, permute_probability=permute_probability, start_index=start_index,
+                            target=target)
+
+        def dataset_fn(context):
+            return pipeline(dataset, "train", context.get_per_replica_batch_size(batch_size), input_hw, seed,
+                            training=True, skip_bad=skip_bad, errors=errors, permute_probability=permute_probability,
+                            start_index=start_index, shard=(context.num_input_pipelines, context.input_pipeline_id),
+                            target=target)
+        return strategy.distribute_datasets_from_function(dataset_fn)
+
+    val_ds = pipeline(dataset, "val", batch_size, input_hw, training=False, skip_bad=skip_bad, errors=errors,
+                      target=target)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return train_input, val_ds.with_options(options)
+
+
+def validation_shared_by(dataset, devices):
+    """(kept, count): the dataset's validation split cut to its first multiple of `devices` pairs, since a
+    keras.distribution (JAX) stops on a last batch its devices cannot share evenly (tf.distribute pads it)."""
+    count = len(dataset.samples("val"))
+    kept = count - count % devices
+    if not kept:
+        raise InputError(f"{count} validation pairs cannot be shared by {devices} devices: use fewer --cpu-devices "
+                         "or --gpus, or more --val-samples")
+    if kept < count:
+        dataset.limit("val", kept)
+    return kept, count
 
 
 def pass_order(count, seed, pass_index):

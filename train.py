@@ -30,12 +30,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Nothing imported here loads TensorFlow: --help answers at once.
-from data import DEFAULT_TRAIN_DATA  # noqa: E402
 from augment import PERMUTE_PROBABILITY, REFERENCE_PERMUTE_PROBABILITY
-from loss import THETA
-from legacy import ENCODER_CHANNELS
-from model import PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
-from utils import InputError, PRECISION_POLICIES, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
+from data import DEFAULT_TRAIN_DATA  # noqa: E402
+from legacy import ENCODER_CHANNELS, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
+from metrics import THETA
+from utils import PRECISION_POLICIES, InputError, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = DEFAULT_TRAIN_DATA
@@ -223,9 +222,15 @@ class TrainingDiverged(Exception):
 def train(args, run, interrupt=None):
     """Train as args say into run's folder; returns the folder."""
     from data import open_dataset
-    from pipeline import SampleErrors
-    from distribute import (cluster_spec, is_tf_distribute, keras_multi_worker_fixes, make_strategy, replicas,
-                            training_precision)
+    from distribute import (
+        cluster_spec,
+        is_tf_distribute,
+        keras_multi_worker_fixes,
+        make_strategy,
+        replicas,
+        training_precision,
+    )
+    from pipeline import SampleErrors, training_inputs, validation_shared_by
     from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
@@ -239,7 +244,10 @@ def train(args, run, interrupt=None):
     if args.val_samples:
         dataset.limit("val", args.val_samples)
     if not is_tf_distribute(strategy):
-        share_validation(dataset, replicas(strategy))
+        kept, count = validation_shared_by(dataset, replicas(strategy))
+        if kept < count:
+            print(f"validating on the first {kept} of {count} pairs, a multiple of the {replicas(strategy)} devices",
+                  flush=True)
     input_hw = args.input_size or dataset.train_hw
     steps = args.steps_per_epoch or max(1, len(dataset.samples("train")) // args.bs)
     state = saved_state(run) if resuming else initial_state()
@@ -253,7 +261,8 @@ def train(args, run, interrupt=None):
         keras_multi_worker_fixes(model, strategy)
 
     errors = SampleErrors()
-    train_input, val_ds = input_pipelines(args, dataset, input_hw, strategy, errors)
+    train_input, val_ds = training_inputs(dataset, args.bs, input_hw, strategy, errors, args.seed, args.skip_bad,
+                                          args.permute_prob, recipe_target(args.recipe, dataset))
     print_setup(args, strategy, input_hw, steps, precision, dataset, run)
     if run.is_chief and not resuming:
         write_first_files(args, run, model, dataset, input_hw, steps, precision, strategy, errors, val_ds)
@@ -330,51 +339,6 @@ def load_checkpoint(model, path):
         raise InputError(f"{path}: damaged checkpoint ({type(err).__name__}: {err})") from err
 
 
-def input_pipelines(args, dataset, input_hw, strategy, errors):
-    """(train_input(start_index) -> distributed training batches, validation dataset).
-
-    A keras.distribution (JAX) takes the global batches and splits them over its devices itself.
-    """
-    import tensorflow as tf
-
-    from pipeline import pipeline
-    from distribute import is_tf_distribute
-
-    target = recipe_target(args.recipe, dataset)
-
-    def train_input(start_index):
-        if not is_tf_distribute(strategy):
-            return pipeline(dataset, "train", args.bs, input_hw, args.seed, training=True, skip_bad=args.skip_bad,
-                            errors=errors, permute_probability=args.permute_prob, start_index=start_index,
-                            target=target)
-
-        def dataset_fn(context):
-            return pipeline(dataset, "train", context.get_per_replica_batch_size(args.bs), input_hw, args.seed,
-                            training=True, skip_bad=args.skip_bad, errors=errors,
-                            permute_probability=args.permute_prob, start_index=start_index,
-                            shard=(context.num_input_pipelines, context.input_pipeline_id), target=target)
-        return strategy.distribute_datasets_from_function(dataset_fn)
-
-    val_ds = pipeline(dataset, "val", args.bs, input_hw, training=False, skip_bad=args.skip_bad, errors=errors,
-                      target=target)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return train_input, val_ds.with_options(options)
-
-
-def share_validation(dataset, devices):
-    """Keep the first multiple of `devices` validation pairs: a keras.distribution (JAX) stops on a last
-    batch its devices cannot share evenly, where tf.distribute pads it."""
-    count = len(dataset.samples("val"))
-    kept = count - count % devices
-    if not kept:
-        raise InputError(f"{count} validation pairs cannot be shared by {devices} devices: use fewer --cpu-devices "
-                         "or --gpus, or more --val-samples")
-    if kept < count:
-        dataset.limit("val", kept)
-        print(f"validating on the first {kept} of {count} pairs, a multiple of the {devices} devices", flush=True)
-
-
 def print_setup(args, strategy, input_hw, steps, precision, dataset, run):
     """The run's one-line set-up (and where a non-chief worker writes)."""
     import keras
@@ -396,8 +360,8 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
     import keras
     import tensorflow as tf
 
-    from pipeline import pipeline
     from distribute import cluster_spec, replicas, strategy_name
+    from pipeline import pipeline
     from runs import bad_samples_reported, mean_depth_baseline
 
     config = {"args": vars(args), "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),

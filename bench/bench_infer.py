@@ -45,7 +45,7 @@ from backends import BACKEND_POLICIES, BACKENDS, conv_flops  # noqa: E402
 from depth import NYU_IMAGE_HW
 from estimator import find_default_model
 from metrics import METRIC_NAMES
-from utils import InputError, PRECISION_POLICIES
+from utils import PRECISION_POLICIES, InputError
 
 
 def parse_args(argv=None):

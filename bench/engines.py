@@ -141,8 +141,8 @@ def speed_model(folder):
     import keras
 
     from contract import model_contract, save_model
-    from model import create_model
     from depth import NYU, NYU_IMAGE_HW
+    from model import create_model
 
     keras.utils.set_random_seed(0)
     model = create_model(weights=None)

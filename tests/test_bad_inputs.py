@@ -26,9 +26,9 @@ import export
 import test as test_script
 import train
 from datagen import eigen_members, encoded, npy_bytes, nyu_members, write_zip
+from helpers import requires
 from loss import training_metrics
 from runs import mean_depth_baseline
-from helpers import requires
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate, "export.py": export}
@@ -263,8 +263,8 @@ def test_eigen_image_without_valid_depth_is_skipped_and_counted(places, capsys, 
 def test_metrics_and_losses_over_an_empty_mask_are_nan_never_a_score():
     import tensorflow as tf
 
-    from loss import depth_loss_function
     from depth import NYU
+    from loss import depth_loss_function
     from utils import InputError
 
     target = np.full((2, 16, 16, 1), 2.0, np.float32)

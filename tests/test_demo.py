@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import outputs
 import demo
+import outputs
 from depth import scaled_intrinsics
 from helpers import requires
 

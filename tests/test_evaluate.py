@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import metrics
 import evaluate
-from metrics import depth_ssim, edge_f1, normal_distance
-from model import load_model
+import metrics
+from datagen import npy_bytes
 from depth import resize_depth, scaled_intrinsics
 from estimator import find_default_model
-from metrics import compute_errors, per_image_errors
-from utils import InputError
-from datagen import npy_bytes
 from helpers import network_depth_m, scale_up
+from metrics import compute_errors, depth_ssim, edge_f1, normal_distance, per_image_errors
+from model import load_model
+from utils import InputError
 
 CONSTANT_DEPTH_M = 2.5  # what the constant model predicts everywhere: target 10 / 2.5 = 4
 

@@ -20,17 +20,17 @@ from PIL import Image
 
 import evaluate
 import test as test_script
-from data import open_dataset
-from pipeline import pipeline
-from datagen import encoded, npy_bytes, write_zip
-from keras2_h5 import write_keras2_h5
-from contract import Contract, model_contract, read_contract, save_model
-from model import create_model
 from augment import REFERENCE_PERMUTE_PROBABILITY
+from contract import Contract, model_contract, read_contract, save_model
+from data import open_dataset
+from datagen import encoded, npy_bytes, write_zip
 from depth import KITTI, NYU, NYU_REFERENCE
-from utils import VERSION
 from estimator import DepthEstimator
 from helpers import network_depth_m
+from keras2_h5 import write_keras2_h5
+from model import create_model
+from pipeline import pipeline
+from utils import VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,9 @@ import pytest
 import tensorflow as tf
 
 from keras2_h5 import write_keras2_h5
-from legacy import legacy_architecture
-from legacy import BLOCK_NAMES
-from model import ResizeToMatch, create_model, load_model, parameter_counts
+from legacy import BLOCK_NAMES, legacy_architecture
 from loss import depth_loss_function
+from model import ResizeToMatch, create_model, load_model, parameter_counts
 from utils import InputError
 
 
@@ -117,8 +116,7 @@ def test_bad_arguments_give_clear_errors(tmp_path):
 def test_tiny_encoder_is_a_small_densenet_with_the_papers_skip_connections(tmp_path):
     """The tiny encoder (tests and --smoke) feeds the decoder from the same four layers as DenseNet-169, at
     the same fractions of the input size, and has no pretrained weights to offer."""
-    from legacy import SKIP_LAYERS, encoder_of
-    from legacy import ENCODER_CHANNELS
+    from legacy import ENCODER_CHANNELS, SKIP_LAYERS, encoder_of
 
     net = create_model("tiny", weights=None)
     probe = keras.Model(net.input, [net.get_layer(name).output for name in (*SKIP_LAYERS, "relu")])

@@ -2,9 +2,17 @@
 import numpy as np
 import pytest
 
-from metrics import crop_box, crop_mask, evaluation_mask
-from metrics import depth_ssim, edge_f1, edge_map, normal_distance, surface_normals
 from depth import KITTI, scaled_intrinsics
+from metrics import (
+    crop_box,
+    crop_mask,
+    depth_ssim,
+    edge_f1,
+    edge_map,
+    evaluation_mask,
+    normal_distance,
+    surface_normals,
+)
 from utils import InputError
 
 H, W = 48, 64

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import synthetic
-from synthetic import Camera, Light, Material, Room, Scene, Shape
 from depth import NYU, NYU_INTRINSICS
+from synthetic import Camera, Light, Material, Room, Scene, Shape
 
 H, W = 120, 160
 # NYU's intrinsics scaled to H x W, written out here rather than taken from synthetic.intrinsics.

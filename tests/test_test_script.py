@@ -1,17 +1,18 @@
 """test.py end to end on small pictures of every mode: each promised file, its shape, units and range."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import estimator
-from outputs import PLY_VERTEX
 import test as test_script
-from model import load_model
 from depth import resize_depth, scaled_intrinsics
-from utils import load_image
 from helpers import network_depth_m
+from model import load_model
+from outputs import PLY_VERTEX
+from utils import load_image
 
 # name: (PIL mode, height, width); odd sizes on purpose
 PICTURES = {"rgb": ("RGB", 64, 80), "gray": ("L", 48, 64), "rgba": ("RGBA", 64, 64), "sixteen": ("I;16", 40, 56),
@@ -166,3 +167,23 @@ def test_network_sizes():
     assert estimator.network_size(3000, 4000, 640) == (480, 640)
     assert estimator.network_size(300, 400, 0) == (300, 400)
     assert estimator.network_size(10, 20, 640) == (32, 64)  # tiny pictures are scaled up
+
+
+def test_the_readme_python_example_runs_and_matches_test_py(contract_model, tmp_path, capsys):
+    """examples/python_api.py (README's Python lines as a script) prints the estimator's figures for a
+    picture, and they are test.py's: the API and the script are one code path."""
+    import runpy
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "python_api.py"
+    picture = Path(__file__).resolve().parents[1] / "examples" / "coffee.png"
+    argv, sys.argv = sys.argv, [str(example), str(picture), "--model", str(contract_model[0])]
+    try:
+        runpy.run_path(str(example), run_name="__main__")
+    finally:
+        sys.argv = argv
+    printed = capsys.readouterr().out
+    test_script.main(["--input", str(picture), "--model", str(contract_model[0]), "--output", str(tmp_path), "--npy"])
+    depth = np.load(tmp_path / "coffee_depth_m.npy")
+    assert f"coffee.png: 360x240, nearest {depth.min():.3f} m, farthest {depth.max():.3f} m" in printed, printed
+    assert "contract: synthetic, depth 0.4-10 m" in printed and depth.max() - depth.min() > 0.1

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SYNTHETIC
+
 from helpers import requires
 
 pytestmark = pytest.mark.slow  # every test here trains in subprocesses

@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from helpers import compute_errors_per_image, load_images, scale_up
 from depth import KITTI, depth_norm, inverse_depth_norm
 from estimator import DepthEstimator
+from helpers import compute_errors_per_image, load_images, scale_up
 from metrics import EIGEN_CROP, compute_errors, per_image_errors
 from outputs import colorize
 from utils import InputError, load_image
