@@ -44,7 +44,7 @@ from synthetic import (
     make_synthetic_zip,
     synthetic_dataset_path,
 )
-from utils import InputError, check_writable, pil_rgb
+from utils import InputError, check_writable, picture_errors, pil_rgb
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"
 DEFAULT_EVAL_DATA = "nyu_test.zip"
@@ -90,7 +90,7 @@ class ZipFiles:
             with zipfile.ZipFile(self.path) as archive:
                 self.names = set(archive.namelist())
         except (zipfile.BadZipFile, OSError) as err:
-            raise InputError(f"{self.path}: not a readable zip archive ({err})") from None
+            raise InputError(f"{self.path}: not a readable zip archive ({err})") from err
         self._archive, self._lock = None, threading.Lock()
 
     def exists(self, name):
@@ -105,7 +105,7 @@ class ZipFiles:
                     self._archive = zipfile.ZipFile(self.path)
                 return self._archive.read(name)
         except (KeyError, zipfile.BadZipFile, OSError, EOFError) as err:
-            raise InputError(f"{self.path}:{name}: cannot read from the archive ({err})") from None
+            raise InputError(f"{self.path}:{name}: cannot read from the archive ({err})") from err
 
     def label(self, name):
         return f"{self.path}:{name}"
@@ -124,7 +124,7 @@ class FolderFiles:
         try:
             return (self.path / name).read_bytes()
         except OSError as err:
-            raise InputError(f"{self.path / name}: cannot read ({err.strerror})") from None
+            raise InputError(f"{self.path / name}: cannot read ({err.strerror})") from err
 
     def label(self, name):
         return str(self.path / name)
@@ -143,8 +143,8 @@ def decode_rgb(data, label):
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return pil_rgb(im)
-    except Exception as err:  # PIL raises many types for broken files
-        raise InputError(f"{label}: cannot decode image ({type(err).__name__}: {err})") from None
+    except picture_errors() as err:
+        raise InputError(f"{label}: cannot decode image ({type(err).__name__}: {err})") from err
 
 
 def decode_depth(data, label, full_scale_8bit_m, units_per_m_16bit):
@@ -155,8 +155,8 @@ def decode_depth(data, label, full_scale_8bit_m, units_per_m_16bit):
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             raw = np.asarray(im)
-    except Exception as err:
-        raise InputError(f"{label}: cannot decode depth image ({type(err).__name__}: {err})") from None
+    except picture_errors() as err:
+        raise InputError(f"{label}: cannot decode depth image ({type(err).__name__}: {err})") from err
     if raw.ndim == 3:  # an RGB-saved depth map: all channels carry the same value
         raw = raw[..., 0]
     if raw.dtype == np.uint8:

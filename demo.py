@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from depth import DEPTH_RANGES
-from utils import PRECISION_POLICIES  # utils needs no TensorFlow: --help stays instant
+from utils import PRECISION_POLICIES  # neither needs TensorFlow: --help stays instant
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page must not call home
@@ -143,12 +143,12 @@ def check_picture_size(path):
     """InputError for a picture over MAX_PICTURE_PIXELS, read from its header (nothing decoded)."""
     from PIL import Image
 
-    from utils import InputError
+    from utils import InputError, picture_errors
 
     try:
         with Image.open(path) as im:
             width, height = im.size
-    except Exception:  # noqa: BLE001 - not an image at all: load_image says so in its own words
+    except picture_errors():  # not a picture at all: load_image says so in its own words
         return
     if width * height > MAX_PICTURE_PIXELS:
         raise InputError(f"{Path(path).name} is {width}x{height} ({width * height / 1e6:.0f} megapixels): the demo "
@@ -183,10 +183,10 @@ def build_page(demo):
                 return preprocess(payload)
             except Image.DecompressionBombError as err:  # PIL refuses pictures over about 179 megapixels
                 name = getattr(payload, "orig_name", None) or "the file"
-                raise page_error(f"{name} is too large for this demo ({err}); scale it down, or use test.py") from None
+                raise page_error(f"{name} is too large for this demo ({err}); scale it down, or use test.py") from err
             except (UnidentifiedImageError, OSError, ValueError) as err:
                 name = getattr(payload, "orig_name", None) or "the file"
-                raise page_error(f"{name} is not a picture this demo can read ({type(err).__name__})") from None
+                raise page_error(f"{name} is not a picture this demo can read ({type(err).__name__})") from err
 
         return wrapped
 
@@ -196,9 +196,9 @@ def build_page(demo):
         try:
             return demo.predict(picture_path)
         except InputError as err:
-            raise page_error(str(err)) from None
+            raise page_error(str(err)) from err
         except Exception as err:  # noqa: BLE001 - the page says what failed; the server keeps serving
-            raise page_error(f"prediction failed: {type(err).__name__}: {err}") from None
+            raise page_error(f"prediction failed: {type(err).__name__}: {err}") from err
 
     with gr.Blocks(title="DenseDepth demo", analytics_enabled=False) as page:
         gr.Markdown("## DenseDepth: depth from one picture\nDrop or pick a picture, take a webcam frame, or "

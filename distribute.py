@@ -161,7 +161,7 @@ def keras_multi_worker_fixes(model, strategy):
         from keras.src.backend.tensorflow import trainer
     except ImportError as err:
         raise InputError(f"multi-worker training needs a Keras 3 whose private modules it patches; Keras "
-                         f"{keras.__version__} has none ({err})") from None
+                         f"{keras.__version__} has none ({err})") from err
     missing = [name for name in PATCHED_NAMES if not hasattr(trainer, name)]
     if missing or not hasattr(model, "_symbolic_build"):
         raise InputError(f"multi-worker training patches Keras internals that Keras {keras.__version__} lacks "

@@ -69,7 +69,7 @@ def entry_points(model, input_hw, depth_range):
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")])
     def depth(images):
         output = tf.cast(model(tf.cast(images, tf.float32) / 255.0, training=False), tf.float32)
-        # utils.inverse_depth_norm in plain TensorFlow ops: its tf.experimental.numpy clip adds a
+        # depth.inverse_depth_norm in plain TensorFlow ops: its tf.experimental.numpy clip adds a
         # BroadcastArgs op that neither tf2onnx nor TFLite's integer path takes (tests hold the two equal).
         # Clipping y to [1, max / min] before dividing is the same as clipping depth to [min, max] after it
         # (y <= 0 gives max), and an int8 file never divides by a quantised zero.

@@ -28,7 +28,7 @@ def read_calibration(path):
     try:
         text = Path(path).read_text()
     except OSError as err:
-        raise InputError(f"{path}: cannot read the calibration ({err.strerror or err})") from None
+        raise InputError(f"{path}: cannot read the calibration ({err.strerror or err})") from err
     for line in text.splitlines():
         key, _, rest = line.partition(":")
         try:
@@ -54,11 +54,11 @@ def velodyne_depth(calibration_dir, scan_path, camera=2):
         velo_to_cam = np.vstack([np.hstack([velo["R"].reshape(3, 3), velo["T"].reshape(3, 1)]), [0, 0, 0, 1]])
         projection = cam[f"P_rect_0{camera}"].reshape(3, 4) @ rectify @ velo_to_cam
     except (KeyError, ValueError) as err:
-        raise InputError(f"{calibration_dir}: incomplete KITTI calibration ({type(err).__name__}: {err})") from None
+        raise InputError(f"{calibration_dir}: incomplete KITTI calibration ({type(err).__name__}: {err})") from err
     try:
         points = np.fromfile(scan_path, dtype=np.float32).reshape(-1, 4)
     except (OSError, ValueError) as err:
-        raise InputError(f"{scan_path}: not a velodyne scan of float32 x, y, z, reflectance ({err})") from None
+        raise InputError(f"{scan_path}: not a velodyne scan of float32 x, y, z, reflectance ({err})") from err
     points = points[points[:, 0] >= 0].astype(np.float64)
     points[:, 3] = 1.0
     image = points @ projection.T
@@ -77,7 +77,7 @@ def gt_depth_maps(path, count):
         with np.load(path, allow_pickle=True, encoding="latin1") as archive:  # maps of several sizes: pickled
             maps = list(archive["data"])
     except (OSError, ValueError, KeyError, EOFError) as err:
-        raise InputError(f"{path}: not a gt_depths.npz with a 'data' array ({type(err).__name__}: {err})") from None
+        raise InputError(f"{path}: not a gt_depths.npz with a 'data' array ({type(err).__name__}: {err})") from err
     if len(maps) != count:
         raise InputError(f"{path}: {len(maps)} depth maps for the {count} frames of the split file")
     return maps

@@ -86,7 +86,7 @@ def _legacy_model_config(f, path):
     try:
         return json.loads(_as_str(f.attrs["model_config"]))
     except json.JSONDecodeError as err:
-        raise InputError(f"{path}: model_config is not valid JSON ({err})") from None
+        raise InputError(f"{path}: model_config is not valid JSON ({err})") from err
 
 
 def _normalized(name):

@@ -1,4 +1,4 @@
-"""The DenseDepth loss (paper section 3.2) on normalised depth targets (utils.depth_norm).
+"""The DenseDepth loss (paper section 3.2) on normalised depth targets (depth.depth_norm).
 
     L = theta * L_depth + L_grad + L_SSIM,   theta = 0.1
     L_depth = mean |y_hat - y|
@@ -127,7 +127,7 @@ def _masked_mean(values, mask):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# What training monitors: the loss terms, and the evaluation's metrics in metres (utils.pixel_errors)
+# What training monitors: the loss terms, and the evaluation's metrics in metres (metrics.pixel_errors)
 # ---------------------------------------------------------------------------------------------------------
 
 MONITORED_METRICS = ("a1", "abs_rel", "rmse")

@@ -182,7 +182,7 @@ def pooled_errors(records, names=METRIC_NAMES):
     """The metrics over every evaluated pixel of every image, from the per-image records.
 
     Each metric is a mean over pixels, so the pooled value is the pixel-weighted mean of the images'
-    values; rmse and rmse_log pool their squares. This equals utils.compute_errors on all images at once.
+    values; rmse and rmse_log pool their squares. This equals compute_errors on all images at once.
     """
     weights = np.array([r["pixels"] for r in records], dtype=np.float64) / sum(r["pixels"] for r in records)
     pooled = {k: float(np.dot(weights, [r[k] for r in records])) for k in names}

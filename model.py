@@ -241,13 +241,13 @@ def encoder_network(encoder, weights, input_tensor):
         return ENCODERS[encoder](include_top=False, weights=weights, input_tensor=input_tensor)
     except InputError:  # the tiny encoder's own refusal, already one line
         raise
-    except Exception as err:  # download errors come as URLError, HTTPError, OSError, ValueError...
+    except (OSError, ValueError) as err:  # a failed download (URLError and HTTPError are OSErrors), a bad file
         if weights == "imagenet":
             raise InputError(
                 f"could not download the ImageNet weights of {encoder} ({type(err).__name__}: {err}); "
                 f"with no network, pass a local '{encoder}_weights_tf_dim_ordering_tf_kernels_notop.h5' "
-                "as the weights path, or 'none' to start from random weights") from None
-        raise InputError(f"{weights}: not {encoder} encoder weights ({type(err).__name__}: {err})") from None
+                "as the weights path, or 'none' to start from random weights") from err
+        raise InputError(f"{weights}: not {encoder} encoder weights ({type(err).__name__}: {err})") from err
 
 
 def upsampling_block(x, skip, filters, name, leaky_relu_after=PAPER_LEAKY_RELU, upsampling=DEFAULT_UPSAMPLING):

@@ -117,7 +117,7 @@ MESH_MAX_DEPTH_RATIO = 1.1  # a triangle whose far corner is 10 % deeper than it
 
 
 def depth_view(depth_m):
-    """RGB uint8 picture: utils.colorize's map (the _depth_color.png file) beside a colour bar in metres."""
+    """RGB uint8 picture: colorize's map (the _depth_color.png file) beside a colour bar in metres."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

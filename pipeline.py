@@ -4,8 +4,9 @@
     batches = pipeline(open_dataset("synthetic"), "train", batch_size=8, input_hw=(480, 640))
 
 network_input is the one preparation of pictures for training, evaluation and inference. pipeline reads a
-dataset.py-style dataset (data.py) in a shuffled, per-pass reproducible order, augments it (augment.py) and
-makes the paper's targets (depth.depth_norm at half resolution).
+dataset (data.py) in a shuffled, per-pass reproducible order, augments it (augment.py) and makes the
+paper's targets (depth.depth_norm at half resolution); training_inputs hands them to a distribution
+strategy.
 """
 import threading
 
@@ -70,7 +71,7 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
 
     input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
     the seed, repeated, augmented and with whole batches only; otherwise one
-    ordered pass over every sample. Targets are utils.depth_norm of the depth resized to the output
+    ordered pass over every sample. Targets are depth.depth_norm of the depth resized to the output
     size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
     shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
     n-th sample of that stream from the i-th (one input pipeline per worker machine). target: how

@@ -30,7 +30,6 @@ import numpy as np
 
 from contract import save_model
 from depth import inverse_depth_norm
-from model import predict_targets
 from outputs import colorize
 from utils import InputError, git_commit, write_json
 
@@ -256,16 +255,18 @@ class SamplePredictions(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        pred = predict_targets(self.model, self.images)[..., 0]
-        rows = [self.row(img, tgt[..., 0], p) for img, tgt, p in zip(self.images, self.targets, pred)]
+        from estimator import DepthEstimator
+
+        pred_m = DepthEstimator.from_keras(self.model, depth_range=self.depth_range).network_depth(self.images)
+        rows = [self.row(img, tgt[..., 0], p) for img, tgt, p in zip(self.images, self.targets, pred_m)]
         with self.writer.as_default():
             tf.summary.image("val_samples", np.stack(rows), step=epoch + 1, max_outputs=len(rows))
         self.writer.flush()
 
-    def row(self, image, target, pred):
+    def row(self, image, target, pred_m):
         from pipeline import network_input
 
-        gt_m, pred_m = inverse_depth_norm(target, self.depth_range), inverse_depth_norm(pred, self.depth_range)
+        gt_m = inverse_depth_norm(target, self.depth_range)  # the training target back in metres
         limits = dict(vmin=self.depth_range.min_m, vmax=float(np.max(gt_m)))
         small = np.asarray(network_input(image, gt_m.shape))
         return np.concatenate([(small * 255).astype(np.uint8), colorize(gt_m, **limits),

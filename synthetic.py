@@ -869,7 +869,7 @@ def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
     except BaseException as err:  # full disk, Ctrl-C: no half-written zip is left behind
         partial.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise InputError(f"{path}: cannot write ({err.strerror or err})") from None
+            raise InputError(f"{path}: cannot write ({err.strerror or err})") from err
         raise
     return path
 

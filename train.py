@@ -139,7 +139,7 @@ def even_size(text):
     try:
         return parse_hw(text, even=True)
     except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def flags_given(parser, argv):

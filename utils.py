@@ -48,7 +48,7 @@ def image_size(text):
     try:
         return parse_hw(text)
     except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -56,9 +56,16 @@ def image_size(text):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def picture_errors():
+    """What Pillow raises for a file that is not a readable picture (truncated, foreign, too large)."""
+    from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def load_image(path):
     """RGB float32 image in [0, 1], shape (H, W, 3), from RGB, RGBA, grayscale, 8- or 16-bit files."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     path = Path(path)
     if not path.is_file():
@@ -67,8 +74,8 @@ def load_image(path):
         with Image.open(path) as im:
             im.load()
             return pil_rgb(im).astype(np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from None
+    except picture_errors() as err:
+        raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from err
 
 
 def pil_rgb(im):
@@ -171,7 +178,7 @@ def check_writable(path, need_bytes=0, folder=False):
             probe.write(b"0")
             probe.flush()
     except OSError as err:
-        raise InputError(f"{path}: cannot write in {existing} ({err.strerror or err})") from None
+        raise InputError(f"{path}: cannot write in {existing} ({err.strerror or err})") from err
     need = max(int(need_bytes), MIN_FREE_BYTES)
     free = shutil.disk_usage(existing).free
     if free < need:
