@@ -10,8 +10,8 @@ and the page shows the depth map with a colour bar in metres, the scene as a col
 NAME_depth_m.npy (float32 metres), NAME.ply (coloured point cloud in metres) and NAME_depth_color.png.
 Every number comes from estimator.DepthEstimator and outputs.write_outputs, as in test.py, so the page
 and `python test.py --npy --ply` give the same files, for every model format test.py takes. The page
-needs no internet: Gradio serves its own scripts and the theme uses the system's fonts. With no --model: nyu.h5 here if present, else the
-newest model under runs/. A model that fails to load, a file that is not a picture or one that is too large
+needs no internet: Gradio serves its own scripts and the theme uses the system's fonts. With no --model:
+nyu.h5 here if present, else the newest model under runs/. A model that fails to load, a file that is not a picture or one that is too large
 shows a message on the page; the server keeps serving.
 """
 import argparse

@@ -1,4 +1,4 @@
-"""Export a DenseDepth model for deployment (SavedModel, TFLite, ONNX) and read exported models back.
+"""Export a DenseDepth model for deployment: SavedModel, TFLite (float16, dynamic, int8) and ONNX.
 
     python export.py --model runs/synthetic/final.keras --format tflite --output depth.tflite
     python export.py --model nyu.h5 --format tflite --quantize int8 --output nyu_int8.tflite
