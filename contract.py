@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from camera import KITTI_CAMERA, NYU_CAMERA, Camera
 from depth import DEPTH_RANGES, KITTI, DepthRange
 from utils import VERSION, InputError, git_commit, optional_module
 
@@ -46,7 +47,9 @@ class Contract:
     of y = max_m / depth, min_m the clip); input_hw: the training input size, and reduced_input whether
     pictures were resized to it (so evaluation resizes them too); training: {"steps", "epochs",
     "best_val_delta1", "smoke", "recipe", ...}; authors_file and assumed: one of the authors' .h5 files and
-    the evidence its dataset was taken from; export: an export's own facts (format, quantize, input_hw).
+    the evidence its dataset was taken from; export: an export's own facts (format, quantize, input_hw);
+    camera: the camera its training pictures were taken with (camera.Camera, relative to the picture), or
+    the canonical camera it was trained in (train.py --canonical-focal).
     """
 
     dataset: str | None = None
@@ -63,6 +66,7 @@ class Contract:
     authors_file: bool = False
     assumed: str | None = None
     export: MappingProxyType | None = None
+    camera: Camera | None = None
 
     def __post_init__(self):
         # Read-only all the way down: mappings become proxies, sequences tuples, whatever the caller passed.
@@ -89,7 +93,8 @@ class Contract:
                        upsampling=content.get("upsampling"), training=_frozen(content.get("training")),
                        version=content.get("version"), git_commit=content.get("git_commit"),
                        authors_file=bool(content.get("authors_file", False)), assumed=content.get("assumed"),
-                       export=_frozen(content["export"]) if content.get("export") else None)
+                       export=_frozen(content["export"]) if content.get("export") else None,
+                       camera=Camera.from_dict(content["camera"]) if content.get("camera") else None)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise InputError(f"{path}: its DenseDepth contract is unreadable ({type(err).__name__}: {err})") from err
 
@@ -107,6 +112,8 @@ class Contract:
             content.update(authors_file=True, assumed=self.assumed)
         if self.export is not None:
             content["export"] = dict(self.export)
+        if self.camera is not None:
+            content["camera"] = self.camera.to_dict()
         return content
 
     def describe(self):
@@ -125,6 +132,8 @@ class Contract:
                          + (f", best val delta1 {delta1:.3f}" if delta1 is not None else ""))
         if self.authors_file:
             parts.append("the authors' released file")
+        if self.camera:
+            parts.append(f"camera fx {self.camera.fx:.3f} of the width ({self.camera.source})")
         if self.export:
             parts.append(f"exported as {self.export['format']} ({self.export['quantize']}) for "
                          f"{self.export['input_hw'][0]}x{self.export['input_hw'][1]} pictures")
@@ -139,6 +148,19 @@ class Contract:
             return (f"this model trained only {self.training['steps']} steps (under {BARELY_TRAINED_STEPS}): "
                     "expect coarse depth")
         return None
+
+    def training_camera(self, path="the model", fallback=None, fallback_name="the default"):
+        """(camera, warning or None): the camera the model's output is in. A contract without one (saved
+        before cameras were recorded) is taken to have its dataset's camera, else fallback (NYU's Kinect
+        unless given: evaluate.py gives the data's), and the warning says so."""
+        if self.camera is not None:
+            return self.camera, None
+        if self.dataset:
+            assumed, whose = (KITTI_CAMERA if self.dataset == "kitti" else NYU_CAMERA), "its dataset"
+        else:
+            assumed, whose = fallback or NYU_CAMERA, fallback_name if fallback else "the default"
+        return assumed, (f"{path} records no training camera: assuming {assumed.source} ({whose}'s), fx "
+                         f"{assumed.fx:.3f} of the width")
 
     def fixed_input_hw(self, depth_range=None):
         """The one (height, width) every picture is resized to for this model, or None (any size).
@@ -162,13 +184,15 @@ class Contract:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def model_contract(model, dataset, depth_range, input_hw, reduced_input=False, training=None):
-    """The Contract of a network we trained (its architecture read from the Keras model itself)."""
+def model_contract(model, dataset, depth_range, input_hw, reduced_input=False, training=None, camera=None):
+    """The Contract of a network we trained (its architecture read from the Keras model itself); camera:
+    its training camera (None: its dataset's, KITTI's for "kitti", else NYU's)."""
     from model import architecture
 
+    camera = camera or (KITTI_CAMERA if dataset == "kitti" else NYU_CAMERA)
     return Contract(dataset=dataset, depth_range=depth_range, input_hw=tuple(input_hw) if input_hw else None,
                     reduced_input=bool(reduced_input), training=_frozen(training), version=VERSION,
-                    git_commit=git_commit(), **architecture(model))
+                    git_commit=git_commit(), camera=camera, **architecture(model))
 
 
 def save_model(model, path, contract):
@@ -316,6 +340,7 @@ def legacy_contract(path):
         dataset, assumed = "nyu", ("nyu: the name says neither nyu nor kitti, and the authors' two files have "
                                    "the same layout; pass --depth-range kitti for kitti.h5 under another name")
     return Contract(dataset=dataset, depth_range=LEGACY_DEPTH_RANGES[dataset], input_hw=LEGACY_INPUT_HW[dataset],
+                    camera=KITTI_CAMERA if dataset == "kitti" else NYU_CAMERA,
                     encoder=architecture["encoder"], decoder_width=architecture["decoder_width"],
                     leaky_relu_after=tuple(architecture["leaky_relu_after"]), upsampling=architecture["upsampling"],
                     authors_file=True, assumed=assumed)

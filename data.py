@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from camera import KITTI_CAMERA, NYU_CAMERA
 from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
-from kitti import gt_depth_maps, is_raw_kitti_list, velodyne_depth
+from kitti import colour_focal, gt_depth_maps, is_raw_kitti_list, velodyne_depth
 from metrics import EIGEN_CROP
 from synthetic import (
     NYU_8BIT_FULL_SCALE_M,
@@ -43,6 +44,7 @@ from synthetic import (
     SYNTHETIC_BYTES_PER_PAIR,
     make_synthetic_zip,
     synthetic_dataset_path,
+    synthetic_focal,
 )
 from utils import InputError, check_writable, picture_errors, pil_rgb
 
@@ -66,6 +68,7 @@ class Sample:
     depth: str
     where: str  # "data/nyu2_train.csv row 12", for messages
     index: int = -1
+    focal: float | None = None  # the focal length listed with the pair, in pixels of its picture's width
 
     @property
     def name(self):
@@ -185,6 +188,7 @@ class DepthDataset:
         self.train_hw = KITTI_TRAIN_HW if kind == "kitti" else NYU_IMAGE_HW
         self.depth_units = (NYU_8BIT_FULL_SCALE_M, KITTI_DEPTH_SCALE if kind == "kitti" else NYU_16BIT_UNITS_PER_M)
         self.ground_truth = KITTI_ANNOTATED if kind == "kitti" else "dense depth maps"
+        self.camera = KITTI_CAMERA if kind == "kitti" else NYU_CAMERA
         self._splits = _with_validation(splits, validation, seed)
 
     def samples(self, split):
@@ -206,7 +210,7 @@ class DepthDataset:
 class EigenArrays:
     """The Eigen NYU test split as arrays (nyu_test.zip): memory-mapped in place where the zip stores them."""
 
-    kind, sparse, depth_range, train_hw = "nyu", False, NYU, NYU_IMAGE_HW
+    kind, sparse, depth_range, train_hw, camera = "nyu", False, NYU, NYU_IMAGE_HW, NYU_CAMERA
     ground_truth = "dense depth maps (Eigen arrays)"
 
     def __init__(self, name, arrays):
@@ -237,7 +241,8 @@ def _with_validation(splits, validation, seed):
         train = splits.get("train", [])
         scenes = sorted({s.scene for s in train})
         rng = np.random.default_rng(seed)
-        held = set(rng.choice(scenes, max(1, round(HOLDOUT_FRACTION * len(scenes))), replace=False)) if scenes else set()
+        count = max(1, round(HOLDOUT_FRACTION * len(scenes)))
+        held = set(rng.choice(scenes, count, replace=False)) if scenes else set()
         splits["train"] = [s for s in train if s.scene not in held]
         splits["val"] = [s for s in train if s.scene in held]
     else:
@@ -253,7 +258,13 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
     """
     spec = str(spec)
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        return open_dataset(synthetic_dataset_path(spec, cache_dir), validation, skip_bad, seed)
+        dataset = open_dataset(synthetic_dataset_path(spec, cache_dir), validation, skip_bad, seed)
+        focal = synthetic_focal(spec)
+        if focal:  # the rooms' typical camera; each pair's own focal length is listed with it
+            mean = float(np.sqrt(focal[0] * focal[1]))
+            spread = f"{focal[0]:g}" if focal[0] == focal[1] else f"{focal[0]:g}-{focal[1]:g}"
+            dataset.camera = NYU_CAMERA.with_focal(NYU_CAMERA.fx * mean, f"NYU's Kinect at x{spread} its focal length")
+        return dataset
     path = Path(NAMED_DATA.get(spec, spec))
     if not path.exists():
         if spec in NAMED_DATA or spec in NAMED_DATA.values():
@@ -292,7 +303,9 @@ def _nyu_dataset(path, files, validation, skip_bad, seed):
 
 
 def _csv_rows(text, label):
-    """[(row number, rgb, depth)] from an NYU CSV (no header); a malformed row raises naming it."""
+    """[(row number, rgb, depth, focal or None)] from an NYU CSV (no header; an optional third field is the
+    pair's focal length in pixels, as the synthetic rooms of several focal lengths list it); a malformed row
+    raises naming it."""
     rows = []
     for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
         fields = [f.strip() for f in fields if f.strip()]
@@ -300,20 +313,41 @@ def _csv_rows(text, label):
             continue
         if len(fields) < 2:
             raise InputError(f"{label} row {number}: expected 'rgb_path,depth_path', got {','.join(fields)!r}")
-        rows.append((number, fields[0], fields[1]))
+        rows.append((number, fields[0], fields[1], _focal_field(fields[2:], f"{label} row {number}")))
     if not rows:
         raise InputError(f"{label}: empty, no samples listed")
     return rows
 
 
+def _focal_field(extra, where):
+    """The focal length in pixels a row lists after its two paths, or None (InputError if it is not one)."""
+    if not extra:
+        return None
+    try:
+        focal = float(extra[0])
+    except ValueError as err:
+        raise InputError(f"{where}: the third field, the focal length in pixels, is {extra[0]!r}") from err
+    if not focal > 0:
+        raise InputError(f"{where}: the focal length must be positive, got {extra[0]}")
+    return focal
+
+
+def camera_of(dataset, sample, width):
+    """The camera a dataset's sample was taken with (a width-pixel-wide picture): its listed focal length
+    with the dataset's principal point, else the dataset's camera."""
+    if sample.focal:
+        return dataset.camera.with_focal(sample.focal / width, f"{sample.where}: focal {sample.focal:g} px")
+    return dataset.camera
+
+
 def _existing_samples(rows, files, list_name, skip_bad, skipped):
     """Samples whose two files exist; a missing file raises naming the row, or is skipped and counted."""
     samples = []
-    for number, rgb, depth in rows:
+    for number, rgb, depth, focal in rows:
         where = f"{list_name} row {number}"
         missing = next((name for name in (rgb, depth) if not files.exists(name)), None)
         if missing is None:
-            samples.append(Sample(rgb, depth, where))
+            samples.append(Sample(rgb, depth, where, focal=focal))
         elif skip_bad:
             skipped.append(f"{files.label(missing)}: missing ({where})")
         else:
@@ -339,7 +373,7 @@ def _kitti_dataset(root, lists, validation, skip_bad, seed):
                 continue
             depth = next((d for d in (fields[1], f"train/{fields[1]}", f"val/{fields[1]}") if base.exists(d)),
                          fields[1])
-            rows.append((number, fields[0], depth))
+            rows.append((number, fields[0], depth, _focal_field(fields[2:], f"{list_path.name} line {number}")))
         if not rows:
             raise InputError(f"{list_path}: no samples with ground truth listed")
         splits[split] = _existing_samples(rows, base, list_path.name, skip_bad, skipped)
@@ -352,7 +386,7 @@ class KittiRaw:
     """Frames of the raw KITTI data listed by a split file, with LiDAR ground truth: each scan projected
     (velodyne_depth), or the entries of a gt_depths.npz in the split file's order."""
 
-    kind, sparse, depth_range, train_hw = "kitti", True, KITTI, KITTI_TRAIN_HW
+    kind, sparse, depth_range, train_hw, camera = "kitti", True, KITTI, KITTI_TRAIN_HW, KITTI_CAMERA
 
     def __init__(self, split_file, gt_depths=None):
         self.name, root = str(split_file), Path(split_file).parent
@@ -378,7 +412,8 @@ class KittiRaw:
         scan = drive / "velodyne_points" / "data" / f"{rgb.stem}.bin"
         if needs_scan and not scan.is_file():
             raise InputError(f"{where}: no velodyne scan {scan} (raw KITTI ground truth is the frame's scan)")
-        return Sample(str(rgb), str(scan), where, index)
+        # The drive's calibration gives each frame's focal length: the days of the Eigen split differ.
+        return Sample(str(rgb), str(scan), where, index, focal=colour_focal(drive.parent))
 
     def samples(self, split):
         if split not in ("test", "val"):

@@ -11,8 +11,10 @@ NAME_depth_m.npy (float32 metres), NAME.ply (coloured point cloud in metres) and
 Every number comes from estimator.DepthEstimator and outputs.write_outputs, as in test.py, so the page
 and `python test.py --npy --ply` give the same files, for every model format test.py takes. The page
 needs no internet: Gradio serves its own scripts and the theme uses the system's fonts. With no --model:
-nyu.h5 here if present, else the newest model under runs/. A model that fails to load, a file that is not a picture or one that is too large
-shows a message on the page; the server keeps serving.
+nyu.h5 here if present, else the newest model under runs/. A model that fails to load, a file that is not
+a picture or one that is too large shows a message on the page; the server keeps serving. The picture's
+camera (a 35 mm-equivalent focal length typed on the page, else the upload's EXIF, else the model's
+training camera) scales its depth and shapes the 3D view, as in test.py.
 """
 import argparse
 import os
@@ -103,9 +105,12 @@ class DepthDemo:
         """The line under the title: the model in use, or why there is none."""
         return self.description if self.estimator is not None else f"**model not loaded:** {self.error}"
 
-    def predict(self, picture_path):
-        """(depth view, .glb path, download paths, summary) for a picture file; InputError for a bad one."""
-        from depth import scaled_intrinsics
+    def predict(self, picture_path, focal_35mm=None):
+        """(depth view, .glb path, download paths, summary) for a picture file; InputError for a bad one.
+
+        focal_35mm: the picture's 35 mm-equivalent focal length; None: its EXIF's, else the training camera.
+        """
+        from camera import picture_camera
         from outputs import depth_view, mesh_arrays, point_cloud, write_glb, write_outputs
         from utils import InputError, load_image
 
@@ -115,9 +120,11 @@ class DepthDemo:
             if self.load():
                 raise InputError(f"the model could not be loaded: {self.error}")
             image = load_image(picture_path)
-            depth_m = self.estimator.predict(image, max_side=self.max_side)
-        height, width = depth_m.shape
-        intrinsics = scaled_intrinsics(height, width)  # test.py's default camera: NYU's Kinect, scaled
+            height, width = image.shape[:2]
+            camera, line = picture_camera(picture_path, height, width, self.estimator.camera,
+                                          focal_35mm=focal_35mm or None)
+            depth_m = self.estimator.predict(image, max_side=self.max_side, camera=camera)
+        intrinsics = camera.pixels(height, width)  # test.py's camera: the point cloud is in metres too
         folder = self.new_folder()
         stem = Path(picture_path).stem or "picture"
         files = write_outputs(folder, stem, image, depth_m, intrinsics, npy=True, ply=True)
@@ -125,7 +132,7 @@ class DepthDemo:
         write_glb(folder / f"{stem}_mesh.glb", *mesh_arrays(vertices))
         summary = (f"**{Path(picture_path).name}**: {width}x{height}, depth {depth_m.min():.2f} - "
                    f"{depth_m.max():.2f} m (median {float(np.median(depth_m)):.2f} m), "
-                   f"{time.perf_counter() - start:.1f} s")
+                   f"{time.perf_counter() - start:.1f} s  \n{line}: depth x {self.estimator.depth_scale(camera):.3f}")
         order = [files[1], files[2], files[3], files[0]]  # millimetre PNG, metres .npy, .ply, colour PNG
         return depth_view(depth_m), str(folder / f"{stem}_mesh.glb"), [str(p) for p in order], summary
 
@@ -190,11 +197,13 @@ def build_page(demo):
 
         return wrapped
 
-    def run(picture_path):
+    def run(picture_path, focal_35mm=None):
         if not picture_path:
             return None, None, None, ""
+        if focal_35mm is not None and not 0 < focal_35mm < 10_000:
+            raise page_error(f"the 35 mm-equivalent focal length must be a positive number of mm, got {focal_35mm}")
         try:
-            return demo.predict(picture_path)
+            return demo.predict(picture_path, focal_35mm)
         except InputError as err:
             raise page_error(str(err)) from err
         except Exception as err:  # noqa: BLE001 - the page says what failed; the server keeps serving
@@ -221,7 +230,10 @@ def build_page(demo):
         examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
         if examples:
             gr.Examples(examples=examples, inputs=picture, label="examples (one click)")
-        picture.change(run, picture, [depth, scene, files, summary], api_name="predict")
+        focal = gr.Number(label="35 mm-equivalent focal length in mm (empty: the picture's EXIF, else the model's "
+                                "camera; a phone's main camera: about 26)", value=None, elem_id="focal")
+        picture.change(run, [picture, focal], [depth, scene, files, summary], api_name="predict")
+        focal.submit(run, [picture, focal], [depth, scene, files, summary], api_name=False)
         page.load(lambda: demo.status(), None, status, api_name=False)  # a retried model load shows on reload
     return page
 

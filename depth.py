@@ -1,10 +1,11 @@
-"""What a depth value means: depth ranges, the network's target y = max_m / depth and back, cameras.
+"""What a depth value means: depth ranges, the network's target y = max_m / depth and back, resizing.
 
     from depth import NYU, KITTI, depth_norm, inverse_depth_norm
     depth_norm(depth_m, NYU)          # metres -> the training target in [1, 25] (NYU, paper section 3.1)
     inverse_depth_norm(y, NYU)        # the network's output -> metres, clipped to [0.4, 10] m
 
-Every depth range, dataset picture size and camera is defined here once and imported everywhere. Nothing
+Every depth range and dataset picture size is defined here once and imported everywhere (cameras:
+camera.py). Nothing
 here needs TensorFlow at import time: the data tools and the synthetic renderer use it cheaply.
 """
 from dataclasses import dataclass
@@ -30,8 +31,6 @@ NYU_REFERENCE = DepthRange(min_m=0.1, max_m=10.0)
 KITTI = DepthRange(min_m=0.8, max_m=80.0)
 DEPTH_RANGES = {"nyu": NYU, "nyu_reference": NYU_REFERENCE, "kitti": KITTI}
 NYU_IMAGE_HW = (480, 640)  # input (height, width)
-# Kinect intrinsics of NYU Depth v2 at 640x480 (pixels).
-NYU_INTRINSICS = {"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362}
 KITTI_TRAIN_HW = (352, 1216)  # fixed-size training crop, the largest multiple of 32 inside every frame
 KITTI_DEPTH_SCALE = 256.0  # 16-bit PNG value = metres * 256
 
@@ -79,7 +78,7 @@ def inverse_depth_norm(target, depth_range=NYU):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Depth maps as pictures and as points
+# Depth maps at another size
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -93,21 +92,3 @@ def resize_depth(depth, height, width):
     return resized.astype(np.float32)
 
 
-def scaled_intrinsics(height, width):
-    """Pinhole intrinsics {fx, fy, cx, cy} in pixels: NYU's Kinect scaled from 640x480 to width x height."""
-    k = NYU_INTRINSICS
-    sx, sy = width / NYU_IMAGE_HW[1], height / NYU_IMAGE_HW[0]
-    return {"fx": k["fx"] * sx, "fy": k["fy"] * sy, "cx": k["cx"] * sx, "cy": k["cy"] * sy}
-
-
-def back_project(depth, intrinsics):
-    """Camera-frame points (H, W, 3) in metres, x right, y down, z forward, from z-depth (H, W).
-
-    Pixel (row v, column u) is the ray through its centre (u + 0.5, v + 0.5), as in synthetic.py.
-    """
-    depth = np.asarray(depth, dtype=np.float64)
-    height, width = depth.shape
-    x = (np.arange(width) + 0.5 - intrinsics["cx"]) / intrinsics["fx"]
-    y = (np.arange(height) + 0.5 - intrinsics["cy"]) / intrinsics["fy"]
-    rays = np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.ones((1, 1))), axis=-1)
-    return depth[..., None] * rays

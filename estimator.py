@@ -9,6 +9,7 @@
     estimator.contract                          # contract.Contract: dataset, depth range, training size, ...
     estimator.warnings                          # e.g. "a --smoke run's model"; nothing is printed
     estimator.keras_model                       # the Keras model itself (None for an exported model)
+    estimator.predict(picture, camera=camera)   # depth for another camera (camera.picture_camera): x f / f_train
 
 A picture goes through the network at its own aspect ratio, its longer side at most max_side (default: the
 longer side of the model's training size), or at the one size an exported model or an authors' file takes;
@@ -89,9 +90,10 @@ class DepthEstimator:
     """A model of any format and the one way its output becomes metres. Build it with load or from_keras."""
 
     def __init__(self, network, contract, depth_range, path, warnings=(), keras_model=None, default=False,
-                 runtime="keras"):
+                 runtime="keras", camera=None):
         self.network = network  # float32 RGB (N, h, w, 3) in [0, 1] -> output (N, h/2, w/2, 1)
         self.contract = contract
+        self.camera = camera or contract.training_camera(path)[0]  # the camera the output's depth is in
         self.depth_range = depth_range
         self.path = Path(path)
         self.warnings = tuple(warnings)
@@ -101,12 +103,13 @@ class DepthEstimator:
 
     @classmethod
     def load(cls, path=None, depth_range=None, precision=None, threads=None, fallback_range=NYU,
-             fallback_name="NYU"):
+             fallback_name="NYU", fallback_camera=None):
         """The estimator of a model file or SavedModel folder (InputError naming it if it cannot be used).
 
         depth_range: a DEPTH_RANGES name or a DepthRange that overrides the contract's; a model without a
-        contract is read with fallback_range. precision: "float32", "bfloat16" or "float16" for Keras files
-        (an export computes at the precision it was exported at). threads: the runtime's CPU threads.
+        contract is read with fallback_range (and taken with fallback_camera, default NYU's). precision:
+        "float32", "bfloat16" or "float16" for Keras files (an export computes at the precision it was
+        exported at). threads: the runtime's CPU threads.
         """
         default = path is None
         path = find_default_model() if default else Path(path)
@@ -129,8 +132,9 @@ class DepthEstimator:
             contract, runtime = read_contract(path), "keras"
             network = lambda batch: predict_targets(keras_model, batch)  # noqa: E731
         resolved, range_warnings = resolve_depth_range(contract, depth_range, fallback_range, fallback_name, path)
-        warnings += range_warnings + ([contract.warning()] if contract.warning() else [])
-        return cls(network, contract, resolved, path, warnings, keras_model, default, runtime)
+        camera, camera_warning = contract.training_camera(path, fallback_camera, fallback_name)
+        warnings += range_warnings + [w for w in (contract.warning(), camera_warning) if w]
+        return cls(network, contract, resolved, path, warnings, keras_model, default, runtime, camera)
 
     @classmethod
     def from_keras(cls, model, contract=None, depth_range=None, name="in-memory model"):
@@ -177,36 +181,59 @@ class DepthEstimator:
             return tuple(fixed or input_hw)
         return network_size(height, width, self.max_side if max_side is None else max_side)
 
-    def predict(self, images, flip=False, max_side=None, input_hw=None, output_hw=None, batch_size=BATCH_SIZE):
+    def predict(self, images, flip=False, max_side=None, input_hw=None, output_hw=None, batch_size=BATCH_SIZE,
+                camera=None):
         """Depth in metres, float32, at the pictures' size (or output_hw): (H, W) for one picture, (N, H, W)
         for a batch of one size.
 
         flip: average, in metres as the paper's evaluation does, with the mirrored prediction of the
-        mirrored picture. max_side / input_hw: the network's input size (see network_hw).
+        mirrored picture. max_side / input_hw: the network's input size (see network_hw). camera: the
+        pictures' camera.Camera (or one per picture): depth is scaled by its focal length over the
+        training camera's (depth_scale) before the clip to the range; None: taken with the training camera.
         """
         from pipeline import network_input
 
         pictures, single = as_pictures(images)
         height, width = pictures.shape[1:3]
         x = np.asarray(network_input(pictures, self.network_hw(height, width, max_side, input_hw)))
-        depth = resize_depth(self.network_depth(x, flip, batch_size), *(output_hw or (height, width)))
+        depth = self.network_depth(x, flip, batch_size, self.depth_scales(camera, len(x)))
+        depth = resize_depth(depth, *(output_hw or (height, width)))
         return depth[0].astype(np.float32) if single else depth.astype(np.float32)
 
-    def network_depth(self, images, flip=False, batch_size=BATCH_SIZE):
-        """Metres (N, h/2, w/2) at the network's output resolution for pictures (N, h, w, 3) already at the
-        network's input size (any dtype predict takes); flip as in predict."""
-        x, _ = as_pictures(images)
-        return np.concatenate([self._depth(x[i : i + batch_size], flip) for i in range(0, len(x), batch_size)])
+    def depth_scale(self, camera):
+        """What this model's depth is multiplied by for a picture taken with camera: its focal length over
+        the training camera's, both relative to the picture's width (camera.py). Cameras equal to rounding
+        (a focal length listed in pixels, the other computed) give exactly 1."""
+        ratio = 1.0 if camera is None else camera.fx / self.camera.fx
+        return 1.0 if abs(ratio - 1.0) < 1e-9 else ratio
 
-    def _depth(self, batch, flip):
-        depth = self._network_depth(batch)
+    def depth_scales(self, camera, count):
+        """depth_scale per picture of a batch of count, for one camera, one per picture, or None."""
+        cameras = camera if isinstance(camera, (list, tuple)) else [camera] * count
+        if len(cameras) != count:
+            raise InputError(f"{len(cameras)} cameras for {count} pictures")
+        return np.array([self.depth_scale(c) for c in cameras], np.float64)
+
+    def network_depth(self, images, flip=False, batch_size=BATCH_SIZE, scales=None):
+        """Metres (N, h/2, w/2) at the network's output resolution for pictures (N, h, w, 3) already at the
+        network's input size (any dtype predict takes); flip and the per-picture scales as in predict."""
+        x, _ = as_pictures(images)
+        scales = np.ones(len(x)) if scales is None else np.asarray(scales, np.float64)
+        return np.concatenate([self._depth(x[i : i + batch_size], flip, scales[i : i + batch_size])
+                               for i in range(0, len(x), batch_size)])
+
+    def _depth(self, batch, flip, scales):
+        depth = self._network_depth(batch, scales)
         if flip:
-            depth = 0.5 * (depth + self._network_depth(batch[:, :, ::-1])[:, :, ::-1])
+            depth = 0.5 * (depth + self._network_depth(batch[:, :, ::-1], scales)[:, :, ::-1])
         return depth
 
-    def _network_depth(self, batch):
+    def _network_depth(self, batch, scales):
         output = np.asarray(self.network(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float32)
-        return inverse_depth_norm(output[..., 0], self.depth_range)
+        # Depth s * max_m / y is max_m / (y / s): scaling the output keeps the clip to the range exact.
+        if np.all(scales == 1):
+            return inverse_depth_norm(output[..., 0], self.depth_range)
+        return inverse_depth_norm(output[..., 0] / scales[:, None, None].astype(np.float32), self.depth_range)
 
 
 def use_threads(threads):

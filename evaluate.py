@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 import numpy as np
 from tqdm import tqdm
 
-from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, open_dataset
+from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, camera_of, open_dataset
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
 from metrics import (
@@ -59,7 +59,14 @@ from metrics import (
     summary,
 )
 from outputs import save_sample_montages
-from utils import PRECISION_POLICIES, InputError, check_writable, image_size, quiet_tensorflow, write_json
+from utils import (
+    PRECISION_POLICIES,
+    InputError,
+    check_writable,
+    image_size,
+    quiet_tensorflow,
+    write_json,
+)
 
 PROTOCOLS = ("paper", "reference")
 # The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).
@@ -85,32 +92,38 @@ def same_size_batches(pairs, batch_size):
 
 
 def evaluate(estimator, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen", flip=True, batch_size=4,
-             quality=False, keep=0, predictions=None, input_hw=None, protocol="paper", skipped=None):
+             quality=False, keep=0, predictions=None, input_hw=None, protocol="paper", skipped=None,
+             camera_scale=True):
     """(records, kept): one record per image with its name, evaluated pixels, metrics (and quality).
 
-    pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')); predictions
-    are made at the ground truth's size by estimator (a DepthEstimator, whose depth range reads and clips
-    them). depth_range: the data's (which pixels count). flip: the paper's mirror average. kept: the `keep`
-    best and `keep` worst images by abs rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best
-    first. predictions: a list that receives every prediction. input_hw: the network's input size, if not
-    each image's own. protocol "reference" adds abs rel in the authors' order.
+    pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')[, camera]);
+    predictions are made at the ground truth's size by estimator (a DepthEstimator, whose depth range reads
+    and clips them), scaled by each picture's camera.Camera over the model's training camera unless
+    camera_scale is False (each record's "camera_scale" says by how much). depth_range: the data's (which
+    pixels count). flip: the paper's mirror average. kept: the `keep` best and `keep` worst images by abs
+    rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best first. predictions: a list that receives
+    every prediction. input_hw: the network's input size, if not each image's own. protocol "reference"
+    adds abs rel in the authors' order.
     skipped: a list that receives the names of images without valid ground truth inside the crop, which
     are then left out with a warning (without it, such an image stops the evaluation).
     """
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
-            names, rgbs, gts = zip(*batch)
+            names, rgbs, gts, cameras = zip(*(pair if len(pair) == 4 else (*pair, None) for pair in batch))
+            cameras = list(cameras) if camera_scale else None
             preds = estimator.predict(np.stack(rgbs), flip, max_side=0, input_hw=input_hw, output_hw=gts[0].shape,
-                                      batch_size=batch_size)
-            for name, rgb, gt, pred in zip(names, rgbs, gts, preds):
+                                      batch_size=batch_size, camera=cameras)
+            scales = estimator.depth_scales(cameras, len(batch))
+            for name, rgb, gt, pred, scale in zip(names, rgbs, gts, preds, scales):
                 mask = evaluation_mask(gt, kind, crop, depth_range)
                 if skipped is not None and not mask.any():
                     tqdm.write(f"skipped {name}: no valid ground truth inside the evaluation crop", file=sys.stderr)
                     skipped.append(name)
                     continue
                 box = crop_box(*gt.shape, kind, crop) if quality else None
-                records.append(image_record(name, gt, pred, mask, box, depth_range, protocol))
+                records.append({**image_record(name, gt, pred, mask, box, depth_range, protocol),
+                                "camera_scale": float(scale)})
                 if predictions is not None:
                     predictions.append(pred)
                 if keep:
@@ -158,11 +171,33 @@ def results_table(results, kind, ground_truth=None):
                     "test images against projected raw LiDAR (use a raw KITTI split file or gt_depths.npz)")
     elif ground_truth:
         rows.append(f"ground truth: {ground_truth}")
+    if results.get("camera"):
+        rows.append(camera_line(results["camera"]))
     if results["quality"]:
         q = results["quality"]
         rows.append(f"quality: mSSIM {q['mssim']:.3f}, edge F1 {q['edge_f1']:.3f}, "
                     f"normal cosine distance {q['normal_distance']:.4f}")
     return "\n".join(rows)
+
+
+def camera_summary(records, model_camera, data_camera, applied):
+    """What the JSON and the table say about cameras: the two cameras and the scales applied to depth."""
+    scales = [r["camera_scale"] for r in records]
+    return {"applied": applied, "rescaled": applied and any(s != 1 for s in scales),
+            "scale_min": min(scales), "scale_max": max(scales), "model_camera": model_camera.to_dict(),
+            "data_camera": data_camera.to_dict()}
+
+
+def camera_line(camera):
+    """The table's line on cameras."""
+    model, data = camera["model_camera"]["source"], camera["data_camera"]["source"]
+    if not camera["applied"]:
+        return f"camera: not rescaled (--no-camera-scale): the data's camera ({data}) taken as the model's ({model})"
+    if not camera["rescaled"]:
+        return f"camera: not rescaled: the data's camera is the model's ({model})"
+    spread = (f"x {camera['scale_min']:.3f}" if camera["scale_min"] == camera["scale_max"]
+              else f"x {camera['scale_min']:.3f}-{camera['scale_max']:.3f}")
+    return f"camera: depth rescaled {spread}, the data's focal length ({data}) over the model's ({model})"
 
 
 def write_per_image_csv(records, path):
@@ -203,6 +238,11 @@ def parse_args(argv=None):
                              "for a model without one, the dataset's)")
     parser.add_argument("--bs", type=int, default=4, help="images per forward pass (default 4)")
     parser.add_argument("--batch-size", dest="bs", type=int, help=argparse.SUPPRESS)  # the old spelling
+    parser.add_argument("--no-camera-scale", action="store_true",
+                        help="leave depth as the network gives it: by default each image's depth is scaled by its "
+                             "camera's focal length (the dataset's: NYU's Kinect, KITTI's per-frame focal, the "
+                             "synthetic rooms' own) over the model's training camera's, which is 1 for a model "
+                             "evaluated on its own camera")
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="turn off the mirrored test-time augmentation (on by default, as in the paper)")
     parser.add_argument("--crop", choices=CROPS, help="evaluation crop (default: eigen for NYU-style data, "
@@ -292,17 +332,20 @@ def main(argv=None):
     try:
         dataset, samples, crop = checked_inputs(args)
         estimator = DepthEstimator.load(args.model, args.depth_range, args.precision, args.threads,
-                                        fallback_range=dataset.depth_range, fallback_name="the dataset")
+                                        fallback_range=dataset.depth_range, fallback_name="the dataset",
+                                        fallback_camera=dataset.camera)
         estimator, input_hw, warnings = protocol_settings(estimator, dataset, args)
         print(estimator.describe())
         for warning in estimator.warnings + tuple(warnings):
             print(f"warning: {warning}")
-        pairs = ((s.name, *dataset.read(s)) for s in samples)
+        pairs = ((s.name, rgb, gt, camera_of(dataset, s, rgb.shape[1])) for s in samples
+                 for rgb, gt in [dataset.read(s)])
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0
         skipped = []
         records, kept = evaluate(estimator, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
-                                 args.bs, args.quality, keep, predictions, input_hw, args.protocol, skipped)
+                                 args.bs, args.quality, keep, predictions, input_hw, args.protocol, skipped,
+                                 not args.no_camera_scale)
         if not records:
             raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
                              f"the {crop} crop: nothing to evaluate")
@@ -312,6 +355,7 @@ def main(argv=None):
         print(f"skipped {len(skipped)} of {len(samples)} images without valid ground truth inside the {crop} crop "
               f"(first: {skipped[0]}); the figures are over the other {len(records)}")
     results = summary(records, args.quality, args.protocol)
+    results["camera"] = camera_summary(records, estimator.camera, dataset.camera, not args.no_camera_scale)
     size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
     print(f"{estimator.path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
           f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {estimator.depth_range.min_m:g}-"

@@ -38,6 +38,16 @@ def read_calibration(path):
     return values
 
 
+def colour_focal(calibration_dir, camera=2):
+    """The rectified colour camera's focal length in pixels (P_rect_02[0, 0] of calib_cam_to_cam.txt), or
+    None where the drive's calibration is not there."""
+    path = Path(calibration_dir) / "calib_cam_to_cam.txt"
+    if not path.is_file():
+        return None
+    projection = read_calibration(path).get(f"P_rect_0{camera}")
+    return float(projection[0]) if projection is not None and projection.size == 12 and projection[0] > 0 else None
+
+
 def velodyne_depth(calibration_dir, scan_path, camera=2):
     """Depth in metres (H, W) of one velodyne scan projected into camera `camera` (2: left colour), 0
     where no point lands: the projection of Eigen's and Godard's evaluation code.

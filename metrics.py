@@ -9,7 +9,8 @@ pooled; where to evaluate (the Eigen and Garg crops, valid pixels); the paper's 
 """
 import numpy as np
 
-from depth import NYU, NYU_IMAGE_HW, _array_module, back_project, scaled_intrinsics
+from camera import back_project, scaled_intrinsics
+from depth import NYU, NYU_IMAGE_HW, _array_module
 from utils import InputError
 
 # The loss (paper section 3.2, loss.py): weight of the point-wise L1 term, and SSIM's dynamic range, the

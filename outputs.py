@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth import back_project
+from camera import back_project
 
 # ---------------------------------------------------------------------------------------------------------
 # Pictures of depth

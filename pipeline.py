@@ -65,8 +65,9 @@ class SampleErrors:
         return self.messages[0] if self.messages else None
 
 
-def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False,
-             errors=None, permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0), target="paper"):
+def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False, errors=None,
+             permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0), target="paper",
+             canonical_focal=None):
     """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
 
     input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
@@ -75,7 +76,9 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
     size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
     shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
     n-th sample of that stream from the i-th (one input pipeline per worker machine). target: how
-    depth becomes the target (TARGETS).
+    depth becomes the target (TARGETS). canonical_focal: a focal length relative to the picture's width;
+    each sample's depth is scaled by it over the sample's own (data.camera_of), the depth the same picture
+    would have in that canonical camera (Metric3D's label-space transform).
     """
     import tensorflow as tf
 
@@ -83,7 +86,7 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
 
     samples = dataset.samples(split)
     errors = errors if errors is not None else SampleErrors()
-    read = _sample_reader(dataset, samples, skip_bad, errors)
+    read = _sample_reader(dataset, samples, skip_bad, errors, canonical_focal)
     if training:
         first_pass, offset = divmod(start_index, len(samples))
         ds = tf.data.Dataset.counter(first_pass).flat_map(lambda p: tf.data.Dataset.from_tensor_slices(
@@ -107,7 +110,7 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
 
 
 def training_inputs(dataset, batch_size, input_hw, strategy, errors, seed=0, skip_bad=False,
-                    permute_probability=PERMUTE_PROBABILITY, target="paper"):
+                    permute_probability=PERMUTE_PROBABILITY, target="paper", canonical_focal=None):
     """(train_input(start_index) -> training batches as the strategy takes them, validation dataset).
 
     A tf.distribute strategy gets one pipeline per input worker, each its share of the global batch_size; a
@@ -121,17 +124,17 @@ def training_inputs(dataset, batch_size, input_hw, strategy, errors, seed=0, ski
         if not is_tf_distribute(strategy):
             return pipeline(dataset, "train", batch_size, input_hw, seed, training=True, skip_bad=skip_bad,
                             errors=errors, permute_probability=permute_probability, start_index=start_index,
-                            target=target)
+                            target=target, canonical_focal=canonical_focal)
 
         def dataset_fn(context):
             return pipeline(dataset, "train", context.get_per_replica_batch_size(batch_size), input_hw, seed,
                             training=True, skip_bad=skip_bad, errors=errors, permute_probability=permute_probability,
                             start_index=start_index, shard=(context.num_input_pipelines, context.input_pipeline_id),
-                            target=target)
+                            target=target, canonical_focal=canonical_focal)
         return strategy.distribute_datasets_from_function(dataset_fn)
 
     val_ds = pipeline(dataset, "val", batch_size, input_hw, training=False, skip_bad=skip_bad, errors=errors,
-                      target=target)
+                      target=target, canonical_focal=canonical_focal)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return train_input, val_ds.with_options(options)
@@ -163,8 +166,10 @@ def pass_order(count, seed, pass_index):
     return tf.cast(tf.argsort(tf.random.stateless_uniform([count], seed=pass_seed), stable=True), tf.int64)
 
 
-def _sample_reader(dataset, samples, skip_bad, errors):
+def _sample_reader(dataset, samples, skip_bad, errors, canonical_focal=None):
     """A tf function index -> (uint8 image, depth metres, ok) that reads one sample in Python."""
+    from data import camera_of
+
     import tensorflow as tf
 
     def read_numpy(index):
@@ -176,6 +181,8 @@ def _sample_reader(dataset, samples, skip_bad, errors):
                     # Holes become far targets: an all-hole map would train and score as a perfect wall.
                     raise InputError(f"{dataset.name}:{sample.depth}: no valid depth (every pixel is zero, "
                                      "negative or not finite)")
+            if canonical_focal:
+                depth = depth * np.float32(canonical_focal / camera_of(dataset, sample, rgb.shape[1]).fx)
             return rgb, depth, True
         except InputError as err:
             errors.record(f"{err} ({sample.where})")

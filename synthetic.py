@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depth import NYU, NYU_IMAGE_HW, scaled_intrinsics
+from camera import NYU_INTRINSICS, scaled_intrinsics
+from depth import NYU, NYU_IMAGE_HW
 from utils import InputError, check_writable
 
 MIN_DEPTH_M, MAX_DEPTH_M = NYU.min_m, NYU.max_m
@@ -124,6 +125,7 @@ class Camera:
     yaw: float = 0.0
     pitch: float = 0.0
     roll: float = 0.0
+    focal_scale: float = 1.0  # focal length as a multiple of NYU's Kinect's: 0.6 a wide angle, 1.6 a tele
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,19 @@ class Scene:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def render_scene(seed, height=NYU_IMAGE_HW[0], width=NYU_IMAGE_HW[1]):
-    """(rgb uint8 (H, W, 3), depth_m float32 (H, W)) of the scene drawn from seed."""
-    return render(sample_scene(np.random.default_rng(seed)), height, width)
+def render_scene(seed, height=NYU_IMAGE_HW[0], width=NYU_IMAGE_HW[1], focal_scale=1.0):
+    """(rgb uint8 (H, W, 3), depth_m float32 (H, W)) of the scene drawn from seed, seen through NYU's
+    Kinect with its focal length times focal_scale (the same room and viewpoint at every focal_scale)."""
+    scene = sample_scene(np.random.default_rng(seed))
+    if focal_scale != 1.0:
+        scene = replace(scene, camera=replace(scene.camera, focal_scale=float(focal_scale)))
+    return render(scene, height, width)
+
+
+def intrinsics(camera, height, width):
+    """(fx, fy, cx, cy) in pixels of a height x width picture: NYU's Kinect, its focal times focal_scale."""
+    k = scaled_intrinsics(height, width)
+    return k["fx"] * camera.focal_scale, k["fy"] * camera.focal_scale, k["cx"], k["cy"]
 
 
 def sample_scene(rng):
@@ -427,12 +439,12 @@ def _about_z(angle):
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _ray_directions(rotation, height, width):
+def _ray_directions(camera, rotation, height, width):
     """World directions (dx, dy, dz), each float32 (H, W), of the pixel rays, scaled to unit camera-z.
 
     With unit camera-z the ray parameter t of a hit is its z-depth.
     """
-    fx, fy, cx, cy = (scaled_intrinsics(height, width)[k] for k in ("fx", "fy", "cx", "cy"))
+    fx, fy, cx, cy = intrinsics(camera, height, width)
     x = ((np.arange(width) + 0.5 - cx) / fx)[None, :]
     y = ((np.arange(height) + 0.5 - cy) / fy)[:, None]
     return tuple((r[0] * x + r[1] * y + r[2]).astype(np.float32) for r in rotation)
@@ -523,10 +535,11 @@ def _room_exit(room, origin, dx, dy, dz):
 
 
 def render(scene, height=NYU_IMAGE_HW[0], width=NYU_IMAGE_HW[1]):
-    """(rgb uint8 (H, W, 3), depth_m float32 (H, W)) of the scene seen through the scaled NYU camera."""
+    """(rgb uint8 (H, W, 3), depth_m float32 (H, W)) of the scene seen through the scaled NYU camera (its
+    focal length times scene.camera.focal_scale)."""
     rotation = camera_rotation(scene.camera)
     origin = np.asarray(scene.camera.position, dtype=np.float64)
-    dirs = _ray_directions(rotation, height, width)
+    dirs = _ray_directions(scene.camera, rotation, height, width)
     depth, surface = _nearest_hits(scene, origin, dirs, rotation)
     points = [float(o) + depth.ravel() * d.ravel() for o, d in zip(origin, dirs)]
     normals, albedo = _surface_normals_and_albedo(scene, surface.ravel(), points)
@@ -544,7 +557,7 @@ def _nearest_hits(scene, origin, dirs, rotation, cull=True):
     height, width = dirs[0].shape
     depth, surface = _room_exit(scene.room, origin, *dirs)
     for index, shape in enumerate(scene.shapes):
-        window = _screen_window(shape, origin, rotation, height, width) if cull else np.s_[:, :]
+        window = _screen_window(shape, origin, rotation, height, width, scene.camera) if cull else np.s_[:, :]
         if window is None:
             continue
         t = _intersect(shape, origin, *(d[window] for d in dirs))
@@ -554,7 +567,7 @@ def _nearest_hits(scene, origin, dirs, rotation, cull=True):
     return depth, surface
 
 
-def _screen_window(shape, origin, rotation, height, width):
+def _screen_window(shape, origin, rotation, height, width, camera):
     """Slices (rows, columns) holding the shape's image, the whole image, or None when it is behind."""
     corners = _bounding_corners(shape) - origin
     cam = corners @ rotation  # rows are camera coordinates, rotation being orthonormal
@@ -563,7 +576,7 @@ def _screen_window(shape, origin, rotation, height, width):
         return None
     if np.any(z <= 1e-3):  # straddles the camera plane: projecting would be meaningless
         return np.s_[:, :]
-    fx, fy, cx, cy = (scaled_intrinsics(height, width)[k] for k in ("fx", "fy", "cx", "cy"))
+    fx, fy, cx, cy = intrinsics(camera, height, width)
     u, v = fx * cam[:, 0] / z + cx, fy * cam[:, 1] / z + cy
     # Pixel i has its centre at i + 0.5; one pixel of slack on each side covers rounding.
     u0, u1 = int(np.clip(np.floor(u.min() - 0.5) - 1, 0, width)), int(np.clip(np.ceil(u.max() - 0.5) + 2, 0, width))
@@ -817,8 +830,8 @@ SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not
 
 
 def synthetic_counts(spec):
-    """(train, test) pair counts of 'synthetic' or 'synthetic:N:M'."""
-    parts = spec.split(":")[1:]
+    """(train, test) pair counts of 'synthetic' or 'synthetic:N:M' (with or without a focal part)."""
+    parts = [p for p in spec.split(":")[1:] if not p.startswith("f")]
     if not parts:
         return SYNTHETIC_DEFAULT_COUNTS
     try:
@@ -830,39 +843,72 @@ def synthetic_counts(spec):
     return train, test
 
 
+def synthetic_focal(spec):
+    """(low, high) focal scales of a spec ending ':fS' (every room at S times NYU's focal length) or
+    ':fLOW-HIGH' (each room at its own, log-uniform between them), else None: NYU's Kinect."""
+    parts = [p[1:] for p in spec.split(":")[1:] if p.startswith("f")]
+    if not parts:
+        return None
+    try:
+        low, high = (float(v) for v in (parts[0].split("-") * 2)[:2])
+    except ValueError:
+        raise InputError(f"--data {spec}: expected :fSCALE or :fLOW-HIGH, e.g. synthetic:600:100:f0.5-2") from None
+    if not 0.1 <= low <= high <= 10:
+        raise InputError(f"--data {spec}: focal scales must lie in 0.1-10 times NYU's, low first")
+    return low, high
+
+
 def synthetic_dataset_path(spec="synthetic", cache_dir=None):
     """The cached synthetic zip for spec, rendered on first use."""
     train, test = synthetic_counts(spec)
+    focal = synthetic_focal(spec)
     cache = Path(cache_dir or os.environ.get("DENSEDEPTH_CACHE", Path.home() / ".cache" / "densedepth"))
-    path = cache / f"synthetic_v{SYNTHETIC_VERSION}_{train}_{test}.zip"
+    tag = f"_f{focal[0]:g}-{focal[1]:g}" if focal else ""
+    path = cache / f"synthetic_v{SYNTHETIC_VERSION}_{train}_{test}{tag}.zip"
     if not path.exists():
         check_writable(path, (train + test) * SYNTHETIC_BYTES_PER_PAIR)
         print(f"Rendering the synthetic dataset ({train} train + {test} test pairs) into {path}", file=sys.stderr)
-        make_synthetic_zip(path, train, test)
+        make_synthetic_zip(path, train, test, focal=focal)
     return path
 
 
-def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
-    """Render pairs in parallel and write an NYU-format zip (8-bit training depth, 16-bit mm test depth)."""
+def focal_scales(count, focal, seed):
+    """The focal scale of each of count rooms: 1 without focal, else log-uniform in focal = (low, high)."""
+    if focal is None:
+        return [1.0] * count
+    low, high = focal
+    draws = np.random.default_rng([seed, 17]).uniform(np.log(low), np.log(high), count)
+    return [float(np.exp(d)) for d in draws]
+
+
+def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None, focal=None):
+    """Render pairs in parallel and write an NYU-format zip (8-bit training depth, 16-bit mm test depth).
+
+    focal: (low, high) focal scales (synthetic_focal); each row of the CSVs then carries its room's focal
+    length in pixels of the 640-wide picture as a third field, as KITTI's split files do.
+    """
     import multiprocessing
 
     from tqdm import tqdm
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    jobs = [("train", i, seed * 1_000_003 + i) for i in range(n_train)]
-    jobs += [("test", i, seed * 1_000_003 + 500_000 + i) for i in range(n_test)]
+    seeds = [seed * 1_000_003 + i for i in range(n_train)] + [seed * 1_000_003 + 500_000 + i for i in range(n_test)]
+    scales = focal_scales(len(seeds), focal, seed)
+    jobs = [("train" if k < n_train else "test", k if k < n_train else k - n_train, s, scale)
+            for k, (s, scale) in enumerate(zip(seeds, scales))]
     rows = {"train": [], "test": []}
     partial = path.with_name(path.name + ".partial")
     # spawn: a forked child of a process that has started TensorFlow can hang.
     context = multiprocessing.get_context("spawn")
     try:
         with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
-            for split, i, files in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
-                                        desc="rendering", unit="pair"):
+            for split, _, files, scale in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
+                                               desc="rendering", unit="pair"):
                 for name, data in files.items():
                     archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
-                rows[split].append(",".join(files))
+                focal_px = [f"{NYU_INTRINSICS['fx'] * scale:.4f}"] if focal else []
+                rows[split].append(",".join([*files, *focal_px]))
             for split, csv_name in NYU_CSV.items():
                 archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
         partial.replace(path)
@@ -875,20 +921,22 @@ def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None):
 
 
 def encoded_pair(job):
-    """Render one synthetic scene and encode it as NYU does: {zip member name: bytes}, RGB first.
+    """Render one synthetic scene and encode it as NYU does: (split, index, {zip member name: bytes}, focal
+    scale), RGB first.
 
     Training pairs: JPEG RGB and 8-bit PNG depth (255 = 10 m); test pairs: PNG RGB and 16-bit PNG depth
     in millimetres.
     """
-    split, i, seed = job
-    rgb, depth_m = render_scene(seed)
+    split, i, seed, scale = job
+    rgb, depth_m = render_scene(seed, focal_scale=scale)
     if split == "train":
         stem = f"data/nyu2_train/synthetic_{i // 10:04d}/{i % 10}"
         depth = np.round(np.clip(depth_m / NYU_8BIT_FULL_SCALE_M, 0, 1) * 255).astype(np.uint8)
-        return split, i, {f"{stem}.jpg": encode_image(rgb, "JPEG"), f"{stem}.png": encode_image(depth, "PNG")}
+        return split, i, {f"{stem}.jpg": encode_image(rgb, "JPEG"), f"{stem}.png": encode_image(depth, "PNG")}, scale
     stem = f"data/nyu2_test/{i:05d}"
     depth = np.round(depth_m * NYU_16BIT_UNITS_PER_M).astype(np.uint16)
-    return split, i, {f"{stem}_colors.png": encode_image(rgb, "PNG"), f"{stem}_depth.png": encode_image(depth, "PNG")}
+    files = {f"{stem}_colors.png": encode_image(rgb, "PNG"), f"{stem}_depth.png": encode_image(depth, "PNG")}
+    return split, i, files, scale
 
 
 def encode_image(array, image_format):

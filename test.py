@@ -15,8 +15,12 @@ For an input NAME.png, --output receives:
     NAME_depth_mm.png     16-bit grayscale, depth in millimetres (65535 = 65.5 m and beyond)
     NAME_depth_m.npy      float32 depth in metres (with --npy)
     NAME.ply              a coloured point cloud in metres, camera frame x right, y down, z forward, from
-                          the pinhole intrinsics --fx --fy --cx --cy (with --ply)
+                          the picture's camera (with --ply)
     montage.png           the inputs beside their depth maps, as in the paper's figures
+
+A network answers depth for the camera it was trained with: each picture's camera (--fx / --fov /
+--focal-35mm, else its EXIF focal length, else the model's training camera) scales its depth by its focal
+length over the training camera's, both relative to the picture's width, and shapes the point cloud.
 
 An unreadable file is reported by name and the others are still processed; the script then exits with an
 error that lists the files it skipped. With no --model: nyu.h5 here if present, else the newest model
@@ -32,10 +36,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 from tqdm import tqdm
 
-from depth import DEPTH_RANGES, NYU_IMAGE_HW, scaled_intrinsics
+from camera import NYU_CAMERA, picture_camera
+from depth import DEPTH_RANGES, NYU_IMAGE_HW
 from estimator import MIN_SIDE, DepthEstimator
 from outputs import save_depth_montage, write_outputs
-from utils import PRECISION_POLICIES, InputError, check_writable, load_image, quiet_tensorflow
+from utils import (
+    PRECISION_POLICIES,
+    InputError,
+    check_writable,
+    load_image,
+    quiet_tensorflow,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 MONTAGE_MAX_ROWS = 12
@@ -89,11 +100,24 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="outputs", help="folder for the results (default: outputs)")
     parser.add_argument("--npy", action="store_true", help="also write float32 depth in metres as .npy")
     parser.add_argument("--ply", action="store_true", help="also write a coloured point cloud as .ply")
-    for name, key in (("--fx", "fx"), ("--fy", "fy"), ("--cx", "cx"), ("--cy", "cy")):
-        parser.add_argument(name, type=float, help=f"camera {key} in pixels of the input picture, for --ply "
-                                                   f"(default: NYU's Kinect, {key} = "
-                                                   f"{scaled_intrinsics(*NYU_IMAGE_HW)[key]:.1f} at 640x480, "
-                                                   "scaled to the picture's size)")
+    camera = parser.add_argument_group(
+        "camera", "The pictures' camera: flags, else each picture's EXIF focal length, else the model's training "
+                  "camera (one line per picture says which). Depth is scaled by its focal length over the training "
+                  "camera's, and --ply back-projects with it.")
+    camera.add_argument("--fx", type=float, help="focal length in pixels of the input pictures (fy: the same "
+                                                 "times the training camera's fy / fx)")
+    for name, key in (("--fy", "fy"), ("--cx", "cx"), ("--cy", "cy")):
+        camera.add_argument(name, type=float, help=f"camera {key} in pixels of the input pictures (default: the "
+                                                   f"training camera's, NYU's Kinect: {key} = "
+                                                   f"{NYU_CAMERA.pixels(*NYU_IMAGE_HW)[key]:.1f} at 640x480)")
+    camera.add_argument("--fov", type=float, metavar="DEGREES", help="horizontal field of view, instead of --fx")
+    camera.add_argument("--focal-35mm", type=float, metavar="MM",
+                        help="35 mm-equivalent focal length (a phone's main camera: about 26), matched on the "
+                             "picture's longer side (36 mm), instead of --fx")
+    camera.add_argument("--no-exif", action="store_true", help="ignore the pictures' EXIF focal lengths")
+    camera.add_argument("--no-camera-scale", action="store_true",
+                        help="leave depth as the network gives it, as if taken with the training camera (the "
+                             "camera still shapes --ply)")
     parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
                         help="the range the model was trained for: nyu (0.4-10 m), nyu_reference (0.1-10 m) or "
                              "kitti (0.8-80 m) (default: the model's saved contract; nyu for a model without one)")
@@ -103,20 +127,20 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
                         help="compute precision; bfloat16 is about 1.8x faster on AVX-512 CPUs (default float32)")
     args = parser.parse_args(argv)
-    for key in ("fx", "fy"):
+    for key in ("fx", "fy", "focal_35mm"):
         if getattr(args, key) is not None and getattr(args, key) <= 0:
-            parser.error(f"--{key} must be positive, got {getattr(args, key)}")
+            parser.error(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.fov is not None and not 0 < args.fov < 180:
+        parser.error(f"--fov must be between 0 and 180 degrees, got {args.fov}")
+    focal_flags = [flag for flag in ("fx", "fov", "focal_35mm") if getattr(args, flag) is not None]
+    if len(focal_flags) > 1:
+        parser.error(f"--{' and --'.join(f.replace('_', '-') for f in focal_flags)} each give the focal length: "
+                     "pass one")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.max_side is not None and (args.max_side < 0 or 0 < args.max_side < MIN_SIDE):
         parser.error(f"--max-side must be 0 or at least {MIN_SIDE}, got {args.max_side}")
     return args
-
-
-def intrinsics_for(args, height, width):
-    """The flags' intrinsics, each missing one NYU's scaled to height x width."""
-    default = scaled_intrinsics(height, width)
-    return {key: getattr(args, key) if getattr(args, key) is not None else default[key] for key in default}
 
 
 def main(argv=None):
@@ -143,8 +167,15 @@ def main(argv=None):
             tqdm.write(f"skipped {err}", file=sys.stderr)
             failed.append(str(err))
             continue
-        depth_m = estimator.predict(image, max_side=args.max_side)
-        intrinsics = intrinsics_for(args, *depth_m.shape)
+        height, width = image.shape[:2]
+        camera, line = picture_camera(path, height, width, estimator.camera, use_exif=not args.no_exif,
+                                      fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy, fov=args.fov,
+                                      focal_35mm=args.focal_35mm)
+        scale = estimator.depth_scale(camera)
+        applied = "not applied (--no-camera-scale)" if args.no_camera_scale else "applied"
+        tqdm.write(f"{path.name}: {line}: depth x {scale:.3f}" + (f", {applied}" if scale != 1 else ""))
+        depth_m = estimator.predict(image, max_side=args.max_side, camera=None if args.no_camera_scale else camera)
+        intrinsics = camera.pixels(height, width)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))

@@ -31,10 +31,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Nothing imported here loads TensorFlow: --help answers at once.
 from augment import PERMUTE_PROBABILITY, REFERENCE_PERMUTE_PROBABILITY
+from camera import NYU_CAMERA
 from data import DEFAULT_TRAIN_DATA  # noqa: E402
 from legacy import ENCODER_CHANNELS, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
 from metrics import THETA
-from utils import PRECISION_POLICIES, InputError, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
+from utils import (
+    PRECISION_POLICIES,
+    InputError,
+    check_writable,
+    git_commit,
+    parse_hw,
+    quiet_tensorflow,
+    write_json,
+)
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = DEFAULT_TRAIN_DATA
@@ -105,6 +114,11 @@ def parse_args(argv=None):
     p.add_argument("--val-samples", type=int, default=None, help="validate on the first N samples only")
     p.add_argument("--validation", default="test", choices=["test", "holdout"],
                    help="validation set: the test split (as the reference code) or held-out training scenes")
+    p.add_argument("--canonical-focal", type=float, metavar="F",
+                   help="train in a canonical camera of focal length F (relative to the picture's width; NYU's "
+                        f"Kinect is {NYU_CAMERA.fx:.3f}): each sample's depth is scaled by F over its own focal length, "
+                        "so data of several cameras agree; the model then answers for F and test.py / evaluate.py "
+                        "rescale for each picture's camera (default: off, the dataset's own camera)")
     p.add_argument("--permute-prob", type=float, default=PERMUTE_PROBABILITY,
                    help=f"probability of a colour channel permutation (paper {PERMUTE_PROBABILITY}; the reference "
                         f"code's real rate is {REFERENCE_PERMUTE_PROBABILITY:.3f}: 0.5 over seven orders, two RGB)")
@@ -162,6 +176,9 @@ def check_args(parser, args):
         parser.error(f"--permute-prob must be in [0, 1], got {args.permute_prob}")
     if args.save_every < 0:
         parser.error("--save-every must be 0 or more")
+    if args.canonical_focal is not None and not 0.05 <= args.canonical_focal <= 20:
+        parser.error(f"--canonical-focal is a focal length over the picture's width, between 0.05 and 20 "
+                     f"(NYU's Kinect: {NYU_CAMERA.fx:.3f}), got {args.canonical_focal}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -178,7 +195,13 @@ def main(argv=None):
 
     if keras.backend.backend() == "jax":
         split_host_cpu(args.cpu_devices)  # before JAX starts its runtime
-    from runs import Interrupted, interrupt_handler, interrupted_message, open_run, remove_if_unused
+    from runs import (
+        Interrupted,
+        interrupt_handler,
+        interrupted_message,
+        open_run,
+        remove_if_unused,
+    )
 
     run = None
     with interrupt_handler() as interrupt:
@@ -231,7 +254,13 @@ def train(args, run, interrupt=None):
         training_precision,
     )
     from pipeline import SampleErrors, training_inputs, validation_shared_by
-    from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
+    from runs import (
+        RUN_BYTES_PER_PARAM,
+        bad_samples_reported,
+        initial_state,
+        record_resume,
+        saved_state,
+    )
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
     resuming = args.init == "resume"
@@ -262,7 +291,7 @@ def train(args, run, interrupt=None):
 
     errors = SampleErrors()
     train_input, val_ds = training_inputs(dataset, args.bs, input_hw, strategy, errors, args.seed, args.skip_bad,
-                                          args.permute_prob, recipe_target(args.recipe, dataset))
+                                          args.permute_prob, recipe_target(args.recipe, dataset), args.canonical_focal)
     print_setup(args, strategy, input_hw, steps, precision, dataset, run)
     if run.is_chief and not resuming:
         write_first_files(args, run, model, dataset, input_hw, steps, precision, strategy, errors, val_ds)
@@ -431,9 +460,21 @@ def contract_maker(model, args, dataset, input_hw):
         training = {"steps": state["global_step"], "epochs": state["epoch"], "global_batch": args.bs,
                     "best_epoch": state["best_epoch"], "best_val_delta1": None if a1 is None else float(a1),
                     "smoke": bool(args.smoke), "recipe": args.recipe}
-        return model_contract(model, label, dataset.depth_range, input_hw, args.input_size is not None, training)
+        return model_contract(model, label, dataset.depth_range, input_hw, args.input_size is not None, training,
+                              training_camera(args, dataset, input_hw))
 
     return contract
+
+
+def training_camera(args, dataset, input_hw):
+    """The camera the model learns depth for: the canonical one (--canonical-focal), else the dataset's."""
+    from camera import Camera
+
+    if args.canonical_focal is None:
+        return dataset.camera
+    height, width = input_hw
+    return Camera(args.canonical_focal, args.canonical_focal * width / height, 0.5, 0.5,
+                  f"canonical, train.py --canonical-focal {args.canonical_focal:g}")
 
 
 def fit(model, train_input, val_ds, callbacks, state, steps, epochs, bs, checkpoint):

@@ -64,8 +64,9 @@ def picture_errors():
 
 
 def load_image(path):
-    """RGB float32 image in [0, 1], shape (H, W, 3), from RGB, RGBA, grayscale, 8- or 16-bit files."""
-    from PIL import Image
+    """RGB float32 image in [0, 1], shape (H, W, 3), from RGB, RGBA, grayscale, 8- or 16-bit files, turned
+    upright by its EXIF Orientation."""
+    from PIL import Image, ImageOps
 
     path = Path(path)
     if not path.is_file():
@@ -73,7 +74,8 @@ def load_image(path):
     try:
         with Image.open(path) as im:
             im.load()
-            return pil_rgb(im).astype(np.float32) / 255.0
+            # Upright as a viewer shows it: a phone's portrait photo is stored sideways with an Orientation tag.
+            return pil_rgb(ImageOps.exif_transpose(im)).astype(np.float32) / 255.0
     except picture_errors() as err:
         raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from err
 

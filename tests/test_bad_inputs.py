@@ -83,6 +83,11 @@ BAD_INPUTS = [
     ("test.py", ["--input", "{corrupt_png}", "--model", "{model}", "--output", "{tmp}/out_none"], 1,
      ["1 of 1 inputs could not be used", "corrupt.png: cannot read image"]),
     ("test.py", ["--fx", "0"], 2, ["--fx must be positive"]),
+    ("test.py", ["--fov", "190"], 2, ["--fov must be between 0 and 180 degrees"]),
+    ("test.py", ["--fx", "300", "--focal-35mm", "26"], 2, ["--fx and --focal-35mm each give the focal length"]),
+    ("test.py", ["--focal-35mm", "-3"], 2, ["--focal-35mm must be positive"]),
+    ("evaluate.py", ["--data", "synthetic:2:2:fwide"], 1, ["expected :fSCALE or :fLOW-HIGH"]),
+    ("train.py", ["--canonical-focal", "50"], 2, ["--canonical-focal is a focal length over the picture's width"]),
     ("test.py", ["--max-side", "8"], 2, ["--max-side must be 0 or at least 32"]),
     # evaluate.py
     ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{model}", "--json", "{ro}/e.json"], 1, ["e.json: cannot write"]),

@@ -22,7 +22,7 @@ from PIL import Image
 
 import demo
 import outputs
-from depth import scaled_intrinsics
+from camera import NYU_CAMERA, scaled_intrinsics
 from helpers import requires
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, contract_m
 
     server, log = served
     client = Client(server, verbose=False)
-    view, mesh, files, summary = client.predict(handle_file(str(EXAMPLE)), api_name="/predict")
+    view, mesh, files, summary = client.predict(handle_file(str(EXAMPLE)), None, api_name="/predict")
     names = {Path(f).name: Path(f) for f in files}
     assert set(names) == {"chelsea_depth_mm.png", "chelsea_depth_m.npy", "chelsea.ply", "chelsea_depth_color.png"}
     assert "chelsea.png" in summary and " m " in summary
@@ -199,16 +199,31 @@ def test_api_gives_test_py_numbers_and_messages_for_bad_input(served, contract_m
     # bad input: one line on the page (an AppError for a script), and the server keeps serving
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(AppError, match="not a picture"):
-        client.predict(handle_file(str(tmp_path / "notes.png")), api_name="/predict")
+        client.predict(handle_file(str(tmp_path / "notes.png")), None, api_name="/predict")
     huge = tmp_path / "huge.png"
     Image.new("L", (8000, 6000)).save(huge)  # 48 megapixels of zeros: a small file
     with pytest.raises(AppError, match="megapixels"):
-        client.predict(handle_file(str(huge)), api_name="/predict")
+        client.predict(handle_file(str(huge)), None, api_name="/predict")
     bomb = tmp_path / "bomb.png"
     Image.new("1", (14000, 13000)).save(bomb)  # 182 megapixels: PIL refuses to open it (a decompression bomb)
     with pytest.raises(AppError, match="too large"):
-        client.predict(handle_file(str(bomb)), api_name="/predict")
-    assert client.predict(handle_file(str(EXAMPLE)), api_name="/predict")[3].startswith("**chelsea.png**")
+        client.predict(handle_file(str(bomb)), None, api_name="/predict")
+    assert client.predict(handle_file(str(EXAMPLE)), None, api_name="/predict")[3].startswith("**chelsea.png**")
+    # a 35 mm-equivalent focal length typed on the page: depth x (26 / 36 of the width) / the Kinect's, as
+    # test.py --focal-35mm gives, and the 3D view shaped by the same camera
+    _, mesh26, files26, summary26 = client.predict(handle_file(str(EXAMPLE)), 26, api_name="/predict")
+    assert "camera from --focal-35mm 26 mm: depth x 0.891" in summary26
+    depth26 = np.load(next(Path(f) for f in files26 if f.endswith(".npy")))
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    # where no half-resolution value the up-sampling blends was clipped to the range, scaled or not
+    inside = (minimum_filter(depth_m, 31) > 0.6) & (maximum_filter(depth_m, 31) < 8.5)  # 31: 2 network pixels
+    assert inside.mean() > 0.2
+    np.testing.assert_allclose(depth26[inside], depth_m[inside] * (26 / 36) / NYU_CAMERA.fx, rtol=1e-4)
+    camera26 = NYU_CAMERA.with_focal(26 / 36, "26 mm")
+    cloud26 = outputs.point_cloud(depth26, image, camera26.pixels(*depth26.shape))
+    flipped26 = {tuple(p) for p in np.stack([cloud26["x"], -cloud26["y"], -cloud26["z"]], -1)}
+    assert {tuple(p) for p in glb_arrays(mesh26)[0]} <= flipped26
     console = log.read_text()
     assert "error: notes.png is not a picture" in console and "megapixels" in console
     assert "Traceback" not in console

@@ -16,11 +16,18 @@ from PIL import Image
 
 import evaluate
 import metrics
+from camera import scaled_intrinsics
 from datagen import npy_bytes
-from depth import resize_depth, scaled_intrinsics
+from depth import resize_depth
 from estimator import find_default_model
 from helpers import network_depth_m, scale_up
-from metrics import compute_errors, depth_ssim, edge_f1, normal_distance, per_image_errors
+from metrics import (
+    compute_errors,
+    depth_ssim,
+    edge_f1,
+    normal_distance,
+    per_image_errors,
+)
 from model import load_model
 from utils import InputError
 
@@ -272,8 +279,10 @@ def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
     assert set(result) == {"model", "contract", "data", "kind", "split", "images", "pixels", "crop", "flip",
                            "input_size", "precision", "batch_size", "limit", "prediction_clip_m", "depth_range_m",
                            "eval_min_depth_m", "protocol", "pooled", "per_image", "quality", "paper",
-                           "paper_computed", "ground_truth", "comparable_with_paper", "skipped_images"}
+                           "paper_computed", "ground_truth", "comparable_with_paper", "skipped_images", "camera"}
     assert set(result["pooled"]) == set(result["per_image"]) == metrics
+    # A model without a contract on NYU data: NYU's Kinect assumed for both, so nothing is rescaled.
+    assert result["camera"]["applied"] and not result["camera"]["rescaled"] and result["camera"]["scale_max"] == 1
     assert set(result["paper"]) == {"a1", "a2", "a3", "abs_rel", "rmse", "log10"}  # the paper's NYU six
     assert (result["protocol"], result["contract"], result["prediction_clip_m"]) == ("paper", {}, [0.4, 10.0])
     assert set(result["quality"]) == {"mssim", "edge_f1", "normal_distance"}
@@ -294,7 +303,7 @@ def test_kitti_split_evaluates_only_sparse_points_inside_the_garg_crop(tmp_path)
     depth[10, 20:40] = 20 * 256    # above the crop: ignored
     Image.fromarray(np.zeros((100, 320, 3), np.uint8)).save(tmp_path / "rgb.png")
     Image.fromarray(depth).save(tmp_path / "depth.png")
-    (tmp_path / "split.txt").write_text("rgb.png depth.png 721.5\n")
+    (tmp_path / "split.txt").write_text("rgb.png depth.png\n")  # no focal: KITTI's camera, the model's assumed
     result, _, predictions = run_evaluate(tmp_path, "--model", str(model_path), "--data", str(tmp_path / "split.txt"))
     assert (result["kind"], result["crop"], result["pixels"]) == ("kitti", "garg", 30)
     np.testing.assert_allclose(predictions, 20.0, rtol=1e-6)
@@ -446,7 +455,7 @@ def test_kitti_results_say_which_ground_truth_and_whether_the_paper_row_compares
     for u, v, d in [(300 + 3 * i, 250, 10) for i in range(20)] + [(700 + 3 * i, 300, 20) for i in range(10)]:
         depth[v - 1, u - 1] = d * 256
     Image.fromarray(depth).save(tmp_path / "annotated.png")
-    (tmp_path / "bts.txt").write_text(f"{frame} {tmp_path / 'annotated.png'} 721.5\n")
+    (tmp_path / "bts.txt").write_text(f"{frame} {tmp_path / 'annotated.png'} 721.5377\n")  # the calibration's
     annotated, _, _ = run_evaluate(tmp_path, "--model", str(model_path), "--data", str(tmp_path / "bts.txt"),
                                    "--no-flip")
     assert not annotated["comparable_with_paper"] and annotated["ground_truth"].startswith("annotated")

@@ -242,8 +242,9 @@ def test_depth_estimator_warnings_and_range_are_returned_not_printed(keras_model
     old = tmp_path / "old.keras"
     keras_model[1].save(old)  # saved before contracts existed
     estimator_ = DepthEstimator.load(old)
-    assert estimator_.depth_range == NYU and len(estimator_.warnings) == 1
+    assert estimator_.depth_range == NYU and len(estimator_.warnings) == 2
     assert "carries no depth range" in estimator_.warnings[0] and "NYU's 0.4-10 m" in estimator_.warnings[0]
+    assert "records no training camera: assuming NYU Depth v2's Kinect" in estimator_.warnings[1]
     overridden = DepthEstimator.load(keras_model[0], depth_range="kitti")
     assert overridden.depth_range == KITTI and "overrides the 0.4-10 m range" in overridden.warnings[0]
     np.testing.assert_allclose(overridden.predict(pictures(1)[0]), 8 * DepthEstimator.load(keras_model[0]).predict(

@@ -199,7 +199,7 @@ def test_kitti_model_gives_metres_on_the_80_m_scale_with_no_range_flag(tmp_path,
     depth_png[60, 20:40] = 20 * 256
     Image.fromarray(np.zeros((100, 320, 3), np.uint8)).save(tmp_path / "rgb.png")
     Image.fromarray(depth_png).save(tmp_path / "depth.png")
-    (tmp_path / "split.txt").write_text("rgb.png depth.png 721.5\n")
+    (tmp_path / "split.txt").write_text("rgb.png depth.png\n")
     out = tmp_path / "pred.npz"
     evaluate.main(["--model", str(kitti_model), "--data", str(tmp_path / "split.txt"), "--save-predictions", str(out)])
     np.testing.assert_allclose(np.load(out)["00000"], 20.0, rtol=1e-4)
@@ -250,7 +250,7 @@ def test_kitti_h5_sees_kitti_frames_at_384x1248_in_test_py_and_evaluate_py(tmp_p
     depth_png = np.zeros((375, 1242), np.uint16)
     depth_png[200:360:3, 100:1100:3] = 20 * 256
     Image.fromarray(depth_png).save(tmp_path / "depth.png")
-    (tmp_path / "split.txt").write_text("frame.png depth.png 721.5\n")
+    (tmp_path / "split.txt").write_text("frame.png depth.png 721.5377\n")  # KITTI's camera: not rescaled
     out = tmp_path / "pred.npz"
     evaluate.main(["--model", str(tmp_path / "kitti.h5"), "--data", str(tmp_path / "split.txt"), "--no-flip",
                    "--save-predictions", str(out), "--json", str(tmp_path / "e.json")])

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from depth import KITTI, scaled_intrinsics
+from camera import scaled_intrinsics
+from depth import KITTI
 from metrics import (
     crop_box,
     crop_mask,

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import synthetic
-from depth import NYU, NYU_INTRINSICS
+from camera import NYU_INTRINSICS
+from depth import NYU
 from synthetic import Camera, Light, Material, Room, Scene, Shape
 
 H, W = 120, 160
@@ -209,7 +210,7 @@ def test_screen_culling_changes_nothing(seed):
     scene = synthetic.sample_scene(np.random.default_rng(seed))
     rotation = synthetic.camera_rotation(scene.camera)
     origin = np.asarray(scene.camera.position)
-    dirs = synthetic._ray_directions(rotation, H, W)
+    dirs = synthetic._ray_directions(scene.camera, rotation, H, W)
     culled = synthetic._nearest_hits(scene, origin, dirs, rotation, cull=True)
     full = synthetic._nearest_hits(scene, origin, dirs, rotation, cull=False)
     np.testing.assert_array_equal(culled[0], full[0])

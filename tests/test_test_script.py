@@ -8,7 +8,8 @@ from PIL import Image
 
 import estimator
 import test as test_script
-from depth import resize_depth, scaled_intrinsics
+from camera import NYU_CAMERA, flags_camera, scaled_intrinsics
+from depth import resize_depth
 from helpers import network_depth_m
 from model import load_model
 from outputs import PLY_VERTEX
@@ -122,7 +123,9 @@ def test_globs_custom_intrinsics_and_large_pictures(tmp_path, small_model_path, 
     _, vertices = read_ply(out / "rgb.ply")
     z = vertices["z"].reshape(64, 80)
     np.testing.assert_allclose(vertices["x"].reshape(64, 80)[0, 3], (3.5 - 10.0) / 100.0 * z[0, 3], rtol=1e-5)
-    k = scaled_intrinsics(64, 80)  # --fy and --cy not given: NYU's, scaled
+    # --fy and --cy not given: fy the training camera's (NYU's) pixel aspect times --fx, cy NYU's scaled
+    k = flags_camera(64, 80, NYU_CAMERA, fx=100.0, cx=10.0)[0].pixels(64, 80)
+    assert k["cy"] == pytest.approx(scaled_intrinsics(64, 80)["cy"])
     np.testing.assert_allclose(vertices["y"].reshape(64, 80)[5, 0], (5.5 - k["cy"]) / k["fy"] * z[5, 0], rtol=1e-5)
 
 
