@@ -5,7 +5,6 @@ import json
 import math
 import zipfile
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,26 +16,17 @@ from data import camera_of, open_dataset
 from datagen import encoded, write_zip
 from depth import NYU
 from estimator import DepthEstimator
-from model import create_model
+from helpers import constant_network
 from pipeline import pipeline
 from utils import InputError
 
 DEPTH_M = 2.0  # what the constant network answers everywhere, for the training camera
 
 
-def constant_network(depth_m=DEPTH_M):
-    """A small real DenseDepth whose output is the target of depth_m at every pixel."""
-    keras.utils.set_random_seed(3)
-    net = create_model("tiny", weights=None, decoder_width=0.5)
-    kernel, _ = net.get_layer("conv3").get_weights()
-    net.get_layer("conv3").set_weights([np.zeros_like(kernel), np.array([NYU.max_m / depth_m], np.float32)])
-    return net
-
-
 @pytest.fixture(scope="module")
 def constant_model(tmp_path_factory):
     """(path, network): the constant network saved with an NYU contract (NYU's Kinect as its camera)."""
-    net = constant_network()
+    net = constant_network(DEPTH_M, NYU)
     path = tmp_path_factory.mktemp("camera") / "constant.keras"
     save_model(net, path, model_contract(net, "nyu", NYU, (480, 640), training={"steps": 5000}))
     return path, net

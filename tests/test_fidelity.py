@@ -26,7 +26,7 @@ from data import open_dataset
 from datagen import encoded, npy_bytes, write_zip
 from depth import KITTI, NYU, NYU_REFERENCE
 from estimator import DepthEstimator
-from helpers import network_depth_m
+from helpers import constant_network, network_depth_m
 from keras2_h5 import write_keras2_h5
 from model import create_model
 from pipeline import pipeline
@@ -139,15 +139,6 @@ def test_reference_protocol_refuses_what_contradicts_it(tmp_path, eigen_fixture,
 # ---------------------------------------------------------------------------------------------------------
 # The contract: saved with our models, inferred for the authors' files
 # ---------------------------------------------------------------------------------------------------------
-
-
-def constant_network(depth_m, depth_range):
-    """A small real DenseDepth whose output is the target of depth_m everywhere."""
-    keras.utils.set_random_seed(3)
-    net = create_model("tiny", weights=None, decoder_width=0.5)
-    kernel, _ = net.get_layer("conv3").get_weights()
-    net.get_layer("conv3").set_weights([np.zeros_like(kernel), np.array([depth_range.max_m / depth_m], np.float32)])
-    return net
 
 
 @pytest.fixture(scope="module")
