@@ -200,6 +200,7 @@ def build_page(demo):
     def run(picture_path, focal_35mm=None):
         if not picture_path:
             return None, None, None, ""
+        focal_35mm = focal_35mm or None  # an empty field (None, or 0 from some browsers): the EXIF, else the model's
         if focal_35mm is not None and not 0 < focal_35mm < 10_000:
             raise page_error(f"the 35 mm-equivalent focal length must be a positive number of mm, got {focal_35mm}")
         try:
