@@ -37,15 +37,8 @@ from camera import KITTI_CAMERA, NYU_CAMERA
 from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
 from kitti import colour_focal, gt_depth_maps, is_raw_kitti_list, velodyne_depth
 from metrics import EIGEN_CROP
-from synthetic import (
-    NYU_8BIT_FULL_SCALE_M,
-    NYU_16BIT_UNITS_PER_M,
-    NYU_CSV,
-    SYNTHETIC_BYTES_PER_PAIR,
-    make_synthetic_zip,
-    synthetic_dataset_path,
-    synthetic_focal,
-)
+from synthetic import (NYU_8BIT_FULL_SCALE_M, NYU_16BIT_UNITS_PER_M, NYU_CSV, SYNTHETIC_BYTES_PER_PAIR,
+                       make_synthetic_zip, synthetic_dataset_path, synthetic_focal)
 from utils import InputError, check_writable, picture_errors, pil_rgb
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"
@@ -380,6 +373,11 @@ def _kitti_dataset(root, lists, validation, skip_bad, seed):
     files = FolderFiles(next(iter(lists.values())).parent)
     dataset = DepthDataset(str(root), files, splits, "kitti", validation, seed)
     dataset.skipped = skipped
+    listed = [s for s in splits.get("train") or next(iter(splits.values())) if s.focal]
+    if listed:  # the training camera a contract records: the split's median focal length at its frames' width
+        width = decode_rgb(files.read(listed[0].rgb), files.label(listed[0].rgb)).shape[1]
+        focal = float(np.median([s.focal for s in listed]))
+        dataset.camera = KITTI_CAMERA.with_focal(focal / width, f"the split files' focal length, {focal:g} px")
     return dataset
 
 class KittiRaw:

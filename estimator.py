@@ -22,17 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import (
-    CONTRACT_KEY,
-    EXPORTED_SUFFIXES,
-    SAVEDMODEL_CONTRACT,
-    exported_contract,
-    first_line,
-    onnx_session,
-    read_contract,
-    resolve_depth_range,
-    tflite_metadata,
-)
+from contract import (CONTRACT_KEY, EXPORTED_SUFFIXES, SAVEDMODEL_CONTRACT, exported_contract, first_line, onnx_session,
+                      read_contract, resolve_depth_range, tflite_metadata)
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, inverse_depth_norm, resize_depth
 from utils import InputError, load_image, optional_module, pil_rgb
 

@@ -46,27 +46,10 @@ from tqdm import tqdm
 from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, camera_of, open_dataset
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
-from metrics import (
-    AUTHORS_SCRIPT_RERUN,
-    CROPS,
-    DEFAULT_CROP,
-    PAPER_RESULTS,
-    PAPER_RESULTS_COMPUTED,
-    REPORTED_METRICS,
-    crop_box,
-    evaluation_mask,
-    image_record,
-    summary,
-)
+from metrics import (AUTHORS_SCRIPT_RERUN, CROPS, DEFAULT_CROP, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, REPORTED_METRICS,
+                     crop_box, evaluation_mask, image_record, summary)
 from outputs import save_sample_montages
-from utils import (
-    PRECISION_POLICIES,
-    InputError,
-    check_writable,
-    image_size,
-    quiet_tensorflow,
-    write_json,
-)
+from utils import PRECISION_POLICIES, InputError, check_writable, image_size, quiet_tensorflow, write_json
 
 PROTOCOLS = ("paper", "reference")
 # The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).

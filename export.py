@@ -40,12 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 import numpy as np
 
-from contract import (
-    CONTRACT_KEY,
-    SAVEDMODEL_CONTRACT,
-    export_contract,
-    tflite_with_metadata,
-)
+from contract import CONTRACT_KEY, SAVEDMODEL_CONTRACT, export_contract, tflite_with_metadata
 from depth import DEPTH_RANGES, NYU_IMAGE_HW
 from utils import InputError, check_writable, image_size, quiet_tensorflow
 

@@ -19,14 +19,7 @@ import numpy as np
 from keras import ops
 
 from depth import inverse_depth_norm
-from metrics import (
-    ROOTED_METRICS,
-    SSIM_DYNAMIC_RANGE,
-    SSIM_SIGMA,
-    SSIM_WINDOW,
-    THETA,
-    pixel_errors,
-)
+from metrics import ROOTED_METRICS, SSIM_DYNAMIC_RANGE, SSIM_SIGMA, SSIM_WINDOW, THETA, pixel_errors
 
 # tf.image.ssim's stabilisers, which the reference code used: C1 = (K1 * range)^2, C2 = (K2 * range)^2.
 SSIM_K1, SSIM_K2 = 0.01, 0.03

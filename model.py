@@ -21,17 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from legacy import (
-    BLOCK_CONVS,
-    BLOCK_NAMES,
-    ENCODER_CHANNELS,
-    LEAKY_RELU_SLOPE,
-    PAPER_LEAKY_RELU,
-    SKIP_LAYERS,
-    assign_weights_by_name,
-    encoder_of,
-    read_legacy_h5,
-)
+from legacy import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, PAPER_LEAKY_RELU, SKIP_LAYERS,
+                    assign_weights_by_name, encoder_of, read_legacy_h5)
 from utils import PRECISION_POLICIES, InputError
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers

@@ -168,9 +168,9 @@ def pass_order(count, seed, pass_index):
 
 def _sample_reader(dataset, samples, skip_bad, errors, canonical_focal=None):
     """A tf function index -> (uint8 image, depth metres, ok) that reads one sample in Python."""
-    from data import camera_of
-
     import tensorflow as tf
+
+    from data import camera_of
 
     def read_numpy(index):
         sample = samples[int(index)]

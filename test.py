@@ -40,13 +40,7 @@ from camera import NYU_CAMERA, picture_camera
 from depth import DEPTH_RANGES, NYU_IMAGE_HW
 from estimator import MIN_SIDE, DepthEstimator
 from outputs import save_depth_montage, write_outputs
-from utils import (
-    PRECISION_POLICIES,
-    InputError,
-    check_writable,
-    load_image,
-    quiet_tensorflow,
-)
+from utils import PRECISION_POLICIES, InputError, check_writable, load_image, quiet_tensorflow
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 MONTAGE_MAX_ROWS = 12

@@ -35,15 +35,7 @@ from camera import NYU_CAMERA
 from data import DEFAULT_TRAIN_DATA  # noqa: E402
 from legacy import ENCODER_CHANNELS, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
 from metrics import THETA
-from utils import (
-    PRECISION_POLICIES,
-    InputError,
-    check_writable,
-    git_commit,
-    parse_hw,
-    quiet_tensorflow,
-    write_json,
-)
+from utils import PRECISION_POLICIES, InputError, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
 
 # Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
 DATA = DEFAULT_TRAIN_DATA
@@ -116,9 +108,9 @@ def parse_args(argv=None):
                    help="validation set: the test split (as the reference code) or held-out training scenes")
     p.add_argument("--canonical-focal", type=float, metavar="F",
                    help="train in a canonical camera of focal length F (relative to the picture's width; NYU's "
-                        f"Kinect is {NYU_CAMERA.fx:.3f}): each sample's depth is scaled by F over its own focal length, "
-                        "so data of several cameras agree; the model then answers for F and test.py / evaluate.py "
-                        "rescale for each picture's camera (default: off, the dataset's own camera)")
+                        f"Kinect is {NYU_CAMERA.fx:.3f}): each sample's depth is scaled by F over its own focal "
+                        "length, so data of several cameras agree; the model then answers for F and test.py / "
+                        "evaluate.py rescale for each picture's camera (default: off, the dataset's own camera)")
     p.add_argument("--permute-prob", type=float, default=PERMUTE_PROBABILITY,
                    help=f"probability of a colour channel permutation (paper {PERMUTE_PROBABILITY}; the reference "
                         f"code's real rate is {REFERENCE_PERMUTE_PROBABILITY:.3f}: 0.5 over seven orders, two RGB)")
@@ -195,13 +187,7 @@ def main(argv=None):
 
     if keras.backend.backend() == "jax":
         split_host_cpu(args.cpu_devices)  # before JAX starts its runtime
-    from runs import (
-        Interrupted,
-        interrupt_handler,
-        interrupted_message,
-        open_run,
-        remove_if_unused,
-    )
+    from runs import Interrupted, interrupt_handler, interrupted_message, open_run, remove_if_unused
 
     run = None
     with interrupt_handler() as interrupt:
@@ -245,22 +231,10 @@ class TrainingDiverged(Exception):
 def train(args, run, interrupt=None):
     """Train as args say into run's folder; returns the folder."""
     from data import open_dataset
-    from distribute import (
-        cluster_spec,
-        is_tf_distribute,
-        keras_multi_worker_fixes,
-        make_strategy,
-        replicas,
-        training_precision,
-    )
+    from distribute import (cluster_spec, is_tf_distribute, keras_multi_worker_fixes, make_strategy, replicas,
+                            training_precision)
     from pipeline import SampleErrors, training_inputs, validation_shared_by
-    from runs import (
-        RUN_BYTES_PER_PARAM,
-        bad_samples_reported,
-        initial_state,
-        record_resume,
-        saved_state,
-    )
+    from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
     resuming = args.init == "resume"

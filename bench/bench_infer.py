@@ -216,13 +216,7 @@ def run_backend(args):
     select_backend(args.backend)
     import keras
 
-    from backends import (
-        device_name,
-        error_line,
-        is_out_of_memory,
-        peak_memory_mb,
-        reset_peak_memory,
-    )
+    from backends import device_name, error_line, is_out_of_memory, peak_memory_mb, reset_peak_memory
 
     backend, precision = keras.backend.backend(), args.precisions[0]
     model = build_model(args.model, args.decoder_width, precision)

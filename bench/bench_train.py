@@ -274,14 +274,7 @@ def backend_train_row(args, height, width, batch):
     import keras
     import numpy as np
 
-    from backends import (
-        conv_flops,
-        device_name,
-        error_line,
-        is_out_of_memory,
-        peak_memory_mb,
-        reset_peak_memory,
-    )
+    from backends import conv_flops, device_name, error_line, is_out_of_memory, peak_memory_mb, reset_peak_memory
     from model import create_model
 
     backend = keras.backend.backend()

@@ -24,14 +24,7 @@ import test as test_script
 from cross_backend import EVALUATE_ARGS
 from helpers import requires
 from keras2_h5 import write_keras2_h5
-from loss import (
-    depth_loss_function,
-    gradient_term,
-    image_gradients,
-    l1_term,
-    ssim,
-    ssim_term,
-)
+from loss import depth_loss_function, gradient_term, image_gradients, l1_term, ssim, ssim_term
 from model import UPSAMPLING_CONVENTIONS, ResizeToMatch, load_model, resize_bilinear
 
 TESTS = Path(__file__).resolve().parent

@@ -306,3 +306,14 @@ def test_train_py_records_the_canonical_camera(tmp_path):
     assert "canonical" in camera.source
     assert train.training_camera(train.parse_args([]), dataset, (480, 640)) == NYU_CAMERA
     assert math.isclose(NYU_CAMERA.horizontal_fov_deg, 63.3, abs_tol=0.1)
+
+
+def test_a_kitti_split_records_its_listed_focal_length_as_the_training_camera(tmp_path):
+    from datagen import kitti_folder
+
+    kitti_folder(tmp_path, n=2, hw=(375, 1242))
+    dataset = open_dataset(tmp_path)
+    assert dataset.camera.fx == pytest.approx(721.5377 / 1242, rel=1e-9)
+    assert "721.538 px" in dataset.camera.source and dataset.camera.cx == pytest.approx(609.5593 / 1242)
+    sample = dataset.samples("test")[0]
+    assert camera_of(dataset, sample, 1242).fx == pytest.approx(dataset.camera.fx, rel=1e-12)

@@ -6,15 +6,7 @@ import pytest
 import tensorflow as tf
 
 from data import EigenArrays, open_dataset
-from datagen import (
-    eigen_members,
-    encoded,
-    kitti_folder,
-    npy_bytes,
-    nyu_members,
-    write_folder,
-    write_zip,
-)
+from datagen import eigen_members, encoded, kitti_folder, npy_bytes, nyu_members, write_folder, write_zip
 from pipeline import SampleErrors, pipeline
 from synthetic import synthetic_dataset_path
 from utils import InputError

@@ -21,13 +21,7 @@ from datagen import npy_bytes
 from depth import resize_depth
 from estimator import find_default_model
 from helpers import network_depth_m, scale_up
-from metrics import (
-    compute_errors,
-    depth_ssim,
-    edge_f1,
-    normal_distance,
-    per_image_errors,
-)
+from metrics import compute_errors, depth_ssim, edge_f1, normal_distance, per_image_errors
 from model import load_model
 from utils import InputError
 
