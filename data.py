@@ -24,22 +24,19 @@ Make a synthetic NYU-format zip, and look at a few pairs of any dataset:
 import argparse
 import csv
 import io
-import struct
 import sys
-import threading
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from camera import KITTI_CAMERA, NYU_CAMERA
+from datafiles import FolderFiles, Sample, ZipFiles, decode_depth, decode_rgb, load_npy
 from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
-from kitti import colour_focal, gt_depth_maps, is_raw_kitti_list, velodyne_depth
+from kitti import KittiRaw, is_raw_kitti_list
 from metrics import EIGEN_CROP
 from synthetic import (NYU_8BIT_FULL_SCALE_M, NYU_16BIT_UNITS_PER_M, NYU_CSV, SYNTHETIC_BYTES_PER_PAIR,
                        make_synthetic_zip, synthetic_dataset_path, synthetic_focal)
-from utils import InputError, check_writable, picture_errors, pil_rgb
+from utils import InputError, check_writable
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"
 DEFAULT_EVAL_DATA = "nyu_test.zip"
@@ -48,118 +45,7 @@ EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.np
 KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
 # Which KITTI ground truth a dataset reads (evaluate.py says it beside the results).
 KITTI_ANNOTATED = "annotated depth maps (data_depth_annotated, the BTS split files)"
-KITTI_RAW = "raw LiDAR scans projected with the calibration"
-KITTI_GT_NPZ = "gt_depths.npz"
 HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One RGB-D pair: file names inside the dataset (or array index), and where it was listed."""
-
-    rgb: str
-    depth: str
-    where: str  # "data/nyu2_train.csv row 12", for messages
-    index: int = -1
-    focal: float | None = None  # the focal length listed with the pair, in pixels of its picture's width
-
-    @property
-    def name(self):
-        return self.rgb
-
-    @property
-    def scene(self):
-        return str(Path(self.rgb).parent)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Files inside a zip (read in place) or a folder
-# ---------------------------------------------------------------------------------------------------------
-
-
-class ZipFiles:
-    """Members of a zip archive, read in place without extracting, through one handle shared by all threads."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        try:
-            with zipfile.ZipFile(self.path) as archive:
-                self.names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError) as err:
-            raise InputError(f"{self.path}: not a readable zip archive ({err})") from err
-        self._archive, self._lock = None, threading.Lock()
-
-    def exists(self, name):
-        return name in self.names
-
-    def read(self, name):
-        # One handle opened once: tf.data runs numpy_function on threads whose Python state does not last,
-        # so a per-thread handle was reopened on every read, parsing NYU's 100k-member directory each time.
-        try:
-            with self._lock:
-                if self._archive is None:
-                    self._archive = zipfile.ZipFile(self.path)
-                return self._archive.read(name)
-        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as err:
-            raise InputError(f"{self.path}:{name}: cannot read from the archive ({err})") from err
-
-    def label(self, name):
-        return f"{self.path}:{name}"
-
-
-class FolderFiles:
-    """Files under a folder, named by paths relative to it."""
-
-    def __init__(self, root):
-        self.path = Path(root)
-
-    def exists(self, name):
-        return (self.path / name).is_file()
-
-    def read(self, name):
-        try:
-            return (self.path / name).read_bytes()
-        except OSError as err:
-            raise InputError(f"{self.path / name}: cannot read ({err.strerror})") from err
-
-    def label(self, name):
-        return str(self.path / name)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Decoding
-# ---------------------------------------------------------------------------------------------------------
-
-
-def decode_rgb(data, label):
-    """uint8 RGB (H, W, 3) from encoded image bytes (JPEG, PNG, any mode)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return pil_rgb(im)
-    except picture_errors() as err:
-        raise InputError(f"{label}: cannot decode image ({type(err).__name__}: {err})") from err
-
-
-def decode_depth(data, label, full_scale_8bit_m, units_per_m_16bit):
-    """float32 depth in metres (H, W) from a depth PNG: 8-bit (255 = full scale) or 16-bit (units per m)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            raw = np.asarray(im)
-    except picture_errors() as err:
-        raise InputError(f"{label}: cannot decode depth image ({type(err).__name__}: {err})") from err
-    if raw.ndim == 3:  # an RGB-saved depth map: all channels carry the same value
-        raw = raw[..., 0]
-    if raw.dtype == np.uint8:
-        return raw.astype(np.float32) * np.float32(full_scale_8bit_m / 255.0)
-    if raw.dtype.kind in "ui":
-        return raw.astype(np.float32) / np.float32(units_per_m_16bit)
-    return raw.astype(np.float32)  # float images already hold metres
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -274,7 +160,7 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
         return _kitti_dataset(path, {"train": path, "test": path}, validation, skip_bad, seed)
     files = ZipFiles(path) if path.is_file() else FolderFiles(path)
     if all(files.exists(name) for name in EIGEN_FILES):
-        return EigenArrays(str(path), [_load_npy(files, name) for name in EIGEN_FILES])
+        return EigenArrays(str(path), [load_npy(files, name) for name in EIGEN_FILES])
     if any(files.exists(name) for name in NYU_CSV.values()):
         return _nyu_dataset(path, files, validation, skip_bad, seed)
     if path.is_dir() and any((path / name).is_file() for name in KITTI_SPLIT_FILES.values()):
@@ -379,80 +265,6 @@ def _kitti_dataset(root, lists, validation, skip_bad, seed):
         focal = float(np.median([s.focal for s in listed]))
         dataset.camera = KITTI_CAMERA.with_focal(focal / width, f"the split files' focal length, {focal:g} px")
     return dataset
-
-class KittiRaw:
-    """Frames of the raw KITTI data listed by a split file, with LiDAR ground truth: each scan projected
-    (velodyne_depth), or the entries of a gt_depths.npz in the split file's order."""
-
-    kind, sparse, depth_range, train_hw, camera = "kitti", True, KITTI, KITTI_TRAIN_HW, KITTI_CAMERA
-
-    def __init__(self, split_file, gt_depths=None):
-        self.name, root = str(split_file), Path(split_file).parent
-        self.ground_truth = KITTI_GT_NPZ if gt_depths else KITTI_RAW
-        self._samples = []
-        for number, line in enumerate(Path(split_file).read_text().splitlines(), start=1):
-            fields = line.split()
-            if fields:
-                self._samples.append(self._sample(root, fields[0], f"{Path(split_file).name} line {number}",
-                                                  len(self._samples), gt_depths is None))
-        if not self._samples:
-            raise InputError(f"{split_file}: no frames listed")
-        self._gt = gt_depth_maps(gt_depths, len(self._samples)) if gt_depths else None
-
-    @staticmethod
-    def _sample(root, left, where, index, needs_scan):
-        """The frame's picture (.png or the .jpg of converted copies) and its velodyne scan."""
-        rgb = next((root / p for p in (left, str(Path(left).with_suffix(".png")), str(Path(left).with_suffix(".jpg")))
-                    if (root / p).is_file()), None)
-        if rgb is None:
-            raise InputError(f"{where}: {root / left} not found")
-        drive = rgb.parent.parent.parent  # <date>/<drive>/image_02/data/<frame>.png
-        scan = drive / "velodyne_points" / "data" / f"{rgb.stem}.bin"
-        if needs_scan and not scan.is_file():
-            raise InputError(f"{where}: no velodyne scan {scan} (raw KITTI ground truth is the frame's scan)")
-        # The drive's calibration gives each frame's focal length: the days of the Eigen split differ.
-        return Sample(str(rgb), str(scan), where, index, focal=colour_focal(drive.parent))
-
-    def samples(self, split):
-        if split not in ("test", "val"):
-            raise InputError(f"{self.name}: a raw KITTI split file is for evaluation only, no {split} split")
-        return self._samples
-
-    def read(self, sample):
-        rgb = decode_rgb(Path(sample.rgb).read_bytes(), sample.rgb)
-        if self._gt is not None:
-            depth = np.asarray(self._gt[sample.index], np.float32)
-            if depth.shape != rgb.shape[:2]:
-                raise InputError(f"{sample.where}: gt_depths.npz entry {sample.index} is {depth.shape[1]}x"
-                                 f"{depth.shape[0]}, the frame {rgb.shape[1]}x{rgb.shape[0]}: another split order?")
-            return rgb, depth
-        drive_date_dir = Path(sample.depth).parents[3]
-        return rgb, velodyne_depth(drive_date_dir, sample.depth)
-
-
-def _load_npy(files, name):
-    """A .npy array from a folder (memory-mapped) or a zip: memory-mapped in place when stored uncompressed."""
-    if isinstance(files, FolderFiles):
-        return np.load(files.path / name, mmap_mode="r")
-    with zipfile.ZipFile(files.path) as archive:
-        info = archive.getinfo(name)
-        if info.compress_type != zipfile.ZIP_STORED:
-            with archive.open(name) as f:  # compressed: no way around reading it whole
-                return np.load(f)
-    with open(files.path, "rb") as f:
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = struct.unpack("<HH", f.read(4))
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    return np.memmap(files.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# tf.data pipelines
-# ---------------------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -43,9 +43,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 import numpy as np
 from tqdm import tqdm
 
-from data import DEFAULT_EVAL_DATA, KITTI_GT_NPZ, KITTI_RAW, camera_of, open_dataset
+from data import DEFAULT_EVAL_DATA, camera_of, open_dataset
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
+from kitti import KITTI_GT_NPZ, KITTI_RAW
 from metrics import (AUTHORS_SCRIPT_RERUN, CROPS, DEFAULT_CROP, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, REPORTED_METRICS,
                      crop_box, evaluation_mask, image_record, summary)
 from outputs import save_sample_montages

@@ -1,15 +1,20 @@
-"""KITTI's raw LiDAR ground truth: the drives' calibration, velodyne scans projected into the left colour
-camera, telling Eigen's raw split files from annotated ones, and the gt_depths.npz arrays other
-evaluations publish. Pure NumPy.
-
-data.KittiRaw reads a raw split file ("left.png [right.png]" lines) through these; the paper's KITTI row
-is on this ground truth (Eigen's 697 test frames, capped at 80 m).
+"""KITTI's raw data with LiDAR ground truth: the drives' calibration, velodyne scans projected into the
+left colour camera, telling Eigen's raw split files from annotated ones, the gt_depths.npz arrays other
+evaluations publish, and KittiRaw, the dataset of a raw split file ("left.png [right.png]" lines). The
+paper's KITTI row is on this ground truth (Eigen's 697 test frames, capped at 80 m). No TensorFlow.
 """
 from pathlib import Path
 
 import numpy as np
 
+from camera import KITTI_CAMERA
+from datafiles import Sample, decode_rgb
+from depth import KITTI, KITTI_TRAIN_HW
 from utils import InputError
+
+# Which ground truth KittiRaw reads (evaluate.py says it beside the results; data.py names the annotated one).
+KITTI_RAW = "raw LiDAR scans projected with the calibration"
+KITTI_GT_NPZ = "gt_depths.npz"
 
 
 def is_raw_kitti_list(path):
@@ -91,3 +96,53 @@ def gt_depth_maps(path, count):
     if len(maps) != count:
         raise InputError(f"{path}: {len(maps)} depth maps for the {count} frames of the split file")
     return maps
+
+
+class KittiRaw:
+    """Frames of the raw KITTI data listed by a split file, with LiDAR ground truth: each scan projected
+    (velodyne_depth), or the entries of a gt_depths.npz in the split file's order."""
+
+    kind, sparse, depth_range, train_hw, camera = "kitti", True, KITTI, KITTI_TRAIN_HW, KITTI_CAMERA
+
+    def __init__(self, split_file, gt_depths=None):
+        self.name, root = str(split_file), Path(split_file).parent
+        self.ground_truth = KITTI_GT_NPZ if gt_depths else KITTI_RAW
+        self._samples = []
+        for number, line in enumerate(Path(split_file).read_text().splitlines(), start=1):
+            fields = line.split()
+            if fields:
+                self._samples.append(self._sample(root, fields[0], f"{Path(split_file).name} line {number}",
+                                                  len(self._samples), gt_depths is None))
+        if not self._samples:
+            raise InputError(f"{split_file}: no frames listed")
+        self._gt = gt_depth_maps(gt_depths, len(self._samples)) if gt_depths else None
+
+    @staticmethod
+    def _sample(root, left, where, index, needs_scan):
+        """The frame's picture (.png or the .jpg of converted copies) and its velodyne scan."""
+        rgb = next((root / p for p in (left, str(Path(left).with_suffix(".png")), str(Path(left).with_suffix(".jpg")))
+                    if (root / p).is_file()), None)
+        if rgb is None:
+            raise InputError(f"{where}: {root / left} not found")
+        drive = rgb.parent.parent.parent  # <date>/<drive>/image_02/data/<frame>.png
+        scan = drive / "velodyne_points" / "data" / f"{rgb.stem}.bin"
+        if needs_scan and not scan.is_file():
+            raise InputError(f"{where}: no velodyne scan {scan} (raw KITTI ground truth is the frame's scan)")
+        # The drive's calibration gives each frame's focal length: the days of the Eigen split differ.
+        return Sample(str(rgb), str(scan), where, index, focal=colour_focal(drive.parent))
+
+    def samples(self, split):
+        if split not in ("test", "val"):
+            raise InputError(f"{self.name}: a raw KITTI split file is for evaluation only, no {split} split")
+        return self._samples
+
+    def read(self, sample):
+        rgb = decode_rgb(Path(sample.rgb).read_bytes(), sample.rgb)
+        if self._gt is not None:
+            depth = np.asarray(self._gt[sample.index], np.float32)
+            if depth.shape != rgb.shape[:2]:
+                raise InputError(f"{sample.where}: gt_depths.npz entry {sample.index} is {depth.shape[1]}x"
+                                 f"{depth.shape[0]}, the frame {rgb.shape[1]}x{rgb.shape[0]}: another split order?")
+            return rgb, depth
+        drive_date_dir = Path(sample.depth).parents[3]
+        return rgb, velodyne_depth(drive_date_dir, sample.depth)

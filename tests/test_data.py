@@ -275,8 +275,8 @@ def test_velodyne_scans_project_to_the_pixels_and_depths_placed_by_hand(tmp_path
     """Points placed at known pixels and depths: each lands on round(u) - 1, round(v) - 1 at its camera
     depth; of two points on one pixel the nearer wins; points behind the scanner or outside the picture
     are dropped."""
-    from data import KITTI_RAW, open_dataset
-    from kitti import velodyne_depth
+    from data import open_dataset
+    from kitti import KITTI_RAW, velodyne_depth
 
     points = [pixel_of(12.0, 101, 201), pixel_of(30.0, 801, 51), pixel_of(7.0, 801, 51),
               [-5.0, 0.0, 0.0, 0.5], pixel_of(10.0, 2000, 100)]
@@ -293,7 +293,8 @@ def test_velodyne_scans_project_to_the_pixels_and_depths_placed_by_hand(tmp_path
 
 
 def test_gt_depths_npz_is_read_in_the_split_files_order(tmp_path):
-    from data import KITTI_GT_NPZ, open_dataset
+    from data import open_dataset
+    from kitti import KITTI_GT_NPZ
 
     split = write_raw_kitti(tmp_path, [[pixel_of(5.0, 11, 11)], [pixel_of(6.0, 11, 11)]])
     maps = np.empty(2, object)
