@@ -168,10 +168,10 @@ def exif_camera(image, height, width, base):
             source = f"EXIF FocalLength {mm:g} mm on a sensor of {full_width / (per_unit / unit_mm):.2f} mm"
     except (TypeError, ValueError, ZeroDivisionError) as err:
         return None, f"EXIF focal length unreadable ({err})"
-    fov = math.degrees(2 * math.atan(0.5 / relative))
-    if not PLAUSIBLE_FOV_DEG[0] <= fov <= PLAUSIBLE_FOV_DEG[1]:
-        return None, f"{source} gives a {fov:.0f} degree field of view, which no camera has"
-    return base.with_focal(relative, source), None
+    camera = base.with_focal(relative, source)
+    if not PLAUSIBLE_FOV_DEG[0] <= camera.horizontal_fov_deg <= PLAUSIBLE_FOV_DEG[1]:
+        return None, f"{source} gives a {camera.horizontal_fov_deg:.0f} degree field of view, which no camera has"
+    return camera, None
 
 
 def _positive(value, name):

@@ -129,7 +129,7 @@ class DepthEstimator:
 
     @classmethod
     def from_keras(cls, model, contract=None, depth_range=None, name="in-memory model"):
-        """The estimator of a Keras model in memory (read on its contract's range, else depth_range, else NYU)."""
+        """The estimator of a Keras model in memory (read with depth_range, else its contract's, else NYU's)."""
         from contract import Contract
         from model import predict_targets
 
@@ -221,9 +221,8 @@ class DepthEstimator:
 
     def _network_depth(self, batch, scales):
         output = np.asarray(self.network(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float32)
-        # Depth s * max_m / y is max_m / (y / s): scaling the output keeps the clip to the range exact.
-        if np.all(scales == 1):
-            return inverse_depth_norm(output[..., 0], self.depth_range)
+        # Depth s * max_m / y is max_m / (y / s): scaling the output keeps the clip to the range exact (and a
+        # scale of 1 leaves every value as it was: division by 1 is exact).
         return inverse_depth_norm(output[..., 0] / scales[:, None, None].astype(np.float32), self.depth_range)
 
 

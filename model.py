@@ -23,7 +23,7 @@ from keras import ops
 
 from legacy import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, PAPER_LEAKY_RELU, SKIP_LAYERS,
                     assign_weights_by_name, encoder_of, read_legacy_h5)
-from utils import PRECISION_POLICIES, InputError
+from utils import InputError, set_precision
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
 # per stage, so tests and --smoke run every code path that does not depend on DenseNet-169's size.
@@ -318,10 +318,8 @@ def precision_scope(precision):
     if precision is None:
         yield
         return
-    if precision not in PRECISION_POLICIES:
-        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISION_POLICIES)}")
     saved = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[precision])
+    set_precision(precision)  # refuses an unknown precision in one line
     try:
         yield
     finally:
