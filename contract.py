@@ -9,6 +9,7 @@ module builds it, writes it into every format and reads it back from every forma
     SavedModel folder     assets/densedepth.json
     .tflite               the flatbuffer's metadata entry "densedepth_contract"
     .onnx                 metadata_props "densedepth_contract"
+    OpenVINO .xml         the model's rt_info entry "densedepth_contract" (beside its .bin weights)
 
 and resolves the depth range a model is read with (a flag, else the contract, else a fallback), returning
 warnings for the caller to show; nothing here prints.
@@ -23,14 +24,14 @@ from types import MappingProxyType
 
 from camera import KITTI_CAMERA, NYU_CAMERA, Camera
 from depth import DEPTH_RANGES, KITTI, DepthRange
-from utils import VERSION, InputError, git_commit, optional_module
+from utils import VERSION, InputError, git_commit, optional_module, runtime_threads
 
 CONTRACT_FORMAT = 1
 CONTRACT_MEMBER = "densedepth.json"  # inside the .keras zip, beside Keras' own config.json
 CONTRACT_KEY = "densedepth_contract"  # the TFLite metadata entry and the ONNX metadata_props key
 SAVEDMODEL_CONTRACT = Path("assets") / "densedepth.json"
 BARELY_TRAINED_STEPS = 1000  # fewer training steps than this: say the model has hardly learned
-EXPORTED_SUFFIXES = (".tflite", ".onnx")
+EXPORTED_SUFFIXES = (".tflite", ".onnx", ".xml")
 KERAS_SUFFIXES = (".keras",)
 LEGACY_SUFFIXES = (".h5", ".hdf5")
 
@@ -211,10 +212,15 @@ def export_contract(contract, depth_range, input_hw, fmt, quantize, source):
     """The model's contract with the export's facts added: what every exported file carries."""
     import dataclasses
 
-    export = {"format": fmt, "quantize": quantize, "input_hw": list(input_hw), "source": str(source),
-              "entry_points": {"depth": "uint8 RGB (N, H, W, 3) -> metres (N, H, W)",
-                               "raw": "float32 RGB in [0, 1] (N, H, W, 3) -> network output (N, H/2, W/2, 1), "
-                                      "y = max_m / depth"}}
+    raw = "float32 RGB in [0, 1] (N, H, W, 3) -> network output (N, H/2, W/2, 1), y = max_m / depth"
+    entry_points = {"depth": "uint8 RGB (N, H, W, 3) -> metres (N, H, W)", "raw": raw}
+    if fmt == "openvino":  # one input, both outputs
+        entry_points = {"rgb": "float32 RGB in [0, 1] (N, H, W, 3) -> network_output (N, H/2, W/2, 1), "
+                               "y = max_m / depth, and depth_m, metres (N, H, W)"}
+    # OpenVINO computes what is not int8 in bfloat16 where asked and the CPU has it (estimator.py).
+    compute = "bfloat16" if fmt == "openvino" and quantize in ("bfloat16", "int8") else "float32"
+    export = {"format": fmt, "quantize": quantize, "compute": compute, "input_hw": list(input_hw),
+              "source": str(source), "entry_points": entry_points}
     return dataclasses.replace(contract, depth_range=depth_range, export=_frozen(export))
 
 
@@ -255,6 +261,8 @@ def read_contract(path):
         return exported_contract(path, tflite_metadata(path, CONTRACT_KEY))
     if path.suffix == ".onnx":
         return exported_contract(path, onnx_metadata(path, CONTRACT_KEY))
+    if path.suffix == ".xml":
+        return exported_contract(path, openvino_metadata(openvino_model(path), CONTRACT_KEY))
     try:
         with zipfile.ZipFile(path) as archive:
             if CONTRACT_MEMBER not in archive.namelist():
@@ -306,13 +314,28 @@ def onnx_session(path, threads=None):
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # its note on the optional inputs' empty defaults is by design here
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = runtime_threads(threads)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except (state.Fail, state.InvalidProtobuf, state.InvalidGraph, state.InvalidArgument, state.NoSuchFile,
             state.RuntimeException, RuntimeError, ValueError) as err:
         raise InputError(f"{path}: not a readable ONNX model ({first_line(err)})") from err
+
+
+def openvino_model(path):
+    """The ov.Model of an OpenVINO IR file (.xml beside its .bin), InputError naming it if unreadable."""
+    openvino = optional_module("openvino", "requirements-openvino.txt", f"reading {path}")
+    if not Path(path).with_suffix(".bin").is_file():
+        raise InputError(f"{path}: its weights {Path(path).with_suffix('.bin').name} are missing beside it")
+    try:
+        return openvino.Core().read_model(str(path))
+    except RuntimeError as err:
+        raise InputError(f"{path}: not a readable OpenVINO model ({first_line(err)})") from err
+
+
+def openvino_metadata(model, name):
+    """An OpenVINO model's named rt_info string, None if it has none."""
+    return model.get_rt_info(name).astype(str) if model.has_rt_info(name) else None
 
 
 def first_line(err, limit=200):

@@ -43,8 +43,8 @@ KEEP_RESULTS = 8  # result folders kept on disk; older ones are deleted (Gradio 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="as in test.py: .keras (ours), the authors' .h5, or an export.py export "
-                                        "(.tflite, .onnx, a SavedModel folder) (default: nyu.h5 if present, else "
-                                        "the newest *.keras under runs/)")
+                                        "(.tflite, .onnx, OpenVINO .xml, a SavedModel folder) (default: nyu.h5 if "
+                                        "present, else the newest *.keras under runs/)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0 shares it)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from contract import (CONTRACT_KEY, EXPORTED_SUFFIXES, SAVEDMODEL_CONTRACT, exported_contract, first_line, onnx_session,
-                      read_contract, resolve_depth_range, tflite_metadata)
+                      openvino_metadata, openvino_model, read_contract, resolve_depth_range, tflite_metadata)
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, inverse_depth_norm, resize_depth
-from utils import InputError, load_image, optional_module, pil_rgb
+from utils import InputError, load_image, optional_module, pil_rgb, runtime_threads
 
 AUTHORS_MODEL = "nyu.h5"  # the authors' released NYU model, looked for in the current folder
 MIN_SIDE = 32  # the encoder divides the picture by 32; smaller pictures are scaled up to this
@@ -116,12 +116,12 @@ class DepthEstimator:
             network = load_exported(path, threads, warnings)
             contract, runtime = network.contract, network.runtime
         else:
-            from model import load_model, predict_targets
+            from model import CompiledForward, load_model
 
             warnings += use_threads(threads)
             keras_model = load_model(path, precision)
             contract, runtime = read_contract(path), "keras"
-            network = lambda batch: predict_targets(keras_model, batch)  # noqa: E731
+            network = CompiledForward(keras_model)
         resolved, range_warnings = resolve_depth_range(contract, depth_range, fallback_range, fallback_name, path)
         camera, camera_warning = contract.training_camera(path, fallback_camera, fallback_name)
         warnings += range_warnings + [w for w in (contract.warning(), camera_warning) if w]
@@ -131,11 +131,11 @@ class DepthEstimator:
     def from_keras(cls, model, contract=None, depth_range=None, name="in-memory model"):
         """The estimator of a Keras model in memory (read with depth_range, else its contract's, else NYU's)."""
         from contract import Contract
-        from model import predict_targets
+        from model import CompiledForward
 
         contract = contract or Contract()
         resolved = depth_range or contract.depth_range or NYU
-        return cls(lambda batch: predict_targets(model, batch), contract, resolved, name, (), model)
+        return cls(CompiledForward(model), contract, resolved, name, (), model)
 
     def with_depth_range(self, depth_range):
         """The same network read with another DepthRange (evaluate.py's clip floor under a protocol)."""
@@ -227,7 +227,7 @@ class DepthEstimator:
 
 
 def use_threads(threads):
-    """TensorFlow's intra-op threads for what runs next (None: its default, all cores); returns warnings.
+    """TensorFlow's intra-op threads for what runs next (None: its default, every core); returns warnings.
 
     TensorFlow fixes the count when it starts its runtime; where that already happened (a second model in
     one process), it keeps its count and a warning says so.
@@ -250,10 +250,12 @@ def use_threads(threads):
 
 class ExportedModel:
     """An export's raw entry point, called like the network (float RGB -> output); depth() is the serving
-    entry point a deployed caller uses (uint8 RGB -> metres at the picture's size)."""
+    entry point a deployed caller uses (uint8 RGB -> metres at the picture's size). engine: the runtime's
+    own object (the loaded SavedModel, LiteRT interpreter, ONNX Runtime session or OpenVINO compiled model)."""
 
-    def __init__(self, path, contract, raw, depth, runtime):
+    def __init__(self, path, contract, raw, depth, runtime, engine=None):
         self.path, self.contract, self._raw, self._depth, self.runtime = Path(path), contract, raw, depth, runtime
+        self.engine = engine
         self.input_hw = tuple(contract.export["input_hw"])
 
     def __call__(self, rgb, training=False):
@@ -277,13 +279,14 @@ def is_exported(path):
 
 
 def load_exported(path, threads=None, warnings=None):
-    """An ExportedModel from a SavedModel folder, a .tflite or an .onnx file (InputError if unusable)."""
+    """An ExportedModel from a SavedModel folder, a .tflite, an .onnx or an OpenVINO .xml file (InputError if
+    unusable). threads: the runtime's CPU threads (None: every core)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such model file or folder")
     if path.is_dir():
         return load_savedmodel(path, threads, warnings if warnings is not None else [])
-    return {".tflite": load_tflite, ".onnx": load_onnx}[path.suffix](path, threads)
+    return {".tflite": load_tflite, ".onnx": load_onnx, ".xml": load_openvino}[path.suffix](path, threads)
 
 
 def load_savedmodel(folder, threads, warnings):
@@ -301,23 +304,51 @@ def load_savedmodel(folder, threads, warnings):
     except (OSError, ValueError, KeyError, DecodeError, tf.errors.OpError) as err:
         raise InputError(f"{folder}: not a readable SavedModel ({first_line(err)})") from err
     return ExportedModel(folder, contract, lambda x: raw(rgb=tf.constant(x))["network_output"].numpy(),
-                         lambda x: depth(images=tf.constant(x))["depth_m"].numpy(), "savedmodel")
+                         lambda x: depth(images=tf.constant(x))["depth_m"].numpy(), "savedmodel", loaded)
 
 
 def load_tflite(path, threads):
     contract = exported_contract(path, tflite_metadata(path, CONTRACT_KEY))
     litert = optional_module("ai_edge_litert.interpreter", "requirements-export.txt", f"reading {path}")
     try:
-        interpreter = litert.Interpreter(model_path=str(path), num_threads=threads)
+        interpreter = litert.Interpreter(model_path=str(path), num_threads=runtime_threads(threads))
         runners = {key: interpreter.get_signature_runner(key) for key in ("raw", "serving_default")}
     except (ValueError, RuntimeError, KeyError, IndexError) as err:
         raise InputError(f"{path}: not a readable TFLite model exported by export.py ({first_line(err)})") from err
     return ExportedModel(path, contract, lambda x: runners["raw"](rgb=x)["network_output"],
-                         lambda x: runners["serving_default"](images=x)["depth_m"], "tflite")
+                         lambda x: runners["serving_default"](images=x)["depth_m"], "tflite", interpreter)
 
 
 def load_onnx(path, threads):
     session = onnx_session(path, threads)
     contract = exported_contract(path, session.get_modelmeta().custom_metadata_map.get(CONTRACT_KEY))
     return ExportedModel(path, contract, lambda x: session.run(["network_output"], {"rgb": x})[0],
-                         lambda x: session.run(["depth_m"], {"images": x})[0], "onnx")
+                         lambda x: session.run(["depth_m"], {"images": x})[0], "onnx", session)
+
+
+def load_openvino(path, threads):
+    """An OpenVINO IR on the CPU: one input rgb, two outputs (network_output, depth_m); see export.py."""
+    import openvino
+
+    model = openvino_model(path)
+    contract = exported_contract(path, openvino_metadata(model, CONTRACT_KEY))
+    compiled = openvino.Core().compile_model(model, "CPU", openvino_config(contract, threads))
+    request = compiled.create_infer_request()
+    outputs = {name: compiled.output(name) for name in ("network_output", "depth_m")}
+
+    def run(x, name):  # the request reuses its buffers: copy the result out
+        return np.array(request.infer({"rgb": x})[outputs[name]], dtype=np.float32)
+
+    return ExportedModel(path, contract, lambda x: run(x, "network_output"),
+                         lambda x: run(x.astype(np.float32) / 255.0, "depth_m"), "openvino", compiled)
+
+
+def openvino_config(contract, threads):
+    """OpenVINO's CPU settings: latency (one request, every core), and the precision the export computes
+    at where it is not int8: bfloat16 where the CPU has bfloat16 instructions and the export asks for it."""
+    import openvino
+
+    compute = contract.export.get("compute", "float32")
+    capable = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return {"INFERENCE_NUM_THREADS": runtime_threads(threads), "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if compute == "bfloat16" and capable else "f32"}

@@ -201,9 +201,10 @@ def write_per_image_csv(records, path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model: .keras (ours), the authors' .h5, or an export.py export (.tflite, "
-                                        ".onnx, a SavedModel folder) (default: nyu.h5 if present, else the newest "
-                                        "*.keras under runs/)")
-    parser.add_argument("--threads", type=int, help="CPU threads the runtime uses (default: its own choice)")
+                                        ".onnx, OpenVINO .xml, a SavedModel folder) (default: nyu.h5 if present, "
+                                        "else the newest *.keras under runs/)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads the runtime uses (default: every core this process may use)")
     parser.add_argument("--data", default=DEFAULT_EVAL_DATA,
                         help=f"test data: the Eigen arrays zip (default {DEFAULT_EVAL_DATA}), an NYU-format zip "
                              "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, or 'synthetic'")

@@ -42,11 +42,13 @@ import numpy as np
 
 from contract import CONTRACT_KEY, SAVEDMODEL_CONTRACT, export_contract, tflite_with_metadata
 from depth import DEPTH_RANGES, NYU_IMAGE_HW
-from utils import InputError, check_writable, image_size, quiet_tensorflow
+from utils import InputError, check_writable, image_size, optional_module, quiet_tensorflow
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+# What each format can be quantised to: "none" is float32 throughout.
+QUANTIZATIONS = {"savedmodel": ("none",), "tflite": ("none", "float16", "dynamic", "int8"),
+                 "onnx": ("none", "int8"), "openvino": ("none", "bfloat16", "int8")}
+FORMATS = tuple(QUANTIZATIONS)
+SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 ONNX_OPSET = 17
 DEFAULT_CALIBRATION_IMAGES = 32
 
@@ -68,17 +70,37 @@ def entry_points(model, input_hw, depth_range):
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")])
     def depth(images):
-        output = tf.cast(model(tf.cast(images, tf.float32) / 255.0, training=False), tf.float32)
-        # depth.inverse_depth_norm in plain TensorFlow ops: its tf.experimental.numpy clip adds a
-        # BroadcastArgs op that neither tf2onnx nor TFLite's integer path takes (tests hold the two equal).
-        # Clipping y to [1, max / min] before dividing is the same as clipping depth to [min, max] after it
-        # (y <= 0 gives max), and an int8 file never divides by a quantised zero.
-        output = tf.clip_by_value(output, 1.0, depth_range.max_m / depth_range.min_m)
-        depth_m = depth_range.max_m / output
-        # Half-pixel bilinear, as test.py's resize_depth (which mirrors the border where this clamps it).
-        return {"depth_m": tf.image.resize(depth_m, (height, width), method="bilinear")[..., 0]}
+        return {"depth_m": metres(model(tf.cast(images, tf.float32) / 255.0, training=False), depth_range,
+                                  input_hw)}
 
     return depth, raw
+
+
+def metres(output, depth_range, input_hw):
+    """The depth entry point's reading of the network output: metres (N, H, W) at input_hw.
+
+    depth.inverse_depth_norm in plain TensorFlow ops: its tf.experimental.numpy clip adds a BroadcastArgs op
+    that neither tf2onnx nor TFLite's integer path takes (tests hold the two equal). Clipping y to
+    [1, max / min] before dividing is the same as clipping depth to [min, max] after it (y <= 0 gives max),
+    and an int8 file never divides by a quantised zero.
+    """
+    import tensorflow as tf
+
+    output = tf.clip_by_value(tf.cast(output, tf.float32), 1.0, depth_range.max_m / depth_range.min_m)
+    # Half-pixel bilinear, as test.py's resize_depth (which mirrors the border where this clamps it).
+    return tf.image.resize(depth_range.max_m / output, input_hw, method="bilinear")[..., 0]
+
+
+def float_entry(model, input_hw, depth_range):
+    """One tf.function for engines that take one input: float RGB -> both outputs (OpenVINO's IR)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *input_hw, 3], tf.float32, name="rgb")])
+    def both(rgb):
+        output = model(rgb, training=False)
+        return {"network_output": output, "depth_m": metres(output, depth_range, input_hw)}
+
+    return both
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -136,8 +158,9 @@ def write_tflite(model, depth, raw, contract, path, quantize, calibration):
     Path(path).write_bytes(with_metadata)
 
 
-def write_onnx(depth, raw, contract, path, input_hw):
-    """An .onnx file of one graph holding both entry points (weights shared), converted by tf2onnx."""
+def write_onnx(depth, raw, contract, path, input_hw, quantize="none", calibration=None):
+    """An .onnx file of one graph holding both entry points (weights shared), converted by tf2onnx; int8:
+    ONNX Runtime's static quantisation in QDQ form (per-channel int8 weights, uint8 activations)."""
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -151,12 +174,76 @@ def write_onnx(depth, raw, contract, path, input_hw):
     signature = [tf.TensorSpec([None, height, width, 3], tf.uint8, name="images"),
                  tf.TensorSpec([None, height, width, 3], tf.float32, name="rgb")]
     graph, _ = tf2onnx.convert.from_function(both, input_signature=signature, opset=ONNX_OPSET)
+    if quantize == "int8":
+        graph = onnx_int8(graph, calibration)
     # An input with an initializer of its name is optional in ONNX: an empty batch unless fed.
     for name, dtype in (("images", np.uint8), ("rgb", np.float32)):
         graph.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((0, height, width, 3), dtype), name))
     graph.metadata_props.add(key=CONTRACT_KEY, value=json.dumps(contract.to_dict()))
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader over the calibration pictures, both inputs fed each time."""
+
+    def __init__(self, pictures):
+        self._samples = iter([{"rgb": p[None], "images": np.round(p[None] * 255.0).astype(np.uint8)}
+                              for p in pictures])
+
+    def get_next(self):
+        return next(self._samples, None)
+
+
+def onnx_int8(graph, calibration):
+    """The float graph quantised statically by ONNX Runtime: QDQ pairs around every convolution (int8
+    weights per output channel, uint8 activations: the unsigned x signed products VNNI computes), scales
+    from the calibration pictures' min and max. The clip, division and resize of the depth entry stay float."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+        onnx.save(graph, str(source))
+        quantize_static(str(source), str(target), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "Concat", "Resize", "MaxPool", "AveragePool",
+                                              "GlobalAveragePool", "Mul", "Add"])
+        return onnx.load(str(target))
+
+
+def write_openvino(model, contract, path, input_hw, quantize, calibration):
+    """An OpenVINO IR (path .xml and its .bin): one input rgb (float RGB in [0, 1]), two outputs
+    (network_output, depth_m), converted from a SavedModel of the network; int8: NNCF's post-training
+    quantisation calibrated on the pictures. Where it is not int8 (or for --quantize bfloat16 throughout)
+    it computes in bfloat16 on CPUs that have it (the contract's "compute"); the file keeps float32 weights."""
+    import keras
+
+    openvino = optional_module("openvino", "requirements-openvino.txt", "export.py --format openvino")
+    with tempfile.TemporaryDirectory() as folder:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", float_entry(model, input_hw, contract.depth_range))
+        archive.write_out(folder, verbose=False)
+        converted = openvino.convert_model(folder)
+    for port in converted.outputs:  # the SavedModel's names carry a signature prefix: keep the output's own
+        port.get_tensor().set_names({next(n for n in ("network_output", "depth_m") if n in port.any_name)})
+    converted.inputs[0].get_tensor().set_names({"rgb"})
+    if quantize == "int8":
+        converted = openvino_int8(converted, calibration)
+    converted.set_rt_info(json.dumps(contract.to_dict()), CONTRACT_KEY)
+    openvino.save_model(converted, str(path), compress_to_fp16=False)
+
+
+def openvino_int8(converted, calibration):
+    """NNCF's post-training quantisation of an ov.Model: int8 weights (per channel) and activations,
+    scales from the calibration pictures; the depth entry's clip, division and resize stay float."""
+    nncf = optional_module("nncf", "requirements-openvino.txt", "export.py --format openvino --quantize int8")
+    dataset = nncf.Dataset([picture[None] for picture in calibration])
+    # MIXED: symmetric weights, asymmetric activations. The decoder's LeakyReLU and concatenations are far
+    # from symmetric about zero; a symmetric scale wastes half its codes there (measured: 6x the output error).
+    return nncf.quantize(converted, dataset, preset=nncf.QuantizationPreset.MIXED,
+                         subset_size=len(calibration))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -168,11 +255,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="the model to export: .keras (ours) or the authors' .h5")
     parser.add_argument("--format", required=True, choices=FORMATS,
-                        help="savedmodel (a folder), tflite (one file, phones and LiteRT) or onnx (one file, "
-                             "onnxruntime and other ONNX engines)")
-    parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
-                        help="TFLite only: float16 weights, dynamic (int8 weights), int8 (weights and activations, "
-                             "calibrated on --data) (default none: float32)")
+                        help="savedmodel (a folder), tflite (one file, phones and LiteRT), onnx (one file, "
+                             "onnxruntime and other ONNX engines) or openvino (NAME.xml with NAME.bin beside it: "
+                             "the fastest on x86 CPUs, docs/deployment.md)")
+    parser.add_argument("--quantize", default="none", choices=sorted({q for qs in QUANTIZATIONS.values() for q in qs}),
+                        help="tflite: float16 weights, dynamic (int8 weights), int8; onnx: int8; openvino: "
+                             "bfloat16 (computed in bfloat16 where the CPU has it), int8 (the rest in bfloat16 "
+                             "where the CPU has it). int8 quantises weights and activations, calibrated on --data "
+                             "(default none: float32)")
     parser.add_argument("--input-size", metavar="HxW", type=image_size,
                         help="the picture size the export takes, e.g. 480x640 (default: the model's training "
                              "size from its contract, else 480x640)")
@@ -187,8 +277,9 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True,
                         help="the file (.tflite, .onnx) or folder (savedmodel) to write; it must not exist yet")
     args = parser.parse_args(argv)
-    if args.quantize != "none" and args.format != "tflite":
-        parser.error(f"--quantize {args.quantize} is for --format tflite; {args.format} exports float32")
+    if args.quantize not in QUANTIZATIONS[args.format]:
+        parser.error(f"--quantize {args.quantize}: --format {args.format} takes "
+                     f"{', '.join(QUANTIZATIONS[args.format])}")
     if args.calibration < 1:
         parser.error(f"--calibration must be at least 1, got {args.calibration}")
     if args.format in SUFFIXES and Path(args.output).suffix != SUFFIXES[args.format]:
@@ -235,17 +326,22 @@ def main(argv=None):
             write_savedmodel(model, depth, raw, contract, output)
         elif args.format == "tflite":
             write_tflite(model, depth, raw, contract, output, args.quantize, calibration)
+        elif args.format == "onnx":
+            write_onnx(depth, raw, contract, output, input_hw, args.quantize, calibration)
         else:
-            write_onnx(depth, raw, contract, output, input_hw)
+            write_openvino(model, contract, output, input_hw, args.quantize, calibration)
     except InputError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {output} ({folder_size(output) / 1e6:.1f} MB)")
 
 
 def folder_size(path):
-    """Bytes of a file, or of every file under a folder."""
+    """Bytes of a file (with an OpenVINO .xml's .bin), or of every file under a folder."""
     path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    weights = path.with_suffix(".bin")
+    return path.stat().st_size + (weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else 0)
 
 
 if __name__ == "__main__":

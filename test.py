@@ -88,9 +88,10 @@ def parse_args(argv=None):
     parser.add_argument("--input", nargs="+", default=["examples"],
                         help="image files, globs (quote them) or folders (default: examples)")
     parser.add_argument("--model", help="model: .keras (ours), the authors' .h5, or an export.py export (.tflite, "
-                                        ".onnx, a SavedModel folder) (default: nyu.h5 if present, else the newest "
-                                        "*.keras under runs/)")
-    parser.add_argument("--threads", type=int, help="CPU threads the runtime uses (default: its own choice)")
+                                        ".onnx, OpenVINO .xml, a SavedModel folder) (default: nyu.h5 if present, "
+                                        "else the newest *.keras under runs/)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads the runtime uses (default: every core this process may use)")
     parser.add_argument("--output", default="outputs", help="folder for the results (default: outputs)")
     parser.add_argument("--npy", action="store_true", help="also write float32 depth in metres as .npy")
     parser.add_argument("--ply", action="store_true", help="also write a coloured point cloud as .ply")

@@ -101,6 +101,25 @@ def pil_rgb(im):
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
+def cpu_cores():
+    """The CPU cores this process may run on (its affinity mask: a container's share, not the host's)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def runtime_threads(threads=None):
+    """The threads a runtime is given: threads if set, else every core this process may use.
+
+    Runtimes differ in what they do with no count: LiteRT's Python interpreter runs on one thread, ONNX
+    Runtime and OpenVINO on the physical cores they detect. Every engine here is told the count instead.
+    """
+    return int(threads) if threads else cpu_cores()
+
+
 def git_commit():
     """The commit of this checkout, or "unknown" outside a git checkout."""
     try:

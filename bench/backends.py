@@ -111,25 +111,50 @@ def is_out_of_memory(err):
         marker in text for marker in ("resource_exhausted", "out of memory", "outofmemory", "oom"))
 
 
-def conv_flops(model, height, width):
-    """(encoder, decoder) FLOPs per image: 2 x multiply-accumulates of every Conv2D at height x width."""
+DECODER_PARTS = ("conv2", "up1", "up2", "up3", "up4", "conv3")  # the decoder's layers are named after these
+
+
+def network_part(layer_name):
+    """The part of the network a layer belongs to, for FLOP and time splits: "encoder stem", "encoder
+    block 1" .. "encoder block 4" (a dense block with the transition before it), or the decoder's own layer
+    ("conv2", "up1" .. "up4", "conv3"). DenseNet's layers are named conv2_block1_..., pool2_...: a decoder
+    prefix alone would take them for the decoder's conv2 and conv3."""
+    if layer_name in ("conv2", "conv3"):
+        return f"decoder {layer_name}"
+    head = layer_name.split("_")[0]
+    if head in DECODER_PARTS[1:5]:
+        return f"decoder {head}"
+    if head in ("conv2", "conv3", "conv4", "conv5"):
+        return f"encoder block {int(head[-1]) - 1}"
+    if head in ("pool2", "pool3", "pool4"):  # the transition into the next dense block
+        return f"encoder block {int(head[-1])}"
+    if head in ("bn", "relu"):  # DenseNet's final normalisation, after block 4
+        return "encoder block 4"
+    return "encoder stem"
+
+
+def conv_flops_by_part(model, height, width):
+    """{network_part: FLOPs per image}: 2 x multiply-accumulates of every Conv2D at height x width."""
     import keras
 
-    decoder_layers = ("conv2", "up1_", "up2_", "up3_", "up4_", "conv3")
     # A copy with a fixed input size, so that every layer's output shape is known.
     model = keras.models.clone_model(model, input_tensors=keras.Input((height, width, 3)))
-    encoder = decoder = 0
+    parts = {}
     for layer in model.layers:
         if not isinstance(layer, keras.layers.Conv2D):
             continue
         _, out_h, out_w, _ = layer.output.shape
         kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
-        flops = 2 * out_h * out_w * kernel_h * kernel_w * channels_in * channels_out
-        if layer.name.startswith(decoder_layers):
-            decoder += flops
-        else:
-            encoder += flops
-    return encoder, decoder
+        part = network_part(layer.name)
+        parts[part] = parts.get(part, 0) + 2 * out_h * out_w * kernel_h * kernel_w * channels_in * channels_out
+    return parts
+
+
+def conv_flops(model, height, width):
+    """(encoder, decoder) FLOPs per image, from conv_flops_by_part."""
+    parts = conv_flops_by_part(model, height, width)
+    decoder = sum(flops for part, flops in parts.items() if part.startswith("decoder"))
+    return sum(parts.values()) - decoder, decoder
 
 
 def error_line(err, limit=160):

@@ -74,8 +74,9 @@ def parse_args(argv=None):
                         help="with --backend: random NumPy images (the only choice)")
     parser.add_argument("--jsonl", help="with --backend: append each result as a JSON line to this file")
     parser.add_argument("--engines", action="store_true",
-                        help="instead: the engine x precision table (Keras, SavedModel, TFLite, ONNX Runtime) at "
-                             "480x640 batch 1, with file sizes and, given --accuracy-model, the metric changes")
+                        help="instead: the engine x precision table (Keras, TFLite, ONNX Runtime, OpenVINO) at "
+                             "480x640, batch 1 and --throughput-batch, with file sizes and, given --accuracy-model, "
+                             "the metric changes")
     parser.add_argument("--engines-dir", default="outputs/bench_engines",
                         help="with --engines: where the exports are written and reused (default outputs/bench_engines)")
     parser.add_argument("--accuracy-model",
@@ -86,7 +87,15 @@ def parse_args(argv=None):
                         help="with --engines: export.py's --data for the int8 calibration (default synthetic)")
     parser.add_argument("--accuracy-only", action="store_true",
                         help="with --engines and --accuracy-model: only the accuracy columns, no timing")
-    parser.add_argument("--threads", type=int, help="with --engines: the exported runtimes' threads (default theirs)")
+    parser.add_argument("--threads", type=int,
+                        help="with --engines: every runtime's threads (default: every core this process may use)")
+    parser.add_argument("--throughput-batch", type=int, default=4,
+                        help="with --engines: the batch of the throughput column (default 4)")
+    parser.add_argument("--speed-decoder-width", type=float, default=1.0,
+                        help="with --engines: the timed network's decoder width (0.5: the authors' later code; "
+                             "default 1.0, the paper's)")
+    parser.add_argument("--only", nargs="+", metavar="ENGINE:PRECISION",
+                        help="with --engines: time only these rows, e.g. keras:float32 openvino:int8")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one configuration, run in a fresh process
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.repeats < 1 or args.metric_images < 0:

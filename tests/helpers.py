@@ -56,7 +56,8 @@ def varied_small_model(seed=0, **options):
 OPTIONAL_PACKAGES = {"gradio": "requirements-demo.txt", "gradio_client": "requirements-demo.txt",
                      "selenium": "requirements-dev.txt", "tf2onnx": "requirements-export.txt",
                      "onnx": "requirements-export.txt", "onnxruntime": "requirements-export.txt",
-                     "ai_edge_litert": "requirements-export.txt", "jax": "requirements-jax.txt"}
+                     "ai_edge_litert": "requirements-export.txt", "jax": "requirements-jax.txt",
+                     "openvino": "requirements-openvino.txt", "nncf": "requirements-openvino.txt"}
 
 
 def requires(*modules):

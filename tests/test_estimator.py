@@ -1,0 +1,102 @@
+"""estimator.py: every runtime on every core unless told otherwise, and the Keras path compiled once per size.
+
+The thread counts are read back from each runtime (or, for LiteRT, whose interpreter keeps no readable
+count, from what the real interpreter was built with); the traces from TensorFlow's own tracing counter.
+Speed itself is measured in bench/bench_infer.py --engines, never here.
+"""
+import importlib.util
+
+import numpy as np
+import pytest
+
+import estimator
+import export
+from estimator import DepthEstimator
+from helpers import network_depth_m, requires
+from utils import cpu_cores, runtime_threads
+
+HW = (65, 97)
+
+
+def pictures(n, hw=HW, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *hw, 3), dtype=np.uint8)
+
+
+def test_runtime_threads_default_to_every_core_this_process_may_use():
+    import os
+
+    assert cpu_cores() == len(os.sched_getaffinity(0)) >= 1
+    assert runtime_threads(None) == runtime_threads(0) == cpu_cores()
+    assert runtime_threads(3) == 3
+
+
+def test_keras_forward_is_compiled_once_per_size_and_reused(small_model):
+    depth_estimator = DepthEstimator.from_keras(small_model)
+    network = depth_estimator.network
+    first = depth_estimator.predict(pictures(1)[0], max_side=0)
+    assert network.traces == 1
+    for seed in (1, 2, 3):  # a stream of same-size pictures: no new trace
+        depth_estimator.predict(pictures(1, seed=seed)[0], max_side=0)
+    depth_estimator.predict(pictures(1)[0], max_side=0, flip=True)  # the mirror has the same shape
+    assert network.traces == 1
+    depth_estimator.predict(pictures(1, hw=(64, 96))[0], max_side=0)  # a new size is traced once
+    depth_estimator.predict(pictures(1, hw=(64, 96), seed=4)[0], max_side=0)
+    assert network.traces == 2
+    depth_estimator.predict(pictures(2), max_side=0)  # and a new batch size
+    assert network.traces == 3
+    # The compiled pass computes what the eager model does.
+    from depth import resize_depth
+
+    reference = resize_depth(network_depth_m(small_model, pictures(1)), *HW)[0]
+    np.testing.assert_allclose(first, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_a_loaded_keras_file_runs_compiled(small_model_path):
+    depth_estimator = DepthEstimator.load(small_model_path)
+    depth_estimator.predict(pictures(1)[0])
+    depth_estimator.predict(pictures(1, seed=1)[0])
+    assert depth_estimator.network.traces == 1
+
+
+@pytest.fixture(scope="module")
+def small_exports(contract_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("threads")
+    paths = {"tflite": folder / "m.tflite", "onnx": folder / "m.onnx", "openvino": folder / "m.xml"}
+    for fmt, path in paths.items():
+        if fmt == "openvino" and importlib.util.find_spec("openvino") is None:
+            continue
+        export.main(["--model", str(contract_model[0]), "--format", fmt, "--output", str(path)])
+    return paths
+
+
+@requires("tf2onnx", "ai_edge_litert")
+@pytest.mark.parametrize("threads", [None, 1])
+def test_litert_interpreter_gets_every_core_unless_told(threads, small_exports, monkeypatch):
+    """LiteRT's Python interpreter runs on one thread when num_threads is None: the count must be given."""
+    from ai_edge_litert import interpreter as litert
+
+    built_with = []
+
+    class Recording(litert.Interpreter):  # the real interpreter, recording what it was built with
+        def __init__(self, *args, **kwargs):
+            built_with.append(kwargs.get("num_threads"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(litert, "Interpreter", Recording)
+    depth_estimator = DepthEstimator.load(small_exports["tflite"], threads=threads)
+    assert built_with == [threads or cpu_cores()]
+    assert depth_estimator.predict(pictures(1)[0]).shape == HW
+
+
+@requires("tf2onnx", "onnxruntime")
+@pytest.mark.parametrize("threads", [None, 1])
+def test_onnx_runtime_session_gets_every_core_unless_told(threads, small_exports):
+    loaded = estimator.load_onnx(small_exports["onnx"], threads)
+    assert loaded.engine.get_session_options().intra_op_num_threads == (threads or cpu_cores())
+
+
+@requires("openvino")
+@pytest.mark.parametrize("threads", [None, 1])
+def test_openvino_compiles_for_every_core_unless_told(threads, small_exports):
+    loaded = estimator.load_openvino(small_exports["openvino"], threads)
+    assert loaded.engine.get_property("INFERENCE_NUM_THREADS") == (threads or cpu_cores())
