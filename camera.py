@@ -114,12 +114,20 @@ def focal_from_35mm(focal_35mm, height, width):
     return focal_35mm / FILM_LONG_SIDE_MM * max(height, width) / width
 
 
-def flags_camera(height, width, base, fx=None, fy=None, cx=None, cy=None, fov=None, focal_35mm=None):
+CAMERA_FLAGS = ("fx", "fy", "cx", "cy", "fov", "focal_35mm")
+
+
+def flags_camera(height, width, base, **flags):
     """(camera, whether the flags gave its focal length) for a height x width picture.
 
-    fx, fy, cx, cy: pixels of the picture (fy defaults to fx times base's fy / fx); fov: horizontal field
-    of view in degrees; focal_35mm: its 35 mm-equivalent focal length. What the flags leave out is base's.
+    flags (CAMERA_FLAGS, each None or absent when not given): fx, fy, cx, cy in pixels of the picture (fy
+    defaults to fx times base's fy / fx); fov: horizontal field of view in degrees; focal_35mm: its 35
+    mm-equivalent focal length. What the flags leave out is base's.
     """
+    unknown = sorted(set(flags) - set(CAMERA_FLAGS))
+    if unknown:
+        raise TypeError(f"flags_camera: unknown camera flags {', '.join(unknown)}")
+    fx, fy, cx, cy, fov, focal_35mm = (flags.get(name) for name in CAMERA_FLAGS)
     given = [name for name, value in (("--fx", fx), ("--fov", fov), ("--focal-35mm", focal_35mm)) if value]
     if len(given) > 1:
         raise InputError(f"{' and '.join(given)} both give the focal length: pass one")

@@ -15,7 +15,6 @@ and resolves the depth range a model is read with (a flag, else the contract, el
 warnings for the caller to show; nothing here prints.
 """
 import json
-import os
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from types import MappingProxyType
 
 from camera import KITTI_CAMERA, NYU_CAMERA, Camera
 from depth import DEPTH_RANGES, KITTI, DepthRange
-from utils import VERSION, InputError, git_commit, optional_module, runtime_threads
+from utils import VERSION, InputError, atomic_write, git_commit, optional_module, runtime_threads
 
 CONTRACT_FORMAT = 1
 CONTRACT_MEMBER = "densedepth.json"  # inside the .keras zip, beside Keras' own config.json
@@ -200,12 +199,10 @@ def save_model(model, path, contract):
     """Save the network without its optimizer (a third of the size) and with its contract, atomically."""
     import keras
 
-    path = Path(path)
-    partial = path.with_name(f"partial-{path.name}")
-    keras.Model(model.input, model.output, name=model.name).save(partial)
-    with zipfile.ZipFile(partial, "a") as archive:
-        archive.writestr(CONTRACT_MEMBER, json.dumps(contract.to_dict(), indent=2))
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        keras.Model(model.input, model.output, name=model.name).save(partial)
+        with zipfile.ZipFile(partial, "a") as archive:
+            archive.writestr(CONTRACT_MEMBER, json.dumps(contract.to_dict(), indent=2))
 
 
 def export_contract(contract, depth_range, input_hw, fmt, quantize, source):

@@ -34,8 +34,15 @@ from datafiles import FolderFiles, Sample, ZipFiles, decode_depth, decode_rgb, l
 from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
 from kitti import KittiRaw, is_raw_kitti_list
 from metrics import EIGEN_CROP
-from synthetic import (NYU_8BIT_FULL_SCALE_M, NYU_16BIT_UNITS_PER_M, NYU_CSV, SYNTHETIC_BYTES_PER_PAIR,
-                       make_synthetic_zip, synthetic_dataset_path, synthetic_focal)
+from synthetic import (
+    NYU_8BIT_FULL_SCALE_M,
+    NYU_16BIT_UNITS_PER_M,
+    NYU_CSV,
+    SYNTHETIC_BYTES_PER_PAIR,
+    make_synthetic_zip,
+    synthetic_dataset_path,
+    synthetic_focal,
+)
 from utils import InputError, check_writable
 
 DEFAULT_TRAIN_DATA = "nyu_data.zip"

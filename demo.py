@@ -27,10 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depth import DEPTH_RANGES
-from utils import PRECISION_POLICIES  # neither needs TensorFlow: --help stays instant
+from settings import add_model_flags, check_model_flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page must not call home
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -42,23 +40,14 @@ KEEP_RESULTS = 8  # result folders kept on disk; older ones are deleted (Gradio 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="as in test.py: .keras (ours), the authors' .h5, or an export.py export "
-                                        "(.tflite, .onnx, OpenVINO .xml, a SavedModel folder) (default: nyu.h5 if "
-                                        "present, else the newest *.keras under runs/)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0 shares it)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
-                        help="as in test.py: the range the model was trained for (default: the model's contract)")
-    parser.add_argument("--max-side", type=int, default=None,
-                        help="as in test.py: longer side the network sees (default: the model's training size)")
-    parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
-                        help="compute precision (default float32)")
+    add_model_flags(parser)
     args = parser.parse_args(argv)
+    check_model_flags(parser, args)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be 1-65535, got {args.port}")
-    if args.max_side is not None and args.max_side < 0:
-        parser.error(f"--max-side must be 0 or positive, got {args.max_side}")
     return args
 
 
@@ -252,7 +241,7 @@ def main(argv=None):
     args = parse_args(argv)
     import gradio as gr  # noqa: F401 - after parse_args, so --help answers at once
 
-    demo = DepthDemo(args.model, args.depth_range, args.precision, max_side=args.max_side)
+    demo = DepthDemo(args.model, args.depth_range, args.precision, args.threads, args.max_side)
     if demo.load():
         print(f"error: {demo.error} (the page will say so; fix it and reload the page)", file=sys.stderr)
     else:

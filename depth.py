@@ -24,6 +24,8 @@ class DepthRange:
     min_m: float
     max_m: float
     eval_min_m: float = 1e-3
+
+
 # The paper's appendix clips NYU targets to [0.4, 10] m; the reference code uses [0.1, 10] m.
 NYU = DepthRange(min_m=0.4, max_m=10.0)
 NYU_REFERENCE = DepthRange(min_m=0.1, max_m=10.0)

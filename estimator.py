@@ -22,18 +22,35 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import (CONTRACT_KEY, EXPORTED_SUFFIXES, SAVEDMODEL_CONTRACT, exported_contract, first_line, onnx_session,
-                      openvino_metadata, openvino_model, read_contract, resolve_depth_range, tflite_metadata)
+from contract import (
+    CONTRACT_KEY,
+    EXPORTED_SUFFIXES,
+    SAVEDMODEL_CONTRACT,
+    exported_contract,
+    first_line,
+    onnx_session,
+    openvino_metadata,
+    openvino_model,
+    read_contract,
+    resolve_depth_range,
+    tflite_metadata,
+)
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, inverse_depth_norm, resize_depth
 from utils import InputError, load_image, optional_module, pil_rgb, runtime_threads
 
 AUTHORS_MODEL = "nyu.h5"  # the authors' released NYU model, looked for in the current folder
+# A small model trained here on the synthetic rooms, shipped so that everything runs on a fresh clone (how
+# it was made: models/README.md). It knows synthetic rooms only.
+BUILTIN_MODEL = Path(__file__).resolve().parent / "models" / "synthetic_tiny.keras"
+BUILTIN_WARNING = ("the built-in model knows the synthetic rooms only: --model nyu brings the authors' NYU model "
+                   "(165 MB, downloaded once)")
 MIN_SIDE = 32  # the encoder divides the picture by 32; smaller pictures are scaled up to this
 BATCH_SIZE = 4
 
 
 def find_default_model(runs_dir="runs"):
-    """The model to use when none is named: nyu.h5 here, else the newest *.keras under runs_dir.
+    """The model to use when none is named: nyu.h5 here, else the newest *.keras under runs_dir, else the
+    built-in model.
 
     Files inside checkpoint folders are skipped: a run's final.keras / best.keras are the ones to use.
     """
@@ -43,9 +60,22 @@ def find_default_model(runs_dir="runs"):
     candidates = [p for p in runs.rglob("*.keras") if "checkpoints" not in p.relative_to(runs).parts[:-1]]
     if candidates:
         return max(candidates, key=lambda p: p.stat().st_mtime)
-    raise InputError(f"no model given, no {AUTHORS_MODEL} here and no *.keras under {runs}/: pass --model, "
-                     "train one (python train.py --data synthetic --smoke), or download nyu.h5 from the "
-                     "authors (github.com/ialhashim/DenseDepth)")
+    if BUILTIN_MODEL.is_file():
+        return BUILTIN_MODEL
+    raise InputError(f"no model given, no {AUTHORS_MODEL} here and no *.keras under {runs}/: pass --model nyu "
+                     "(the authors' model, downloaded once) or a file, or train one (python train.py --smoke)")
+
+
+def model_path(path):
+    """The file a --model value names: a path, a released model's name ("nyu", "kitti": fetched once into
+    Keras' cache), or None: find_default_model."""
+    from legacy import RELEASED_IDS, fetch_released
+
+    if path is None:
+        return find_default_model()
+    if str(path) in RELEASED_IDS and not Path(path).exists():
+        return fetch_released(str(path))
+    return Path(path)
 
 
 def network_size(height, width, max_side):
@@ -81,7 +111,7 @@ class DepthEstimator:
     """A model of any format and the one way its output becomes metres. Build it with load or from_keras."""
 
     def __init__(self, network, contract, depth_range, path, warnings=(), keras_model=None, default=False,
-                 runtime="keras", camera=None):
+                 camera=None):
         self.network = network  # float32 RGB (N, h, w, 3) in [0, 1] -> output (N, h/2, w/2, 1)
         self.contract = contract
         self.camera = camera or contract.training_camera(path)[0]  # the camera the output's depth is in
@@ -90,12 +120,13 @@ class DepthEstimator:
         self.warnings = tuple(warnings)
         self.keras_model = keras_model
         self.default = default
-        self.runtime = runtime
+        self.runtime = getattr(network, "runtime", "keras")  # an ExportedModel says which runtime runs it
 
     @classmethod
     def load(cls, path=None, depth_range=None, precision=None, threads=None, fallback_range=NYU,
              fallback_name="NYU", fallback_camera=None):
-        """The estimator of a model file or SavedModel folder (InputError naming it if it cannot be used).
+        """The estimator of a model file or SavedModel folder (InputError naming it if it cannot be used);
+        "nyu" or "kitti": the authors' released model, downloaded once (legacy.fetch_released).
 
         depth_range: a DEPTH_RANGES name or a DepthRange that overrides the contract's; a model without a
         contract is read with fallback_range (and taken with fallback_camera, default NYU's). precision:
@@ -103,7 +134,7 @@ class DepthEstimator:
         exported at). threads: the runtime's CPU threads.
         """
         default = path is None
-        path = find_default_model() if default else Path(path)
+        path = model_path(path)
         if not path.exists():
             raise InputError(f"{path}: no such model file or folder")
         if isinstance(depth_range, str) and depth_range not in DEPTH_RANGES:
@@ -114,18 +145,20 @@ class DepthEstimator:
                 raise InputError(f"{path}: an exported model computes at the precision it was exported at; "
                                  f"drop --precision {precision} (export.py --quantize chooses it)")
             network = load_exported(path, threads, warnings)
-            contract, runtime = network.contract, network.runtime
+            contract = network.contract
         else:
             from model import CompiledForward, load_model
 
             warnings += use_threads(threads)
             keras_model = load_model(path, precision)
-            contract, runtime = read_contract(path), "keras"
+            contract = read_contract(path)
             network = CompiledForward(keras_model)
         resolved, range_warnings = resolve_depth_range(contract, depth_range, fallback_range, fallback_name, path)
         camera, camera_warning = contract.training_camera(path, fallback_camera, fallback_name)
         warnings += range_warnings + [w for w in (contract.warning(), camera_warning) if w]
-        return cls(network, contract, resolved, path, warnings, keras_model, default, runtime, camera)
+        if path == BUILTIN_MODEL:
+            warnings = [BUILTIN_WARNING]  # what its contract says of it (a small model, few steps) is known
+        return cls(network, contract, resolved, path, warnings, keras_model, default, camera)
 
     @classmethod
     def from_keras(cls, model, contract=None, depth_range=None, name="in-memory model"):

@@ -34,23 +34,32 @@ newest model under runs/.
 """
 import argparse
 import csv
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
 
 import numpy as np
 from tqdm import tqdm
 
 from data import DEFAULT_EVAL_DATA, camera_of, open_dataset
-from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
+from depth import NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
 from kitti import KITTI_GT_NPZ, KITTI_RAW
-from metrics import (AUTHORS_SCRIPT_RERUN, CROPS, DEFAULT_CROP, PAPER_RESULTS, PAPER_RESULTS_COMPUTED, REPORTED_METRICS,
-                     crop_box, evaluation_mask, image_record, summary)
+from metrics import (
+    AUTHORS_SCRIPT_RERUN,
+    CROPS,
+    DEFAULT_CROP,
+    PAPER_RESULTS,
+    PAPER_RESULTS_COMPUTED,
+    REPORTED_METRICS,
+    crop_box,
+    evaluation_mask,
+    image_record,
+    summary,
+)
 from outputs import save_sample_montages
-from utils import PRECISION_POLICIES, InputError, check_writable, image_size, quiet_tensorflow, write_json
+from settings import add_model_flags, check_model_flags
+from utils import InputError, check_writable, image_size, quiet_tensorflow, write_json
 
 PROTOCOLS = ("paper", "reference")
 # The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).
@@ -75,29 +84,47 @@ def same_size_batches(pairs, batch_size):
         yield batch  # the last, possibly short, batch: every image is evaluated
 
 
-def evaluate(estimator, pairs, total=None, kind="nyu", depth_range=NYU, crop="eigen", flip=True, batch_size=4,
-             quality=False, keep=0, predictions=None, input_hw=None, protocol="paper", skipped=None,
-             camera_scale=True):
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a set of images is evaluated. kind and depth_range: the data's (which crops apply, which pixels
+    count). flip: the paper's mirror average. input_hw: the network's input size, if not each image's own.
+    protocol "reference" adds abs rel in the authors' order. camera_scale: scale each prediction by its
+    picture's camera over the model's training camera. quality: the paper's quality measures too. keep: how
+    many best and worst images to keep for montages."""
+
+    kind: str = "nyu"
+    depth_range: DepthRange = NYU
+    crop: str = "eigen"
+    flip: bool = True
+    batch_size: int = 4
+    quality: bool = False
+    keep: int = 0
+    input_hw: tuple | None = None
+    protocol: str = "paper"
+    camera_scale: bool = True
+
+
+def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=None, skipped=None):
     """(records, kept): one record per image with its name, evaluated pixels, metrics (and quality).
 
     pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')[, camera]);
     predictions are made at the ground truth's size by estimator (a DepthEstimator, whose depth range reads
     and clips them), scaled by each picture's camera.Camera over the model's training camera unless
-    camera_scale is False (each record's "camera_scale" says by how much). depth_range: the data's (which
-    pixels count). flip: the paper's mirror average. kept: the `keep` best and `keep` worst images by abs
-    rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best first. predictions: a list that receives
-    every prediction. input_hw: the network's input size, if not each image's own. protocol "reference"
-    adds abs rel in the authors' order.
+    settings.camera_scale is False (each record's "camera_scale" says by how much). kept: the settings.keep
+    best and worst images by abs rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best first.
+    total: the number of pairs, for the progress bar. predictions: a list that receives every prediction.
     skipped: a list that receives the names of images without valid ground truth inside the crop, which
     are then left out with a warning (without it, such an image stops the evaluation).
     """
+    kind, depth_range, crop, batch_size, keep = (settings.kind, settings.depth_range, settings.crop,
+                                                 settings.batch_size, settings.keep)
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
             names, rgbs, gts, cameras = zip(*(pair if len(pair) == 4 else (*pair, None) for pair in batch))
-            cameras = list(cameras) if camera_scale else None
-            preds = estimator.predict(np.stack(rgbs), flip, max_side=0, input_hw=input_hw, output_hw=gts[0].shape,
-                                      batch_size=batch_size, camera=cameras)
+            cameras = list(cameras) if settings.camera_scale else None
+            preds = estimator.predict(np.stack(rgbs), settings.flip, max_side=0, input_hw=settings.input_hw,
+                                      output_hw=gts[0].shape, batch_size=batch_size, camera=cameras)
             scales = estimator.depth_scales(cameras, len(batch))
             for name, rgb, gt, pred, scale in zip(names, rgbs, gts, preds, scales):
                 mask = evaluation_mask(gt, kind, crop, depth_range)
@@ -105,8 +132,8 @@ def evaluate(estimator, pairs, total=None, kind="nyu", depth_range=NYU, crop="ei
                     tqdm.write(f"skipped {name}: no valid ground truth inside the evaluation crop", file=sys.stderr)
                     skipped.append(name)
                     continue
-                box = crop_box(*gt.shape, kind, crop) if quality else None
-                records.append({**image_record(name, gt, pred, mask, box, depth_range, protocol),
+                box = crop_box(*gt.shape, kind, crop) if settings.quality else None
+                records.append({**image_record(name, gt, pred, mask, box, depth_range, settings.protocol),
                                 "camera_scale": float(scale)})
                 if predictions is not None:
                     predictions.append(pred)
@@ -200,11 +227,6 @@ def write_per_image_csv(records, path):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model: .keras (ours), the authors' .h5, or an export.py export (.tflite, "
-                                        ".onnx, OpenVINO .xml, a SavedModel folder) (default: nyu.h5 if present, "
-                                        "else the newest *.keras under runs/)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads the runtime uses (default: every core this process may use)")
     parser.add_argument("--data", default=DEFAULT_EVAL_DATA,
                         help=f"test data: the Eigen arrays zip (default {DEFAULT_EVAL_DATA}), an NYU-format zip "
                              "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, or 'synthetic'")
@@ -218,11 +240,7 @@ def parse_args(argv=None):
                         help="paper (default): the paper's protocol, predictions clipped to the dataset's range "
                              "(NYU 0.4-10 m); reference: the authors' evaluate.py step by step (NYU only: clip "
                              "to 0.1-10 m, flip, Eigen crop) with an extra row of abs rel in their argument order")
-    parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
-                        help="the range the model's output is read with (default: the model's saved contract; "
-                             "for a model without one, the dataset's)")
     parser.add_argument("--bs", type=int, default=4, help="images per forward pass (default 4)")
-    parser.add_argument("--batch-size", dest="bs", type=int, help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument("--no-camera-scale", action="store_true",
                         help="leave depth as the network gives it: by default each image's depth is scaled by its "
                              "camera's focal length (the dataset's: NYU's Kinect, KITTI's per-frame focal, the "
@@ -237,8 +255,6 @@ def parse_args(argv=None):
                              "size; the prediction is still upsampled to the ground truth (default: the reduced "
                              "size a model was trained at, from its contract; else each image's own size, the "
                              "paper's protocol)")
-    parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
-                        help="compute precision; bfloat16 is about 1.8x faster on AVX-512 CPUs (default float32)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images (a quick look, not a result)")
     parser.add_argument("--quality", action="store_true",
                         help="also the paper's quality measures: mSSIM, edge F1, normal cosine distance")
@@ -250,11 +266,11 @@ def parse_args(argv=None):
                         help="how many worst and how many best images --save-samples shows (default 3)")
     parser.add_argument("--save-predictions", metavar="NPZ",
                         help="write every prediction (metres, at ground-truth resolution) to this .npz file")
+    add_model_flags(parser, max_side=False)
     args = parser.parse_args(argv)
+    check_model_flags(parser, args)
     if args.bs < 1:
         parser.error(f"--bs must be at least 1, got {args.bs}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if args.samples < 1:
@@ -328,9 +344,9 @@ def main(argv=None):
         predictions = [] if args.save_predictions else None
         keep = args.samples if args.save_samples else 0
         skipped = []
-        records, kept = evaluate(estimator, pairs, len(samples), dataset.kind, dataset.depth_range, crop, args.flip,
-                                 args.bs, args.quality, keep, predictions, input_hw, args.protocol, skipped,
-                                 not args.no_camera_scale)
+        settings = EvalSettings(dataset.kind, dataset.depth_range, crop, args.flip, args.bs, args.quality, keep,
+                                input_hw, args.protocol, not args.no_camera_scale)
+        records, kept = evaluate(estimator, pairs, settings, len(samples), predictions, skipped)
         if not records:
             raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
                              f"the {crop} crop: nothing to evaluate")

@@ -36,13 +36,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
-
 import numpy as np
 
 from contract import CONTRACT_KEY, SAVEDMODEL_CONTRACT, export_contract, tflite_with_metadata
-from depth import DEPTH_RANGES, NYU_IMAGE_HW
-from utils import InputError, check_writable, image_size, optional_module, quiet_tensorflow
+from depth import NYU_IMAGE_HW
+from settings import add_depth_range_flag
+from utils import InputError, atomic_write, check_writable, image_size, optional_module, quiet_tensorflow
 
 # What each format can be quantised to: "none" is float32 throughout.
 QUANTIZATIONS = {"savedmodel": ("none",), "tflite": ("none", "float16", "dynamic", "int8"),
@@ -155,7 +154,8 @@ def write_tflite(model, depth, raw, contract, path, quantize, calibration):
         except ConverterError as err:  # the converter's errors are long MLIR dumps: its first line says it
             raise InputError(f"{path}: TFLite conversion failed: {str(err).strip().splitlines()[0]}") from err
     with_metadata = tflite_with_metadata(flatbuffer, CONTRACT_KEY, json.dumps(contract.to_dict()).encode())
-    Path(path).write_bytes(with_metadata)
+    with atomic_write(path) as partial:
+        partial.write_bytes(with_metadata)
 
 
 def write_onnx(depth, raw, contract, path, input_hw, quantize="none", calibration=None):
@@ -181,7 +181,8 @@ def write_onnx(depth, raw, contract, path, input_hw, quantize="none", calibratio
         graph.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((0, height, width, 3), dtype), name))
     graph.metadata_props.add(key=CONTRACT_KEY, value=json.dumps(contract.to_dict()))
     onnx.checker.check_model(graph)
-    onnx.save(graph, str(path))
+    with atomic_write(path) as partial:
+        onnx.save(graph, str(partial))
 
 
 class _Calibration:
@@ -232,7 +233,9 @@ def write_openvino(model, contract, path, input_hw, quantize, calibration):
     if quantize == "int8":
         converted = openvino_int8(converted, calibration)
     converted.set_rt_info(json.dumps(contract.to_dict()), CONTRACT_KEY)
-    openvino.save_model(converted, str(path), compress_to_fp16=False)
+    with atomic_write(path) as partial, atomic_write(Path(path).with_suffix(".bin")) as weights:
+        openvino.save_model(converted, str(partial), compress_to_fp16=False)
+        os.replace(partial.with_suffix(".bin"), weights)  # save_model names the weights after the .xml
 
 
 def openvino_int8(converted, calibration):
@@ -266,9 +269,7 @@ def parse_args(argv=None):
     parser.add_argument("--input-size", metavar="HxW", type=image_size,
                         help="the picture size the export takes, e.g. 480x640 (default: the model's training "
                              "size from its contract, else 480x640)")
-    parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
-                        help="the range the model's output is read with (default: its contract; nyu for a model "
-                             "without one)")
+    add_depth_range_flag(parser)
     parser.add_argument("--data", default="synthetic",
                         help="int8 only: the data whose training pictures calibrate the quantisation (default "
                              "synthetic; any evaluate.py --data)")

@@ -40,6 +40,7 @@ def encoder_of(layer_names):
         return "densenet201"
     return "densenet169" if "conv4_block12_concat" in names else "tiny"
 
+
 # The authors' released files predict depth clipped to [0.1, 10] m (NYU) as their predict() does; the
 # range of their KITTI training was never published: we assume KITTI's 80 m cap.
 LEGACY_DEPTH_RANGES = {"nyu": NYU_REFERENCE, "kitti": KITTI}
@@ -166,6 +167,8 @@ def check_legacy_wiring(config, leaky_relu_after, path="model"):
             expect(f"{block}_{conv}", [previous], "the layer before it")
             previous = activation_after(f"{block}_{conv}", allowed=conv in leaky_relu_after)
     expect("conv3", [previous], "the last block's output")
+
+
 ACTIVATION_CLASSES = {"LeakyReLU", "Activation", "ReLU", "PReLU", "ELU", "ThresholdedReLU"}
 
 
@@ -216,3 +219,91 @@ def assign_weights_by_name(model, file_weights, path):
         layer.set_weights(arrays)
     if remaining:
         raise InputError(f"{path}: layer '{next(iter(remaining))}' in the file has no counterpart in the network")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The released files by name: --model nyu / --model kitti
+# ---------------------------------------------------------------------------------------------------------
+
+# Where the authors' README links them (Google Drive since 2020; 165 MB each).
+RELEASED_IDS = {"nyu": "19dfvGvDfCRYaqxVKypp1fRHwK7XtSjVu", "kitti": "19flUnbJ_6q2xtjuUQvjt1Y1cJRwOr-XY"}
+RELEASED_PAGE = "https://drive.google.com/file/d/{id}/view"
+RELEASED_DOWNLOAD = "https://drive.google.com/uc?export=download&id={id}"
+MIRROR_VARIABLE = "DENSEDEPTH_MODEL_MIRROR"  # a folder URL holding nyu.h5 and kitti.h5 instead (a local mirror)
+DOWNLOAD_TIMEOUT_S = 15  # per connection and read: offline, the first attempt fails within this
+
+
+def released_path(name):
+    """Where the released file name ("nyu", "kitti") is kept: Keras' cache folder (KERAS_HOME, else ~/.keras)."""
+    import os
+
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    return home / "models" / "densedepth" / f"{name}.h5"
+
+
+def released_url(name):
+    """(the URL the file is fetched from, the link shown to a person): the mirror's, else Google Drive's."""
+    import os
+
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{name}.h5", f"{mirror.rstrip('/')}/{name}.h5"
+    return RELEASED_DOWNLOAD.format(id=RELEASED_IDS[name]), RELEASED_PAGE.format(id=RELEASED_IDS[name])
+
+
+def fetch_released(name):
+    """The path of the authors' released file name ("nyu" or "kitti"): the cached copy, else downloaded from its
+    published link (a progress bar on stderr), checked to be the released kind (an HDF5 file whose layout and
+    wiring are the authors'), and kept. InputError naming the link and where to put the file by hand if the
+    download or the check fails; nothing partial is left behind."""
+    import urllib.error
+
+    from utils import atomic_write
+
+    target = released_path(name)
+    if target.is_file():
+        return target
+    url, link = released_url(name)
+    try:
+        with atomic_write(target) as partial:
+            download(url, partial, f"{name}.h5")
+            legacy_file_architecture(partial)
+    except (OSError, urllib.error.URLError, InputError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise InputError(f"cannot fetch the authors' {name}.h5 from {link} ({reason}): download it by hand and "
+                         f"put it at {target}, or pass --model PATH") from err
+    return target
+
+
+def download(url, path, label):
+    """url's content into path, with a progress bar; Google Drive's "cannot scan for viruses" page for large
+    files is answered as a person would (its form's confirmation), any other web page is an error."""
+    import urllib.request
+
+    from tqdm import tqdm
+
+    response = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
+    if response.headers.get_content_type() == "text/html":
+        response = urllib.request.urlopen(confirmed_url(response.read(1 << 20).decode("utf-8", "replace"), url),
+                                          timeout=DOWNLOAD_TIMEOUT_S)
+        if response.headers.get_content_type() == "text/html":
+            raise ValueError("the link answered with a web page, not the file")
+    total = int(response.headers.get("Content-Length") or 0) or None
+    with open(path, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+        while chunk := response.read(1 << 20):
+            f.write(chunk)
+            bar.update(len(chunk))
+
+
+def confirmed_url(page, url):
+    """The download URL behind Google Drive's confirmation page: its form's action and hidden fields."""
+    import html
+    import re
+    import urllib.parse
+
+    form = re.search(r'<form[^>]*action="([^"]+)"', page)
+    if not form:
+        raise ValueError("the link answered with a web page that offers no download")
+    fields = dict(re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
+    action = urllib.parse.urljoin(url, html.unescape(form.group(1)))
+    return f"{action}?{urllib.parse.urlencode({k: html.unescape(v) for k, v in fields.items()})}"

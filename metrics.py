@@ -63,6 +63,8 @@ def valid_mask(gt, mask=None, min_depth_m=0.0):
     if mask is not None:
         valid &= np.asarray(mask, dtype=bool)
     return valid
+
+
 ROOTED_METRICS = ("rmse", "rmse_log")  # means of squares, square-rooted after averaging
 
 
@@ -118,6 +120,8 @@ def per_image_errors(gt, pred, mask=None, min_depth_m=0.0):
         gt, pred = gt[None], pred[None]
     valid = valid_mask(gt, mask, min_depth_m)
     return [_errors_on_pixels(g[v], p[v]) for g, p, v in zip(gt, pred, valid)]
+
+
 CROPS = ("eigen", "garg", "none")
 DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
 QUALITY_NAMES = ("mssim", "edge_f1", "normal_distance")

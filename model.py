@@ -11,18 +11,28 @@ The network maps RGB in [0, 1] of any size to the normalised depth target at hal
 """
 import argparse
 import contextlib
-import os
 import zipfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
+from utils import quiet_tensorflow
+
+quiet_tensorflow()  # before Keras imports TensorFlow: its start-up notices off the console
 
 import keras
 import numpy as np
 from keras import ops
 
-from legacy import (BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, PAPER_LEAKY_RELU, SKIP_LAYERS,
-                    assign_weights_by_name, encoder_of, read_legacy_h5)
+from legacy import (
+    BLOCK_CONVS,
+    BLOCK_NAMES,
+    ENCODER_CHANNELS,
+    LEAKY_RELU_SLOPE,
+    PAPER_LEAKY_RELU,
+    SKIP_LAYERS,
+    assign_weights_by_name,
+    encoder_of,
+    read_legacy_h5,
+)
 from utils import InputError, set_precision
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers

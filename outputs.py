@@ -42,12 +42,6 @@ def save_depth_montage(items, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-# ---------------------------------------------------------------------------------------------------------
-# One picture's files
-# ---------------------------------------------------------------------------------------------------------
-
-
     fig, axes = plt.subplots(len(items), 2, figsize=(9, 3.2 * len(items)), squeeze=False)
     for (name, image, depth_m), (left, right) in zip(items, axes):
         left.imshow(image)
@@ -59,6 +53,13 @@ def save_depth_montage(items, path):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One picture's files
+# ---------------------------------------------------------------------------------------------------------
+
+
 MM_PER_M = 1000.0
 PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 
@@ -96,12 +97,6 @@ def write_ply(path, vertices):
 def write_outputs(folder, stem, image, depth_m, intrinsics, npy=False, ply=False):
     """Every file promised for one picture; returns their paths."""
     from PIL import Image
-
-# ---------------------------------------------------------------------------------------------------------
-# The demo's views: a colour bar and a glTF mesh
-# ---------------------------------------------------------------------------------------------------------
-
-
     paths = [folder / f"{stem}_depth_color.png", folder / f"{stem}_depth_mm.png"]
     Image.fromarray(colorize(depth_m)).save(paths[0])
     Image.fromarray(depth_mm_image(depth_m)).save(paths[1])
@@ -112,6 +107,13 @@ def write_outputs(folder, stem, image, depth_m, intrinsics, npy=False, ply=False
         paths.append(folder / f"{stem}.ply")
         write_ply(paths[-1], point_cloud(depth_m, image, intrinsics))
     return paths
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The demo's views: a colour bar and a glTF mesh
+# ---------------------------------------------------------------------------------------------------------
+
+
 MESH_MAX_SIDE = 256  # the 3D view samples the point cloud on a grid at most this many vertices across
 MESH_MAX_DEPTH_RATIO = 1.1  # a triangle whose far corner is 10 % deeper than its near one spans an edge: dropped
 
@@ -121,7 +123,6 @@ def depth_view(depth_m):
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
 
     height, width = depth_m.shape
     lo, hi = float(depth_m.min()), float(depth_m.max())
@@ -162,12 +163,6 @@ def write_glb(path, positions, colours, triangles):
     import json
     import struct
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Evaluation montages
-# ---------------------------------------------------------------------------------------------------------
-
-
     blobs = [positions.astype("<f4").tobytes(), colours.astype(np.uint8).tobytes(),
              triangles.astype("<u4").tobytes()]
     offsets = np.cumsum([0] + [len(b) for b in blobs]).tolist()  # every length is a multiple of 4
@@ -195,6 +190,13 @@ def write_glb(path, positions, colours, triangles):
         f.write(struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(text) + 8 + len(binary)))
         f.write(struct.pack("<I4s", len(text), b"JSON") + text)
         f.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation montages
+# ---------------------------------------------------------------------------------------------------------
+
+
 SAMPLE_ERROR_MAX = 0.5  # the error panel of --save-samples spans relative errors 0..50 %
 
 

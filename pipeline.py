@@ -9,6 +9,7 @@ paper's targets (depth.depth_norm at half resolution); training_inputs hands the
 strategy.
 """
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -65,28 +66,45 @@ class SampleErrors:
         return self.messages[0] if self.messages else None
 
 
-def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_bad=False, errors=None,
-             permute_probability=PERMUTE_PROBABILITY, start_index=0, shard=(1, 0), target="paper",
-             canonical_focal=None):
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How samples become network pairs, the same for the training and the validation pipeline.
+
+    input_hw: the network's input size (dataset.train_hw is each dataset's own). seed: the shuffle and
+    augmentation seed. skip_bad: count unreadable samples and go on instead of stopping. target: how depth
+    becomes the target (TARGETS). canonical_focal: a focal length relative to the picture's width; each
+    sample's depth is scaled by it over the sample's own (data.camera_of), the depth the same picture would
+    have in that canonical camera (Metric3D's label-space transform).
+    """
+
+    input_hw: tuple
+    seed: int = 0
+    skip_bad: bool = False
+    permute_probability: float = PERMUTE_PROBABILITY
+    target: str = "paper"
+    canonical_focal: float | None = None
+
+
+def pipeline(dataset, split, batch_size, settings, training=True, errors=None, start_index=0, shard=(1, 0)):
     """Batches of (image (B, H, W, 3) float32 in [0, 1], target (B, H/2, W/2, 1 or 2)) for Keras.
 
-    input_hw: the network's input size (dataset.train_hw is each dataset's own). training: shuffled with
-    the seed, repeated, augmented and with whole batches only; otherwise one
-    ordered pass over every sample. Targets are depth.depth_norm of the depth resized to the output
-    size; sparse datasets add a validity-mask channel. start_index skips that many samples of the
-    shuffled stream, so a resumed run sees what an uninterrupted one would have. shard=(n, i) keeps every
-    n-th sample of that stream from the i-th (one input pipeline per worker machine). target: how
-    depth becomes the target (TARGETS). canonical_focal: a focal length relative to the picture's width;
-    each sample's depth is scaled by it over the sample's own (data.camera_of), the depth the same picture
-    would have in that canonical camera (Metric3D's label-space transform).
+    settings: a PipelineSettings (or an (height, width) input size: the defaults otherwise). training:
+    shuffled with the seed, repeated, augmented and with whole batches only; otherwise one ordered pass over
+    every sample. Targets are depth.depth_norm of the depth resized to the output size; sparse datasets add
+    a validity-mask channel. start_index skips that many samples of the shuffled stream, so a resumed run
+    sees what an uninterrupted one would have. shard=(n, i) keeps every n-th sample of that stream from the
+    i-th (one input pipeline per worker machine).
     """
     import tensorflow as tf
 
     from augment import augment, seed_for
 
+    if not isinstance(settings, PipelineSettings):
+        settings = PipelineSettings(tuple(settings))
+    input_hw, seed, skip_bad = settings.input_hw, settings.seed, settings.skip_bad
     samples = dataset.samples(split)
     errors = errors if errors is not None else SampleErrors()
-    read = _sample_reader(dataset, samples, skip_bad, errors, canonical_focal)
+    read = _sample_reader(dataset, samples, skip_bad, errors, settings.canonical_focal)
     if training:
         first_pass, offset = divmod(start_index, len(samples))
         ds = tf.data.Dataset.counter(first_pass).flat_map(lambda p: tf.data.Dataset.from_tensor_slices(
@@ -100,18 +118,18 @@ def pipeline(dataset, split, batch_size, input_hw, seed=0, training=True, skip_b
         ds = ds.filter(lambda k, image, depth, ok: ok)
 
     def to_pair(k, image, depth, ok):
-        image, y = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training, target)
+        image, y = network_pair(image, depth, input_hw, dataset, seed_for(k, seed), training, settings.target)
         if training:
-            image, y = augment(image, y, seed_for(k, seed + 1), permute_probability=permute_probability)
+            image, y = augment(image, y, seed_for(k, seed + 1), permute_probability=settings.permute_probability)
         return image, y
 
     ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
-def training_inputs(dataset, batch_size, input_hw, strategy, errors, seed=0, skip_bad=False,
-                    permute_probability=PERMUTE_PROBABILITY, target="paper", canonical_focal=None):
-    """(train_input(start_index) -> training batches as the strategy takes them, validation dataset).
+def training_inputs(dataset, batch_size, settings, strategy, errors):
+    """(train_input(start_index) -> training batches as the strategy takes them, validation dataset), both
+    made with settings (PipelineSettings).
 
     A tf.distribute strategy gets one pipeline per input worker, each its share of the global batch_size; a
     keras.distribution (JAX) or a single device takes the global batches and splits them itself.
@@ -122,19 +140,15 @@ def training_inputs(dataset, batch_size, input_hw, strategy, errors, seed=0, ski
 
     def train_input(start_index):
         if not is_tf_distribute(strategy):
-            return pipeline(dataset, "train", batch_size, input_hw, seed, training=True, skip_bad=skip_bad,
-                            errors=errors, permute_probability=permute_probability, start_index=start_index,
-                            target=target, canonical_focal=canonical_focal)
+            return pipeline(dataset, "train", batch_size, settings, errors=errors, start_index=start_index)
 
         def dataset_fn(context):
-            return pipeline(dataset, "train", context.get_per_replica_batch_size(batch_size), input_hw, seed,
-                            training=True, skip_bad=skip_bad, errors=errors, permute_probability=permute_probability,
-                            start_index=start_index, shard=(context.num_input_pipelines, context.input_pipeline_id),
-                            target=target, canonical_focal=canonical_focal)
+            return pipeline(dataset, "train", context.get_per_replica_batch_size(batch_size), settings,
+                            errors=errors, start_index=start_index,
+                            shard=(context.num_input_pipelines, context.input_pipeline_id))
         return strategy.distribute_datasets_from_function(dataset_fn)
 
-    val_ds = pipeline(dataset, "val", batch_size, input_hw, training=False, skip_bad=skip_bad, errors=errors,
-                      target=target, canonical_focal=canonical_focal)
+    val_ds = pipeline(dataset, "val", batch_size, settings, training=False, errors=errors)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return train_input, val_ds.with_options(options)
@@ -198,6 +212,8 @@ def _sample_reader(dataset, samples, skip_bad, errors, canonical_focal=None):
         return rgb, depth, ok
 
     return read
+
+
 # How depth becomes the training target y = max_m / depth at the output size:
 #   paper     depth area-averaged to the output size, clipped to the range, then inverted (the appendix);
 #   released  the authors' January 2019 data.py, with which nyu.h5 was trained: inverted at full size with no

@@ -14,7 +14,6 @@ import contextlib
 import datetime
 import json
 import math
-import os
 import shlex
 import shutil
 import signal
@@ -31,11 +30,10 @@ import numpy as np
 from contract import save_model
 from depth import inverse_depth_norm
 from outputs import colorize
-from utils import InputError, git_commit, write_json
+from utils import InputError, atomic_write, git_commit, write_json
 
 INTERRUPTED_EXIT = 130  # the shell's code for a process stopped by Ctrl-C
 RUN_BYTES_PER_PARAM = 4 * 8  # float32: two checkpoints (weights + Adam's two moments) at once, best + final
-SETTINGS_A_RESUME_MAY_CHANGE = {"epochs", "init", "save_every", "gpus", "cpu_devices", "skip_bad", "name", "run_dir"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,8 +88,8 @@ def remove_if_unused(run):
 
 
 def saved_settings(run):
-    """The flags the run was started with (config.json's "args")."""
-    return json.loads((run.path / "config.json").read_text())["args"]
+    """The settings the run was started with (config.json's "settings", settings.TrainSettings.to_dict)."""
+    return json.loads((run.path / "config.json").read_text())["settings"]
 
 
 def initial_state():
@@ -121,9 +119,8 @@ def record_resume(run, state, epochs, lr):
     if log.is_file():
         header, *rows = log.read_text().splitlines(keepends=True) or [""]  # empty if stopped in epoch 1
         kept = [row for row in rows if int(row.split(",", 1)[0]) < state["epoch"]]
-        partial = Path(f"{log}.partial")
-        partial.write_text("".join([header, *kept]))
-        os.replace(partial, log)
+        with atomic_write(log) as partial:
+            partial.write_text("".join([header, *kept]))
 
 
 # ---------------------------------------------------------------------------------------------------------

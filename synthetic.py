@@ -33,7 +33,7 @@ import numpy as np
 
 from camera import NYU_INTRINSICS, scaled_intrinsics
 from depth import NYU, NYU_IMAGE_HW
-from utils import InputError, check_writable
+from utils import InputError, atomic_write, check_writable
 
 MIN_DEPTH_M, MAX_DEPTH_M = NYU.min_m, NYU.max_m
 
@@ -762,7 +762,7 @@ def _fbm(p, q, octaves=3):
 def _shade(scene, points, normals, albedo):
     """Linear radiance (N, 3): albedo times (ambient + Lambertian point light where it is not shadowed)."""
     light = scene.light.position
-    to_light = [float(l) - p for l, p in zip(light, points)]
+    to_light = [float(lc) - p for lc, p in zip(light, points)]
     distance = np.sqrt(sum(d * d for d in to_light))
     cosine = sum(n * d for n, d in zip(normals, to_light)) / distance
     lit = np.flatnonzero(cosine > 0)
@@ -776,7 +776,7 @@ def _shade(scene, points, normals, albedo):
 def _in_shadow(scene, points):
     """Whether each point is hidden from the light by a shape; the room casts no shadows inside itself."""
     light = np.asarray(scene.light.position, np.float64)
-    d = [p - float(l) for p, l in zip(points, light)]  # shadow rays run from the light, t = 1 at the point
+    d = [p - float(lc) for p, lc in zip(points, light)]  # shadow rays run from the light, t = 1 at the point
     distance = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
     shadowed = np.zeros(distance.shape, bool)
     for shape in scene.shapes:
@@ -898,11 +898,11 @@ def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None, focal=None):
     jobs = [("train" if k < n_train else "test", k if k < n_train else k - n_train, s, scale)
             for k, (s, scale) in enumerate(zip(seeds, scales))]
     rows = {"train": [], "test": []}
-    partial = path.with_name(path.name + ".partial")
     # spawn: a forked child of a process that has started TensorFlow can hang.
     context = multiprocessing.get_context("spawn")
     try:
-        with context.Pool(workers or os.cpu_count()) as pool, zipfile.ZipFile(partial, "w") as archive:
+        with (atomic_write(path) as partial, context.Pool(workers or os.cpu_count()) as pool,
+              zipfile.ZipFile(partial, "w") as archive):
             for split, _, files, scale in tqdm(pool.imap(encoded_pair, jobs), total=len(jobs),
                                                desc="rendering", unit="pair"):
                 for name, data in files.items():
@@ -911,12 +911,8 @@ def make_synthetic_zip(path, n_train, n_test, seed=0, workers=None, focal=None):
                 rows[split].append(",".join([*files, *focal_px]))
             for split, csv_name in NYU_CSV.items():
                 archive.writestr(csv_name, "\n".join(rows[split]) + "\n")
-        partial.replace(path)
-    except BaseException as err:  # full disk, Ctrl-C: no half-written zip is left behind
-        partial.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise InputError(f"{path}: cannot write ({err.strerror or err})") from err
-        raise
+    except OSError as err:  # full disk: no half-written zip is left behind (atomic_write)
+        raise InputError(f"{path}: cannot write ({err.strerror or err})") from err
     return path
 
 
@@ -946,5 +942,4 @@ def encode_image(array, image_format):
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
     return buffer.getvalue()
-NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
-NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
+

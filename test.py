@@ -28,22 +28,22 @@ under runs/.
 """
 import argparse
 import glob
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off the console
-
+import numpy as np
 from tqdm import tqdm
 
 from camera import NYU_CAMERA, picture_camera
-from depth import DEPTH_RANGES, NYU_IMAGE_HW
-from estimator import MIN_SIDE, DepthEstimator
+from depth import NYU_IMAGE_HW, resize_depth
+from estimator import DepthEstimator
 from outputs import save_depth_montage, write_outputs
-from utils import PRECISION_POLICIES, InputError, check_writable, load_image, quiet_tensorflow
+from settings import add_model_flags, check_model_flags
+from utils import InputError, check_writable, load_image, quiet_tensorflow
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 MONTAGE_MAX_ROWS = 12
+MONTAGE_SIDE = 480  # the montage's pictures are kept at most this large
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -87,11 +87,6 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", nargs="+", default=["examples"],
                         help="image files, globs (quote them) or folders (default: examples)")
-    parser.add_argument("--model", help="model: .keras (ours), the authors' .h5, or an export.py export (.tflite, "
-                                        ".onnx, OpenVINO .xml, a SavedModel folder) (default: nyu.h5 if present, "
-                                        "else the newest *.keras under runs/)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads the runtime uses (default: every core this process may use)")
     parser.add_argument("--output", default="outputs", help="folder for the results (default: outputs)")
     parser.add_argument("--npy", action="store_true", help="also write float32 depth in metres as .npy")
     parser.add_argument("--ply", action="store_true", help="also write a coloured point cloud as .ply")
@@ -113,15 +108,9 @@ def parse_args(argv=None):
     camera.add_argument("--no-camera-scale", action="store_true",
                         help="leave depth as the network gives it, as if taken with the training camera (the "
                              "camera still shapes --ply)")
-    parser.add_argument("--depth-range", choices=sorted(DEPTH_RANGES),
-                        help="the range the model was trained for: nyu (0.4-10 m), nyu_reference (0.1-10 m) or "
-                             "kitti (0.8-80 m) (default: the model's saved contract; nyu for a model without one)")
-    parser.add_argument("--max-side", type=int, default=None,
-                        help="scale larger pictures down to this longer side for the network (0: never; "
-                             "default: the longer side of the model's training size, 640 for NYU)")
-    parser.add_argument("--precision", default="float32", choices=tuple(PRECISION_POLICIES),
-                        help="compute precision; bfloat16 is about 1.8x faster on AVX-512 CPUs (default float32)")
+    add_model_flags(parser)
     args = parser.parse_args(argv)
+    check_model_flags(parser, args)
     for key in ("fx", "fy", "focal_35mm"):
         if getattr(args, key) is not None and getattr(args, key) <= 0:
             parser.error(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
@@ -131,11 +120,17 @@ def parse_args(argv=None):
     if len(focal_flags) > 1:
         parser.error(f"--{' and --'.join(f.replace('_', '-') for f in focal_flags)} each give the focal length: "
                      "pass one")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
-    if args.max_side is not None and (args.max_side < 0 or 0 < args.max_side < MIN_SIDE):
-        parser.error(f"--max-side must be 0 or at least {MIN_SIDE}, got {args.max_side}")
     return args
+
+
+def montage_row(name, image, depth_m, side=MONTAGE_SIDE):
+    """(name, picture, depth) downsized to at most side pixels on the longer side: the montage draws each row
+    a few hundred pixels wide, and a 12-megapixel photo kept whole costs 150 MB until it is drawn."""
+    scale = side / max(image.shape[:2])
+    if scale >= 1:
+        return name, image, depth_m
+    hw = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    return name, resize_depth(np.moveaxis(image, -1, 0), *hw).transpose(1, 2, 0), resize_depth(depth_m, *hw)
 
 
 def main(argv=None):
@@ -154,7 +149,7 @@ def main(argv=None):
         print(f"warning: {warning}")
     folder = Path(args.output)  # made at the first picture that works: no empty folder when none does
     failed = [f"{pattern}: no such file" for pattern in unmatched]
-    shown, written = [], 0
+    shown, written, done = [], 0, 0  # shown: the montage's rows only, downsized; nothing else is kept
     for path, stem in tqdm(list(zip(paths, output_stems(paths))), desc="predicting", unit="image"):
         try:
             image = load_image(path)
@@ -176,14 +171,17 @@ def main(argv=None):
             written += len(write_outputs(folder, stem, image, depth_m, intrinsics, args.npy, args.ply))
         except OSError as err:  # the place filled up or went away since the check
             sys.exit(f"error: {err.filename or folder}: cannot write ({err.strerror or err}); {written} files "
-                     f"written for {len(shown)} images before it")
-        shown.append((path.name, image, depth_m))
+                     f"written for {done} images before it")
+        done += 1
+        if len(shown) < MONTAGE_MAX_ROWS:
+            shown.append(montage_row(path.name, image, depth_m))
+        del image, depth_m  # a folder of phone photos: one picture in memory at a time
     if shown:
         try:
-            save_depth_montage(shown[:MONTAGE_MAX_ROWS], folder / "montage.png")
+            save_depth_montage(shown, folder / "montage.png")
         except OSError as err:
             sys.exit(f"error: {folder / 'montage.png'}: cannot write ({err.strerror or err})")
-        print(f"wrote {written} files for {len(shown)} images and montage.png to {folder}")
+        print(f"wrote {written} files for {done} images and montage.png to {folder}")
     if failed:
         sys.exit(f"error: {len(failed)} of {len(paths) + len(unmatched)} inputs could not be used: "
                  + "; ".join(failed))

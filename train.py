@@ -24,68 +24,37 @@ evaluate.py and test.py read.
 """
 import argparse
 import math
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from dataclasses import dataclass
 
 # Nothing imported here loads TensorFlow: --help answers at once.
-from augment import PERMUTE_PROBABILITY, REFERENCE_PERMUTE_PROBABILITY
 from camera import NYU_CAMERA
-from data import DEFAULT_TRAIN_DATA  # noqa: E402
-from legacy import ENCODER_CHANNELS, PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
-from metrics import THETA
+from legacy import ENCODER_CHANNELS
+from settings import LR_SCHEDULE, PAPER, RECIPES, SMOKE, resumed_settings, train_settings
 from utils import PRECISION_POLICIES, InputError, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
 
-# Defaults: the paper's (section 4.2) and the reference code's 20 epochs.
-DATA = DEFAULT_TRAIN_DATA
-EPOCHS = 20
-BATCH_SIZE = 8          # global, over all replicas
-LEARNING_RATE = 1e-4    # Adam, beta1 0.9, beta2 0.999
-ENCODER = "densenet169"
-DECODER_WIDTH = 1.0     # the paper's full-width decoder; the reference code used 0.5
-WEIGHTS = "imagenet"
-SEED = 0
-RUN_DIR = "runs"
-SAMPLE_IMAGES = 3       # validation images drawn into TensorBoard each epoch
-# Recipes: the paper's (the default); "released", the authors' code of January 2019 with which nyu.h5 and
-# kitti.h5 were trained (their README: --gpus 4 --bs 8, a batch multi_gpu_model split over the GPUs); and
-# "reference", their code from March 2019 on (half-width decoder, a second LeakyReLU, batch 4). Each flag
-# value applies where its flag is not written; config.json records the outcome. RECIPE_NETWORKS and
-# RECIPE_TARGETS hold what no flag sets: the decoder's activations, the up-sampling and the targets.
-RECIPES = {"paper": {},
-           "released": {"amsgrad": True, "bs": 8, "decoder_width": 1.0, "permute_prob": REFERENCE_PERMUTE_PROBABILITY},
-           "reference": {"amsgrad": True, "bs": 4, "decoder_width": 0.5, "permute_prob": REFERENCE_PERMUTE_PROBABILITY}}
-RECIPE_NETWORKS = {"paper": {"leaky_relu_after": PAPER_LEAKY_RELU, "upsampling": "half_pixel"},
-                   "released": {"leaky_relu_after": PAPER_LEAKY_RELU, "upsampling": "align_corners"},
-                   "reference": {"leaky_relu_after": REFERENCE_LEAKY_RELU, "upsampling": "half_pixel"}}
-RECIPE_TARGETS = {"paper": "paper", "released": "released", "reference": "paper"}
-# Both the January and the later callbacks.py: ReduceLROnPlateau on the validation loss.
-REFERENCE_LR_SCHEDULE = {"monitor": "val_loss", "factor": 0.7, "patience": 5, "min_lr": 9e-5, "min_delta": 1e-2}
-# --smoke: the whole training code path in seconds, on the tiny encoder (model.tiny_densenet) and a few
-# synthetic rooms. It checks an installation or a change; its model has learned nothing worth predicting with.
-SMOKE = {"data": "synthetic:24:8", "epochs": 2, "steps_per_epoch": 3, "bs": 2, "input_size": (64, 96),
-         "encoder": "tiny", "weights": "none", "val_samples": 4}
+SAMPLE_IMAGES = 3  # validation images drawn into TensorBoard each epoch
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DATA, help=f"dataset: synthetic, nyu, a zip, folder or KITTI split (default {DATA})")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs to train in all (default {EPOCHS})")
-    p.add_argument("--bs", type=int, default=BATCH_SIZE, help=f"global batch size over all replicas (default {BATCH_SIZE})")
-    p.add_argument("--lr", type=float, default=None,
-                   help=f"Adam learning rate (default {LEARNING_RATE}; with --init resume, replaces the run's own)")
-    p.add_argument("--encoder", default=ENCODER, choices=sorted(ENCODER_CHANNELS),
-                   help=f"DenseNet encoder (default {ENCODER}, the paper's; densenet201 its ablation; tiny: a few "
-                        "layers with the same skip connections, random weights only, for tests and --smoke)")
-    p.add_argument("--decoder-width", type=float, default=DECODER_WIDTH,
+def parse_flags(argv=None):
+    """{setting: value} of the flags written on the command line, checked; flags not written are absent."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=argparse.SUPPRESS)
+    p.add_argument("--data", help=f"dataset: synthetic, nyu, a zip, folder or KITTI split (default {PAPER.data})")
+    p.add_argument("--epochs", type=int, help=f"epochs to train in all (default {PAPER.epochs})")
+    p.add_argument("--bs", type=int, help=f"global batch size over all replicas (default {PAPER.bs})")
+    p.add_argument("--lr", type=float,
+                   help=f"Adam learning rate (default {PAPER.lr}; with --init resume, replaces the run's own)")
+    p.add_argument("--encoder", choices=sorted(ENCODER_CHANNELS),
+                   help=f"DenseNet encoder (default {PAPER.encoder}, the paper's; densenet201 its ablation; tiny: a "
+                        "few layers with the same skip connections, random weights only, for tests and --smoke)")
+    p.add_argument("--decoder-width", type=float,
                    help="conv2 channels as a fraction of the encoder's (paper 1.0, reference code 0.5)")
-    p.add_argument("--weights", default=WEIGHTS,
-                   help="encoder initialisation: imagenet (downloaded), none, or a weights file path")
-    p.add_argument("--init", default="scratch",
-                   help="scratch (new run), resume (continue --name, or the newest run), or a model file "
-                        "(.keras or the authors' nyu.h5 / kitti.h5) to start from")
-    p.add_argument("--recipe", default="paper", choices=sorted(RECIPES),
+    p.add_argument("--weights", help="encoder initialisation: imagenet (downloaded; the default), none, or a "
+                                     "weights file path")
+    p.add_argument("--init", help="scratch (new run; the default), resume (continue --name, or the newest run), or "
+                                  "a model file (.keras or the authors' nyu.h5 / kitti.h5) to start from")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
                    help="paper (default): Adam, batch 8, full decoder, one LeakyReLU per block (after convB), "
                         "permutation 0.25, targets clipped to 0.4-10 m; released: how the authors' nyu.h5 was made "
                         "(their January 2019 code): AMSGrad, batch 8, full decoder, one LeakyReLU, align_corners "
@@ -94,50 +63,50 @@ def parse_args(argv=None):
                         "(March 2019 on): AMSGrad, batch 4, half-width decoder, a LeakyReLU after convA and convB, "
                         "permutation 5/14, the same schedule")
     p.add_argument("--amsgrad", action="store_true", help="use AMSGrad (the reference code's choice)")
-    p.add_argument("--precision", default="float32", choices=(*PRECISION_POLICIES, "mixed"),
+    p.add_argument("--precision", choices=(*PRECISION_POLICIES, "mixed"),
                    help="compute precision, weights stay float32: float32 (default), bfloat16, float16, or mixed "
                         "(float16 on GPUs, bfloat16 on CPUs)")
-    p.add_argument("--mixed-precision", dest="precision", action="store_const", const="mixed", help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=SEED, help="seed of weights, data order and augmentation")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
+    p.add_argument("--seed", type=int, help=f"seed of weights, data order and augmentation (default {PAPER.seed})")
+    p.add_argument("--steps-per-epoch", type=int,
                    help="training steps per epoch (default: one pass over the training set)")
-    p.add_argument("--input-size", type=even_size, default=None,
+    p.add_argument("--input-size", type=even_size,
                    help="train at HxW, e.g. 240x320 (even numbers; default: the dataset's native size)")
-    p.add_argument("--val-samples", type=int, default=None, help="validate on the first N samples only")
-    p.add_argument("--validation", default="test", choices=["test", "holdout"],
-                   help="validation set: the test split (as the reference code) or held-out training scenes")
+    p.add_argument("--val-samples", type=int, help="validate on the first N samples only")
+    p.add_argument("--validation", choices=["test", "holdout"],
+                   help="validation set: the test split (as the reference code; the default) or held-out training "
+                        "scenes")
     p.add_argument("--canonical-focal", type=float, metavar="F",
                    help="train in a canonical camera of focal length F (relative to the picture's width; NYU's "
                         f"Kinect is {NYU_CAMERA.fx:.3f}): each sample's depth is scaled by F over its own focal "
                         "length, so data of several cameras agree; the model then answers for F and test.py / "
                         "evaluate.py rescale for each picture's camera (default: off, the dataset's own camera)")
-    p.add_argument("--permute-prob", type=float, default=PERMUTE_PROBABILITY,
-                   help=f"probability of a colour channel permutation (paper {PERMUTE_PROBABILITY}; the reference "
-                        f"code's real rate is {REFERENCE_PERMUTE_PROBABILITY:.3f}: 0.5 over seven orders, two RGB)")
-    p.add_argument("--theta", type=float, default=THETA, help=f"weight of the L1 term (default {THETA})")
-    p.add_argument("--run-dir", default=RUN_DIR, help=f"folder of all runs (default {RUN_DIR})")
-    p.add_argument("--name", default=None, help="this run's folder name (default: date, time and data)")
-    p.add_argument("--save-every", type=int, default=0,
+    p.add_argument("--permute-prob", type=float,
+                   help=f"probability of a colour channel permutation (paper {PAPER.permute_prob}; the reference "
+                        f"code's real rate is {RECIPES['reference'].permute_prob:.3f}: 0.5 over seven orders, two "
+                        "RGB)")
+    p.add_argument("--theta", type=float, help=f"weight of the L1 term (default {PAPER.theta})")
+    p.add_argument("--run-dir", help=f"folder of all runs (default {PAPER.run_dir})")
+    p.add_argument("--name", help="this run's folder name (default: date, time and data)")
+    p.add_argument("--save-every", type=int,
                    help="also checkpoint every N steps inside an epoch (default 0: at epoch ends only)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable or missing samples and count them, instead of stopping")
-    p.add_argument("--gpus", type=int, default=None, help="use only the first N GPUs (default: all)")
-    p.add_argument("--cpu-devices", type=int, default=1,
+    p.add_argument("--gpus", type=int, help="use only the first N GPUs (default: all)")
+    p.add_argument("--cpu-devices", type=int,
                    help="split the CPU into N devices and mirror over them (tests distribution without GPUs)")
     p.add_argument("--smoke", action="store_true",
                    help="check that training works here, in seconds: the whole code path (data, model, loss, "
                         "checkpoints, logs, final.keras) on the tiny encoder and a few synthetic rooms; its model "
                         "is not for predictions. Sets " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
                         + " (flags you write win)")
-    args = p.parse_args(argv)
-    given = flags_given(p, sys.argv[1:] if argv is None else argv)
-    for preset in (SMOKE if args.smoke else {}), RECIPES[args.recipe]:
-        for key, value in preset.items():
-            if key not in given:
-                setattr(args, key, value)
-                given.add(key)  # --smoke's values win over a recipe's
-    check_args(p, args)
-    return args
+    given = {key.replace("-", "_"): value for key, value in vars(p.parse_args(argv)).items()}
+    check_flags(p, given)
+    return given
+
+
+def parse_args(argv=None):
+    """The TrainSettings of a new run with these flags (a resumed run: resumed_settings in main)."""
+    return train_settings(parse_flags(argv))
 
 
 def even_size(text):
@@ -148,29 +117,20 @@ def even_size(text):
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def flags_given(parser, argv):
-    """The destinations of the flags written on the command line (--bs 8 and --bs=8 alike)."""
-    words = [word.split("=", 1)[0] for word in argv]
-    return {action.dest for action in parser._actions if set(action.option_strings) & set(words)}
-
-
-def check_args(parser, args):
+def check_flags(parser, given):
     """parser.error for impossible values (one line, no traceback)."""
-    positive = {"--epochs": args.epochs, "--bs": args.bs, "--cpu-devices": args.cpu_devices}
-    positive.update({k: v for k, v in {"--steps-per-epoch": args.steps_per_epoch, "--gpus": args.gpus,
-                                       "--val-samples": args.val_samples}.items() if v is not None})
-    for flag, value in positive.items():
-        if value < 1:
-            parser.error(f"{flag} must be at least 1, got {value}")
-    if args.lr is not None and (not args.lr > 0 or not math.isfinite(args.lr)):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
-    if not 0 <= args.permute_prob <= 1:
-        parser.error(f"--permute-prob must be in [0, 1], got {args.permute_prob}")
-    if args.save_every < 0:
+    for flag in ("epochs", "bs", "cpu_devices", "steps_per_epoch", "gpus", "val_samples"):
+        if flag in given and given[flag] < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {given[flag]}")
+    if "lr" in given and (not given["lr"] > 0 or not math.isfinite(given["lr"])):
+        parser.error(f"--lr must be a positive number, got {given['lr']}")
+    if not 0 <= given.get("permute_prob", 0) <= 1:
+        parser.error(f"--permute-prob must be in [0, 1], got {given['permute_prob']}")
+    if given.get("save_every", 0) < 0:
         parser.error("--save-every must be 0 or more")
-    if args.canonical_focal is not None and not 0.05 <= args.canonical_focal <= 20:
+    if given.get("canonical_focal") is not None and not 0.05 <= given["canonical_focal"] <= 20:
         parser.error(f"--canonical-focal is a focal length over the picture's width, between 0.05 and 20 "
-                     f"(NYU's Kinect: {NYU_CAMERA.fx:.3f}), got {args.canonical_focal}")
+                     f"(NYU's Kinect: {NYU_CAMERA.fx:.3f}), got {given['canonical_focal']}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,21 +139,25 @@ def check_args(parser, args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    given = parse_flags(argv)
+    settings = train_settings(given)
     quiet_tensorflow()
     import keras
 
     from distribute import cluster_spec, split_host_cpu
 
     if keras.backend.backend() == "jax":
-        split_host_cpu(args.cpu_devices)  # before JAX starts its runtime
+        split_host_cpu(settings.cpu_devices)  # before JAX starts its runtime
     from runs import Interrupted, interrupt_handler, interrupted_message, open_run, remove_if_unused
 
     run = None
     with interrupt_handler() as interrupt:
         try:
-            run = open_run(args.run_dir, args.name, args.init == "resume", args.data, cluster_spec()[2])
-            return train(resumed(args, run) if args.init == "resume" else args, run, interrupt)
+            run = open_run(settings.run_dir, settings.name, settings.init == "resume", settings.data,
+                           cluster_spec()[2])
+            if settings.init == "resume":
+                settings = resumed(run, given)
+            return train(settings, run, interrupt, given.get("lr") if settings.init == "resume" else None)
         except InputError as err:
             remove_if_unused(run)
             sys.exit(f"error: {err}")
@@ -206,75 +170,86 @@ def main(argv=None):
             for bar in list(getattr(tqdm, "_instances", ())):  # the epoch's bar, else printed after the message
                 bar.close()
             how = str(err) if isinstance(err, Interrupted) else interrupt.received
-            print(interrupted_message(args, run, how), file=sys.stderr, flush=True)
+            print(interrupted_message(settings, run, how), file=sys.stderr, flush=True)
             from runs import INTERRUPTED_EXIT
 
             sys.exit(INTERRUPTED_EXIT)
 
 
-def resumed(args, run):
-    """args with the run's saved settings, except the ones a resumed run may change (and --lr if given)."""
-    from runs import SETTINGS_A_RESUME_MAY_CHANGE, saved_settings
+def resumed(run, given):
+    """The settings run was started with, and the flags given that a resumed run may change."""
+    from runs import saved_settings
 
-    for key, value in saved_settings(run).items():
-        if key not in SETTINGS_A_RESUME_MAY_CHANGE and not (key == "lr" and args.lr is not None):
-            setattr(args, key, value)
-    if args.input_size:  # JSON keeps it as a list ("HxW" in runs made before 0.2)
-        args.input_size = parse_hw(args.input_size) if isinstance(args.input_size, str) else tuple(args.input_size)
-    return args
+    try:
+        return resumed_settings(saved_settings(run), given)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{run.path / 'config.json'}: not the settings of this version's train.py ({err})") from err
 
 
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite."""
 
 
-def train(args, run, interrupt=None):
-    """Train as args say into run's folder; returns the folder."""
+def train(settings, run, interrupt=None, new_lr=None):
+    """Train as settings say into run's folder; returns the folder. new_lr: a resumed run's new rate."""
     from data import open_dataset
-    from distribute import (cluster_spec, is_tf_distribute, keras_multi_worker_fixes, make_strategy, replicas,
-                            training_precision)
-    from pipeline import SampleErrors, training_inputs, validation_shared_by
+    from distribute import (
+        cluster_spec,
+        is_tf_distribute,
+        keras_multi_worker_fixes,
+        make_strategy,
+        replicas,
+        training_precision,
+    )
+    from pipeline import PipelineSettings, SampleErrors, training_inputs, validation_shared_by
     from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
-    resuming = args.init == "resume"
-    strategy = make_strategy(args.gpus, args.cpu_devices)  # before any other TensorFlow op
-    precision = training_precision(args.precision)
-    if args.bs % replicas(strategy):
-        raise InputError(f"--bs {args.bs} is not divisible by the {replicas(strategy)} replicas")
-    dataset = open_dataset(args.data, validation=args.validation, skip_bad=args.skip_bad, seed=args.seed)
+    resuming = settings.init == "resume"
+    strategy = make_strategy(settings.gpus, settings.cpu_devices)  # before any other TensorFlow op
+    precision = training_precision(settings.precision)
+    if settings.bs % replicas(strategy):
+        raise InputError(f"--bs {settings.bs} is not divisible by the {replicas(strategy)} replicas")
+    dataset = open_dataset(settings.data, validation=settings.validation, skip_bad=settings.skip_bad,
+                           seed=settings.seed)
     run.folder.mkdir(parents=True, exist_ok=True)
-    if args.val_samples:
-        dataset.limit("val", args.val_samples)
+    if settings.val_samples:
+        dataset.limit("val", settings.val_samples)
     if not is_tf_distribute(strategy):
         kept, count = validation_shared_by(dataset, replicas(strategy))
         if kept < count:
             print(f"validating on the first {kept} of {count} pairs, a multiple of the {replicas(strategy)} devices",
                   flush=True)
-    input_hw = args.input_size or dataset.train_hw
-    steps = args.steps_per_epoch or max(1, len(dataset.samples("train")) // args.bs)
+    input_hw = settings.input_size or dataset.train_hw
+    steps = settings.steps_per_epoch or max(1, len(dataset.samples("train")) // settings.bs)
     state = saved_state(run) if resuming else initial_state()
-    lr = args.lr or LEARNING_RATE
     with strategy.scope():
-        model = build_model(args, dataset.depth_range, lr)
+        model = build_model(settings, dataset.depth_range)
         if resuming:
-            state = restore(model, run, state, args.lr)
+            state = restore(model, run, state, new_lr)
     check_writable(run.folder, RUN_BYTES_PER_PARAM * model.count_params(), folder=True)
     if cluster_spec()[0] > 1:
         keras_multi_worker_fixes(model, strategy)
 
     errors = SampleErrors()
-    train_input, val_ds = training_inputs(dataset, args.bs, input_hw, strategy, errors, args.seed, args.skip_bad,
-                                          args.permute_prob, recipe_target(args.recipe, dataset), args.canonical_focal)
-    print_setup(args, strategy, input_hw, steps, precision, dataset, run)
+    inputs = PipelineSettings(input_hw, settings.seed, settings.skip_bad, settings.permute_prob,
+                              recipe_target(settings, dataset), settings.canonical_focal)
+    train_input, val_ds = training_inputs(dataset, settings.bs, inputs, strategy, errors)
+    setup = Setup(strategy, precision, input_hw, steps)
+    print_setup(settings, setup, dataset, run)
     if run.is_chief and not resuming:
-        write_first_files(args, run, model, dataset, input_hw, steps, precision, strategy, errors, val_ds)
+        write_first_files(settings, setup, run, model, dataset, errors, val_ds)
     if run.is_chief and resuming:
-        record_resume(run, state, args.epochs, lr)
-    contract = contract_maker(model, args, dataset, input_hw)
-    checkpoint, callbacks = make_callbacks(args, run, dataset, state, steps, val_ds, errors, contract, interrupt)
+        record_resume(run, state, settings.epochs, new_lr or settings.lr)
+    contract = contract_maker(model, settings, dataset, input_hw)
+    from runs import RunCheckpoint
+
+    checkpoint = RunCheckpoint(run.folder, state, steps, settings.save_every, contract, interrupt)
+    callbacks = make_callbacks(settings, run, dataset, steps, val_ds, errors, checkpoint)
+    if interrupt:
+        interrupt.armed = True  # from here on, Ctrl-C / SIGTERM saves a checkpoint at the next step
     with bad_samples_reported(errors):
-        fit(model, train_input, val_ds, callbacks, state, steps, args.epochs, args.bs, checkpoint)
+        fit(model, train_input, val_ds, callbacks, checkpoint, settings)
     if checkpoint.diverged:
         kept = state.get("checkpoint") or "none yet"
         raise TrainingDiverged(f"{checkpoint.diverged}: training stopped; the last good checkpoint ({kept}) is "
@@ -288,22 +263,22 @@ def train(args, run, interrupt=None):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def build_model(args, depth_range, lr):
+def build_model(settings, depth_range):
     """The network (new, or from --init's model file), compiled with Adam, the loss and the training metrics."""
     import keras
 
     from loss import depth_loss_function, training_metrics
     from model import create_model, load_model
 
-    keras.utils.set_random_seed(args.seed)
-    if args.init not in ("scratch", "resume"):
-        model = load_model(args.init)
+    keras.utils.set_random_seed(settings.seed)
+    if settings.init not in ("scratch", "resume"):
+        model = load_model(settings.init)
     else:
-        weights = None if args.weights.lower() == "none" else args.weights
-        model = create_model(args.encoder, weights=weights, decoder_width=args.decoder_width,
-                             **RECIPE_NETWORKS[args.recipe])
-    optimizer = keras.optimizers.Adam(lr, beta_1=0.9, beta_2=0.999, amsgrad=args.amsgrad)
-    model.compile(optimizer=optimizer, loss=lambda y, p: depth_loss_function(y, p, theta=args.theta),
+        weights = None if settings.weights.lower() == "none" else settings.weights
+        model = create_model(settings.encoder, weights=weights, decoder_width=settings.decoder_width,
+                             leaky_relu_after=settings.leaky_relu_after, upsampling=settings.upsampling)
+    optimizer = keras.optimizers.Adam(settings.lr, beta_1=0.9, beta_2=0.999, amsgrad=settings.amsgrad)
+    model.compile(optimizer=optimizer, loss=lambda y, p: depth_loss_function(y, p, theta=settings.theta),
                   metrics=training_metrics(depth_range))
     return model
 
@@ -342,45 +317,56 @@ def load_checkpoint(model, path):
         raise InputError(f"{path}: damaged checkpoint ({type(err).__name__}: {err})") from err
 
 
-def print_setup(args, strategy, input_hw, steps, precision, dataset, run):
+@dataclass(frozen=True)
+class Setup:
+    """What train() decided from the settings, the devices and the data."""
+
+    strategy: object  # tf.distribute strategy or keras.distribution
+    precision: str  # the Keras dtype policy
+    input_hw: tuple
+    steps: int  # per epoch
+
+
+def print_setup(settings, setup, dataset, run):
     """The run's one-line set-up (and where a non-chief worker writes)."""
     import keras
 
     from distribute import cluster_spec, replicas, strategy_name
 
     workers, index, _ = cluster_spec()
-    count = replicas(strategy)
-    print(f"strategy {strategy_name(strategy)} | workers {workers} | replicas {count} | global batch {args.bs} "
-          f"| per-replica batch {args.bs // count} | steps/epoch {steps} | input {input_hw[0]}x{input_hw[1]} "
-          f"| precision {precision} | backend {keras.backend.backend()} | {len(dataset.samples('train'))} train / "
-          f"{len(dataset.samples('val'))} val pairs", flush=True)
+    count = replicas(setup.strategy)
+    height, width = setup.input_hw
+    print(f"strategy {strategy_name(setup.strategy)} | workers {workers} | replicas {count} | global batch "
+          f"{settings.bs} | per-replica batch {settings.bs // count} | steps/epoch {setup.steps} | input "
+          f"{height}x{width} | precision {setup.precision} | backend {keras.backend.backend()} | "
+          f"{len(dataset.samples('train'))} train / {len(dataset.samples('val'))} val pairs", flush=True)
     if not run.is_chief:
         print(f"worker {index} is not the chief: its checkpoints, logs and final.keras go to {run.folder}", flush=True)
 
 
-def write_first_files(args, run, model, dataset, input_hw, steps, precision, strategy, errors, val_ds):
+def write_first_files(settings, setup, run, model, dataset, errors, val_ds):
     """config.json, model_summary.txt and baseline.json of a new run."""
     import keras
     import tensorflow as tf
 
     from distribute import cluster_spec, replicas, strategy_name
-    from pipeline import pipeline
+    from pipeline import PipelineSettings, pipeline
     from runs import bad_samples_reported, mean_depth_baseline
 
-    config = {"args": vars(args), "command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
-              "backend": keras.backend.backend(), "tensorflow": tf.__version__, "keras": keras.__version__,
-              "strategy": strategy_name(strategy), "workers": cluster_spec()[0], "replicas": replicas(strategy),
-              "global_batch": args.bs, "per_replica_batch": args.bs // replicas(strategy), "precision": precision,
-              "recipe": {"name": args.recipe, "target": recipe_target(args.recipe, dataset),
-                         **{k: list(v) if isinstance(v, tuple) else v
-                            for k, v in RECIPE_NETWORKS[args.recipe].items()}},
-              "steps_per_epoch": steps, "input_hw": list(input_hw), "train_pairs": len(dataset.samples("train")),
+    replica_count = replicas(setup.strategy)
+    config = {"settings": settings.to_dict(), "command": " ".join([sys.executable, *sys.argv]),
+              "git_commit": git_commit(), "backend": keras.backend.backend(), "tensorflow": tf.__version__,
+              "keras": keras.__version__, "strategy": strategy_name(setup.strategy), "workers": cluster_spec()[0],
+              "replicas": replica_count, "global_batch": settings.bs, "per_replica_batch": settings.bs // replica_count,
+              "precision": setup.precision, "target": recipe_target(settings, dataset), "steps_per_epoch": setup.steps,
+              "input_hw": list(setup.input_hw), "train_pairs": len(dataset.samples("train")),
               "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
     write_json(run.folder / "config.json", config)
     with open(run.folder / "model_summary.txt", "w") as f:
         model.summary(print_fn=lambda line, **_: f.write(line + "\n"), line_length=120)
-    baseline_ds = pipeline(dataset, "train", args.bs, input_hw, args.seed, training=False,
-                           skip_bad=args.skip_bad, errors=errors)
+    baseline_ds = pipeline(dataset, "train", settings.bs,
+                           PipelineSettings(setup.input_hw, settings.seed, settings.skip_bad), training=False,
+                           errors=errors)
     with bad_samples_reported(errors):
         baseline = mean_depth_baseline(baseline_ds, val_ds, dataset.depth_range)
     write_json(run.folder / "baseline.json", baseline)
@@ -388,71 +374,71 @@ def write_first_files(args, run, model, dataset, input_hw, steps, precision, str
           "rmse {rmse:.3f}".format(**baseline), flush=True)
 
 
-def make_callbacks(args, run, dataset, state, steps, val_ds, errors, contract, interrupt):
-    """(the RunCheckpoint, every callback of fit): progress, log.csv, TensorBoard, samples, checkpoints."""
+def make_callbacks(settings, run, dataset, steps, val_ds, errors, checkpoint):
+    """Every callback of fit: progress, log.csv, TensorBoard, samples, the recipe's schedule, and the
+    RunCheckpoint last."""
     import keras
 
-    from runs import Progress, RunCheckpoint, SamplePredictions, bad_samples_reported
+    from runs import Progress, SamplePredictions, bad_samples_reported
 
-    checkpoint = RunCheckpoint(run.folder, state, steps, args.save_every, contract, interrupt)
     with bad_samples_reported(errors):
         sample_images, sample_targets = next(iter(val_ds.unbatch().batch(SAMPLE_IMAGES)))
     # The checkpoint comes last: an epoch's log row is written before the checkpoint that counts it done.
-    callbacks = [Progress(steps, args.bs, run.is_chief),
-                 keras.callbacks.CSVLogger(str(run.folder / "log.csv"), append=args.init == "resume"),
+    callbacks = [Progress(steps, settings.bs, run.is_chief),
+                 keras.callbacks.CSVLogger(str(run.folder / "log.csv"), append=settings.init == "resume"),
                  keras.callbacks.TensorBoard(str(run.folder / "tensorboard"), write_graph=False, profile_batch=0),
                  SamplePredictions(sample_images.numpy(), sample_targets.numpy(),
                                    run.folder / "tensorboard" / "samples", dataset.depth_range),
                  checkpoint]
-    callbacks = recipe_callbacks(args.recipe) + callbacks
-    if interrupt:
-        interrupt.armed = True  # from here on, Ctrl-C / SIGTERM saves a checkpoint at the next step
-    return checkpoint, callbacks
+    return recipe_callbacks(settings) + callbacks
 
 
-def recipe_target(recipe, dataset):
-    """How the recipe turns depth into targets on this dataset (data.TARGETS): the released recipe's
+def recipe_target(settings, dataset):
+    """How the recipe turns depth into targets on this dataset (pipeline.TARGETS): the released recipe's
     blurred inverse depth is for dense data only, sparse data keeps the paper's."""
-    return "paper" if dataset.sparse else RECIPE_TARGETS[recipe]
+    return "paper" if dataset.sparse else settings.targets
 
 
-def recipe_callbacks(recipe):
-    """The callbacks a recipe adds before the others: the reference code's learning-rate schedule."""
+def recipe_callbacks(settings):
+    """The callbacks a recipe adds before the others: the authors' learning-rate schedule."""
     import keras
 
-    return [keras.callbacks.ReduceLROnPlateau(**REFERENCE_LR_SCHEDULE)] if recipe != "paper" else []
+    return [keras.callbacks.ReduceLROnPlateau(**LR_SCHEDULE)] if settings.lr_schedule else []
 
 
-def contract_maker(model, args, dataset, input_hw):
+def contract_maker(model, settings, dataset, input_hw):
     """A function of the training state giving the contract saved with best.keras and final.keras."""
     from contract import model_contract
 
-    label = "synthetic" if str(args.data).startswith("synthetic") else dataset.kind
+    label = "synthetic" if str(settings.data).startswith("synthetic") else dataset.kind
 
     def contract(state):
         a1 = state.get("best_val_a1")
-        training = {"steps": state["global_step"], "epochs": state["epoch"], "global_batch": args.bs,
+        training = {"steps": state["global_step"], "epochs": state["epoch"], "global_batch": settings.bs,
                     "best_epoch": state["best_epoch"], "best_val_delta1": None if a1 is None else float(a1),
-                    "smoke": bool(args.smoke), "recipe": args.recipe}
-        return model_contract(model, label, dataset.depth_range, input_hw, args.input_size is not None, training,
-                              training_camera(args, dataset, input_hw))
+                    "smoke": bool(settings.smoke), "recipe": settings.recipe,
+                    "command": " ".join(["python", "train.py", *sys.argv[1:]])}
+        return model_contract(model, label, dataset.depth_range, input_hw, settings.input_size is not None, training,
+                              training_camera(settings, dataset, input_hw))
 
     return contract
 
 
-def training_camera(args, dataset, input_hw):
+def training_camera(settings, dataset, input_hw):
     """The camera the model learns depth for: the canonical one (--canonical-focal), else the dataset's."""
     from camera import Camera
 
-    if args.canonical_focal is None:
+    if settings.canonical_focal is None:
         return dataset.camera
     height, width = input_hw
-    return Camera(args.canonical_focal, args.canonical_focal * width / height, 0.5, 0.5,
-                  f"canonical, train.py --canonical-focal {args.canonical_focal:g}")
+    return Camera(settings.canonical_focal, settings.canonical_focal * width / height, 0.5, 0.5,
+                  f"canonical, train.py --canonical-focal {settings.canonical_focal:g}")
 
 
-def fit(model, train_input, val_ds, callbacks, state, steps, epochs, bs, checkpoint):
-    """Train from where state stands to `epochs`: an interrupted epoch is finished first."""
+def fit(model, train_input, val_ds, callbacks, checkpoint, settings):
+    """Train from where the checkpoint's state stands to settings.epochs: an interrupted epoch is finished
+    first."""
+    state, steps, epochs, bs = checkpoint.state, checkpoint.steps_per_epoch, settings.epochs, settings.bs
     first_epoch = state["epoch"]
     if state["epoch_step"] and first_epoch < epochs:
         model.fit(train_input(state["global_step"] * bs), validation_data=val_ds, epochs=first_epoch + 1,
@@ -474,7 +460,8 @@ def finish(run, model, contract, state, errors, dataset):
     if getattr(dataset, "skipped", None):
         print(f"skipped {len(dataset.skipped)} listed pairs with missing files (first: {dataset.skipped[0]})")
     if run.is_chief:
-        best = f"best.keras from epoch {state['best_epoch']}" if state["best_epoch"] else "no best.keras (no validation)"
+        best = (f"best.keras from epoch {state['best_epoch']}" if state["best_epoch"]
+                else "no best.keras (no validation)")
         print(f"done: {run.path} (final.keras, {best}, log.csv, tensorboard/)")
 
 

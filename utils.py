@@ -2,6 +2,8 @@
 git, TensorFlow's quiet start, and writing files safely. Nothing here knows about depth, and nothing
 needs TensorFlow at import time.
 """
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -130,30 +132,47 @@ def git_commit():
         return "unknown"
 
 
+# What TensorFlow prints on every start of a machine without a GPU: said once here instead of on each run.
+CPU_ONLY_NOTICES = ("cuda drivers", "cuInit", "CUDA error", "oneDNN custom operations", "absl::InitializeLog",
+                    "Unable to register cu", "TF-TRT Warning", "computation placer already registered",
+                    "This TensorFlow binary is optimized")
+
+
 def quiet_tensorflow():
-    """Import TensorFlow with its C++ start-up lines kept off the console.
+    """Import TensorFlow (where Keras runs on it) without its start-up notices, hiding no diagnostic.
 
     TensorFlow 2.21 logs "oneDNN custom operations are on" and "Could not find cuda drivers" through absl
-    before absl's logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot stop them and no other switch
-    reaches them: the import runs with file descriptor 2 pointed at /dev/null. Errors are Python
-    exceptions and still show. Without TensorFlow (another Keras backend) this does nothing.
+    before absl's logging is initialised, where TF_CPP_MIN_LOG_LEVEL cannot reach them: the import runs with
+    file descriptor 2 sent to a temporary file, and afterwards every line is shown again except the notices
+    a machine without a GPU always gets (CPU_ONLY_NOTICES). On a machine with an NVIDIA device where
+    TensorFlow found no GPU, every line is shown: they say why it fell back to the CPU. Later C++ logging
+    shows errors only (TF_CPP_MIN_LOG_LEVEL 2, unless set). This is the one place that sets it.
     """
     import importlib.util
-    import os
     import sys
+    import tempfile
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if ("tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None
+            or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"):
         return
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")  # where CUDA is first tried, and says why it failed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        lines = captured.read().decode("utf-8", "replace").splitlines()
+    fell_back = Path("/dev/nvidia0").exists() and not gpus
+    shown = [line for line in lines if fell_back or not any(notice in line for notice in CPU_ONLY_NOTICES)]
+    if shown:
+        print("\n".join(shown), file=sys.stderr, flush=True)
 
 
 def set_precision(precision):
@@ -208,10 +227,19 @@ def check_writable(path, need_bytes=0, folder=False):
     return path
 
 
-def atomic_path(path):
-    """The temporary name a file is written under before os.replace moves it to path (same folder)."""
+@contextlib.contextmanager
+def atomic_write(path):
+    """The temporary path to write a file under (same folder, same suffix: Keras and ZIP writers check it),
+    moved to path once the block ends without error. A reader never sees half a file; a failure (full disk,
+    an exception, Ctrl-C) leaves any previous file intact and no partial one behind."""
     path = Path(path)
-    return path.with_name(f".{path.name}.partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def write_json(path, content):
@@ -220,15 +248,7 @@ def write_json(path, content):
     OSError (full or read-only place) leaves any previous file intact and no partial one behind.
     """
     import json
-    import os
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = atomic_path(path)
-    try:
+    with atomic_write(path) as partial:
         partial.write_text(json.dumps(content, indent=2, default=str) + "\n")
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

@@ -185,10 +185,10 @@ def reference_batches(zip_path, in_memory, seed):
 def pipeline_batches(zip_path, seed):
     """The training pipeline's batches at the native 640x480, as NumPy (what Keras' fit would consume)."""
     from data import open_dataset
-    from pipeline import pipeline
+    from pipeline import PipelineSettings, pipeline
 
     dataset = open_dataset(zip_path)
-    ds = pipeline(dataset, "train", BATCH_SIZE, dataset.train_hw, seed=seed, training=True)
+    ds = pipeline(dataset, "train", BATCH_SIZE, PipelineSettings(dataset.train_hw, seed=seed), training=True)
     return ((x.numpy(), y.numpy()) for x, y in ds)
 
 
@@ -319,7 +319,8 @@ def print_summary(rows, reference_name):
     for name in (reference_name, PIPELINE_NAME):
         peaks = {r["pairs"]: r["peak_mb"] for r in rows if r["loader"] == name}
         print(f"{name}: peak memory {peaks[small]:.0f} MB at {small} pairs, {peaks[large]:.0f} MB at {large} "
-              f"pairs ({peaks[large] - peaks[small]:+.0f} MB while the zip grew {zip_mb[large] - zip_mb[small]:.0f} MB)")
+              f"pairs ({peaks[large] - peaks[small]:+.0f} MB while the zip grew "
+              f"{zip_mb[large] - zip_mb[small]:.0f} MB)")
 
 
 def main():

@@ -152,7 +152,7 @@ def run_child(args):
         targets = rng.uniform(1.0, 10.0, (args.bs, height // 2, width_px // 2, 1)).astype(np.float32)
         data = tf.data.Dataset.from_tensors((images, targets)).repeat()
     with strategy.scope():
-        model = train.build_model(targs, depth_range, train.LEARNING_RATE)
+        model = train.build_model(targs, depth_range)
 
     class StepTimes(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -396,7 +396,6 @@ def keras_trainer(model, lr):
         return float(box["loss"]) if wait else None
 
     return step
-
 
 
 def main():

@@ -181,7 +181,6 @@ def speed_model(folder, decoder_width=1.0):
 def main(args):
     folder = Path(args.engines_dir)
     from depth import NYU_IMAGE_HW
-
     from utils import runtime_threads
 
     print(f"engines on this machine ({runtime_threads(args.threads)} threads), the paper's network (decoder width "

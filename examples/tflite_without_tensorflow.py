@@ -5,6 +5,7 @@
 
 The export's serving signature takes uint8 RGB at the size it was exported for and returns metres.
 """
+import os
 import sys
 
 import numpy as np
@@ -12,7 +13,8 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 model, picture = (sys.argv[1:] + ["depth.tflite", "examples/chelsea.png"][len(sys.argv) - 1:])[:2]
-interpreter = Interpreter(model_path=model, num_threads=2)
+# LiteRT runs on one thread unless told: give it every core.
+interpreter = Interpreter(model_path=model, num_threads=os.cpu_count())
 depth = interpreter.get_signature_runner("serving_default")  # uint8 RGB -> metres
 _, height, width, _ = depth.get_input_details()["images"]["shape"]
 image = Image.open(picture).convert("RGB").resize((int(width), int(height)))

@@ -17,7 +17,7 @@ from datagen import encoded, write_zip
 from depth import NYU
 from estimator import DepthEstimator
 from helpers import constant_network
-from pipeline import pipeline
+from pipeline import PipelineSettings, pipeline
 from utils import InputError
 
 DEPTH_M = 2.0  # what the constant network answers everywhere, for the training camera
@@ -276,7 +276,7 @@ def test_canonical_training_targets_are_depth_in_the_canonical_camera(tmp_path):
     write_zip(tmp_path / "two.zip", members)
     dataset = open_dataset(tmp_path / "two.zip")
     canonical = 0.5
-    batches = pipeline(dataset, "train", 2, (32, 48), training=False, canonical_focal=canonical)
+    batches = pipeline(dataset, "train", 2, PipelineSettings((32, 48), canonical_focal=canonical), training=False)
     _, targets = next(iter(batches))
     stored = round(3.0 / 10 * 255) / 255 * 10  # what the 8-bit PNG keeps of 3 m
     for i, focal_px in enumerate((20.0, 40.0)):

@@ -7,14 +7,15 @@ import tensorflow as tf
 
 from data import EigenArrays, open_dataset
 from datagen import eigen_members, encoded, kitti_folder, npy_bytes, nyu_members, write_folder, write_zip
-from pipeline import SampleErrors, pipeline
+from pipeline import PipelineSettings, SampleErrors, pipeline
 from synthetic import synthetic_dataset_path
 from utils import InputError
 
 
 def first_batch(dataset, split="test", batch_size=8, **kwargs):
-    hw = kwargs.pop("input_hw", (32, 48))
-    return next(iter(pipeline(dataset, split, batch_size, input_hw=hw, training=False, **kwargs)))
+    hw, errors = kwargs.pop("input_hw", (32, 48)), kwargs.pop("errors", None)
+    return next(iter(pipeline(dataset, split, batch_size, PipelineSettings(hw, **kwargs), training=False,
+                              errors=errors)))
 
 
 @pytest.fixture
@@ -114,8 +115,11 @@ def test_depth_holes_never_become_inf_or_nan(tmp_path):
 
 def test_training_pipeline_is_seeded_and_resumable(nyu_zip):
     dataset = open_dataset(nyu_zip)
-    run = lambda seed, start=0: [b[0].numpy() for b in
-                                  pipeline(dataset, "train", 2, (32, 48), seed=seed, start_index=start).take(4)]
+
+    def run(seed, start=0):
+        settings = PipelineSettings((32, 48), seed=seed)
+        return [b[0].numpy() for b in pipeline(dataset, "train", 2, settings, start_index=start).take(4)]
+
     a, b, c = run(1), run(1), run(2)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
@@ -130,7 +134,8 @@ def test_every_iterator_of_a_training_pipeline_sees_one_stream_of_whole_passes(n
     would give a fresh run other batches than a resumed one. Each pass holds every sample once, in an order
     of its own; a start inside a later pass continues that pass."""
     dataset = open_dataset(nyu_zip)
-    ds = pipeline(dataset, "train", 1, (32, 48), seed=3, permute_probability=0.5)
+    settings = PipelineSettings((32, 48), seed=3, permute_probability=0.5)
+    ds = pipeline(dataset, "train", 1, settings)
     # A picture's mean survives mirroring and channel permutation: it names the sample.
     names = lambda batches: [round(float(b[0].numpy().mean()), 4) for b in batches]  # noqa: E731
     first, second = names(ds.take(12)), names(ds.take(12))
@@ -138,7 +143,7 @@ def test_every_iterator_of_a_training_pipeline_sees_one_stream_of_whole_passes(n
     passes = [first[i:i + 3] for i in range(0, 12, 3)]
     assert all(sorted(p) == sorted(passes[0]) and len(set(p)) == 3 for p in passes)
     assert len({tuple(p) for p in passes}) > 1  # reshuffled between passes
-    resumed = names(pipeline(dataset, "train", 1, (32, 48), seed=3, permute_probability=0.5, start_index=7).take(5))
+    resumed = names(pipeline(dataset, "train", 1, settings, start_index=7).take(5))
     assert resumed == first[7:12]
 
 

@@ -100,3 +100,89 @@ def test_onnx_runtime_session_gets_every_core_unless_told(threads, small_exports
 def test_openvino_compiles_for_every_core_unless_told(threads, small_exports):
     loaded = estimator.load_openvino(small_exports["openvino"], threads)
     assert loaded.engine.get_property("INFERENCE_NUM_THREADS") == (threads or cpu_cores())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models by name: --model nyu / kitti, from a server on 127.0.0.1 that answers as Google Drive does
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drive(small_model, tmp_path, monkeypatch):
+    """A local HTTP server standing in for the published link: /nyu.h5 answers with Google Drive's
+    confirmation page for large files, whose form leads to the file; /kitti.h5 with a page offering nothing.
+    Yields the list of paths requested; Keras' cache and the mirror point at tmp_path and the server."""
+    import http.server
+    import threading
+
+    from keras2_h5 import write_keras2_h5
+
+    released = tmp_path / "served.h5"
+    write_keras2_h5(small_model, released)
+    requests = []
+    confirmation = ('<html><form id="download-form" action="/download" method="get">'
+                    '<input type="hidden" name="id" value="abc"><input type="hidden" name="confirm" value="t">'
+                    '<input type="hidden" name="uuid" value="u-1"></form></html>')
+
+    class Drive(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            requests.append(self.path)
+            if self.path == "/nyu.h5":
+                body, kind = confirmation.encode(), "text/html; charset=utf-8"
+            elif self.path == "/download?id=abc&confirm=t&uuid=u-1":
+                body, kind = released.read_bytes(), "application/octet-stream"
+            else:
+                body, kind = b"<html>Sorry, the file you have requested does not exist.</html>", "text/html"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("DENSEDEPTH_MODEL_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+    yield requests
+    server.shutdown()
+
+
+def test_a_released_model_by_name_is_fetched_once_checked_and_kept(drive, small_model, tmp_path):
+    from legacy import released_path
+
+    depth_estimator = DepthEstimator.load("nyu")
+    assert drive == ["/nyu.h5", "/download?id=abc&confirm=t&uuid=u-1"]  # the confirmation page, then the file
+    assert depth_estimator.path == released_path("nyu") == tmp_path / "keras_home" / "models" / "densedepth" / "nyu.h5"
+    assert depth_estimator.contract.dataset == "nyu" and depth_estimator.contract.authors_file
+    by_path = DepthEstimator.load(tmp_path / "served.h5")  # the same file, given by hand
+    np.testing.assert_array_equal(depth_estimator.predict(pictures(1)[0]), by_path.predict(pictures(1)[0]))
+    DepthEstimator.load("nyu")  # from the cache: no request
+    assert len(drive) == 2
+
+
+def test_a_link_that_gives_no_file_leaves_nothing_and_says_where_to_put_it(drive, tmp_path):
+    from legacy import released_path
+
+    with pytest.raises(estimator.InputError) as error:
+        DepthEstimator.load("kitti")
+    message = str(error.value)
+    assert message.startswith("cannot fetch the authors' kitti.h5 from http://127.0.0.1:")
+    assert "web page that offers no download" in message and f"put it at {released_path('kitti')}" in message
+    assert not any((tmp_path / "keras_home").rglob("*.h5"))
+
+
+def test_model_by_name_offline_is_one_line_within_seconds(tmp_path, monkeypatch):
+    """Nothing listens on port 1: the same failure as no network, without reaching for one (an address that
+    does not answer at all waits legacy.DOWNLOAD_TIMEOUT_S, 15 s, at most)."""
+    import test as test_script
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("DENSEDEPTH_MODEL_MIRROR", "http://127.0.0.1:1")
+    with pytest.raises(SystemExit) as exit_info:
+        test_script.main(["--input", "examples", "--model", "nyu", "--output", str(tmp_path / "out")])
+    message = str(exit_info.value)
+    assert message.startswith("error: cannot fetch the authors' nyu.h5 from http://127.0.0.1:1/nyu.h5 (")
+    assert "\n" not in message and "put it at" in message and "--model PATH" in message

@@ -198,7 +198,8 @@ def test_the_litert_example_runs_without_keras_or_this_project(exported, tmp_pat
     assert "examples/tflite_without_tensorflow.py" in (repo / "docs" / "deployment.md").read_text()
     blocked = ("keras", "tensorflow", "estimator", "model", "contract", "utils", "depth")
     blocker = f"import runpy, sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n" \
-              f"sys.argv = [{str(example)!r}, {str(exported['tflite'])!r}, {str(repo / 'examples' / 'chelsea.png')!r}]\n" \
+              f"sys.argv = [{str(example)!r}, {str(exported['tflite'])!r}, " \
+              f"{str(repo / 'examples' / 'chelsea.png')!r}]\n" \
               f"runpy.run_path({str(example)!r}, run_name='__main__')\n"
     result = subprocess.run([sys.executable, "-c", blocker], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)

@@ -1,8 +1,8 @@
 """Fidelity to the authors' released models and evaluation, and the contract a saved model carries.
 
 - evaluate.py --protocol reference against a re-implementation of the authors' evaluate.py + utils.py,
-  written here from their description (their evaluate.py and utils.py of 2019), and the default protocol against the same with the
-  paper's floor and denominator;
+  written here from their description (their evaluate.py and utils.py of 2019), and the default protocol
+  against the same with the paper's floor and denominator;
 - a KITTI model read on the 80 m scale with no range flag, by evaluate.py and test.py;
 - registration: pairs whose colour encodes pixel position and whose depth encodes the same position, so a
   flip, crop or resize that moves depth against the image shows, through the real tf.data pipeline and
@@ -29,7 +29,8 @@ from estimator import DepthEstimator
 from helpers import constant_network, network_depth_m
 from keras2_h5 import write_keras2_h5
 from model import create_model
-from pipeline import pipeline
+from pipeline import PipelineSettings, pipeline
+from settings import RECIPES
 from utils import VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,14 +266,15 @@ def test_recipes_build_the_papers_the_released_and_the_later_network():
     layouts = {}
     for recipe in ("paper", "released", "reference"):
         args = train.parse_args(["--recipe", recipe, "--encoder", "tiny", "--weights", "none"])
-        model = train.build_model(args, nyu, 1e-4)
+        model = train.build_model(args, nyu)
         contract = model_contract(model, "nyu", nyu, (64, 96))
         layouts[recipe] = (list(contract.leaky_relu_after), contract.upsampling, args.amsgrad, args.bs)
     assert layouts == {"paper": (["convB"], "half_pixel", False, 8),
                        "released": (["convB"], "align_corners", True, 8),
                        "reference": (["convA", "convB"], "half_pixel", True, 4)}
-    assert train.RECIPE_TARGETS == {"paper": "paper", "released": "released", "reference": "paper"}
-    assert len(train.recipe_callbacks("released")) == 1
+    assert {name: recipe.targets for name, recipe in RECIPES.items()} == {
+        "paper": "paper", "released": "released", "reference": "paper"}
+    assert len(train.recipe_callbacks(RECIPES["released"])) == 1
 
 
 def test_released_targets_are_inverted_before_a_blurred_down_sampling_and_not_clipped():
@@ -317,8 +319,8 @@ def test_reference_recipe_lowers_the_rate_after_five_epochs_without_a_gain_of_0_
     0.7, but not under 9e-5; falls of 0.02 keep it. The paper's recipe has no schedule."""
     import train
 
-    assert train.recipe_callbacks("paper") == []
-    (schedule,) = train.recipe_callbacks("reference")
+    assert train.recipe_callbacks(RECIPES["paper"]) == []
+    (schedule,) = train.recipe_callbacks(RECIPES["reference"])
     model = create_model("tiny", weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mae")
     schedule.set_model(model)
@@ -373,8 +375,8 @@ def position_zip(tmp_path_factory):
 @pytest.mark.parametrize("input_hw", [(64, 96), (42, 58)])
 def test_pipeline_keeps_image_and_depth_registered(position_zip, input_hw):
     dataset = open_dataset(str(position_zip))
-    images, targets = next(iter(pipeline(dataset, "train", 8, input_hw, seed=1, training=True,
-                                         permute_probability=0.0)))
+    settings = PipelineSettings(input_hw, seed=1, permute_probability=0.0)
+    images, targets = next(iter(pipeline(dataset, "train", 8, settings, training=True)))
     images, depth = images.numpy(), NYU.max_m / targets.numpy()[..., 0]
     h, w = depth.shape[1:]
     # The image at the target's resolution: 2x2 means of the network-sized image.
@@ -403,13 +405,13 @@ def test_evaluation_crop_keeps_prediction_and_ground_truth_registered():
                                   bias_initializer=keras.initializers.Constant(NEAR_M))(half)
     model = DepthEstimator.from_keras(keras.Model(image, keras.layers.Lambda(lambda d: NYU.max_m / d)(depth_m)))
     pairs = [("position", rgb, ground_truth)]
-    records, _ = evaluate.evaluate(model, pairs, kind="nyu", crop="eigen", flip=False)
+    records, _ = evaluate.evaluate(model, pairs, evaluate.EvalSettings(flip=False))
     assert records[0]["pixels"] == 440 * 592
     assert records[0]["a1"] == 1.0 and records[0]["abs_rel"] < 0.005
     # Flip averaging mirrors back the mirrored prediction: still registered.
-    flipped, _ = evaluate.evaluate(model, pairs, kind="nyu", crop="eigen", flip=True)
+    flipped, _ = evaluate.evaluate(model, pairs, evaluate.EvalSettings(flip=True))
     assert flipped[0]["abs_rel"] < 0.005
     # The ground truth one pixel to the right is measurably worse: the check can fail.
-    shifted, _ = evaluate.evaluate(model, [("shifted", rgb, np.roll(ground_truth, 1, axis=1))], kind="nyu",
-                                   crop="eigen", flip=False)
+    shifted, _ = evaluate.evaluate(model, [("shifted", rgb, np.roll(ground_truth, 1, axis=1))],
+                                   evaluate.EvalSettings(flip=False))
     assert shifted[0]["abs_rel"] > 1.5 * records[0]["abs_rel"]

@@ -4,8 +4,16 @@ import pytest
 
 from camera import scaled_intrinsics
 from depth import KITTI
-from metrics import (crop_box, crop_mask, depth_ssim, edge_f1, edge_map, evaluation_mask, normal_distance,
-                     surface_normals)
+from metrics import (
+    crop_box,
+    crop_mask,
+    depth_ssim,
+    edge_f1,
+    edge_map,
+    evaluation_mask,
+    normal_distance,
+    surface_normals,
+)
 from utils import InputError
 
 H, W = 48, 64

@@ -181,3 +181,25 @@ def test_colorize_uses_the_colormap_and_blacks_out_holes():
     np.testing.assert_array_equal(rgb[0, 0], np.round(np.array(lut(0.0)[:3]) * 255).astype(np.uint8))
     np.testing.assert_array_equal(rgb[1, 0], np.round(np.array(lut(1.0)[:3]) * 255).astype(np.uint8))
     np.testing.assert_array_equal(rgb[1, 1], [0, 0, 0])
+
+
+def test_a_failed_model_save_leaves_the_old_file_whole_and_nothing_else(small_model, contract_model, tmp_path):
+    """contract.save_model writes through utils.atomic_write: a contract that cannot be written (here one
+    whose to_dict raises) keeps the previous final.keras and leaves no partial file beside it."""
+    import json
+    import zipfile
+
+    from contract import CONTRACT_MEMBER, Contract, save_model
+
+    path = tmp_path / "final.keras"
+    save_model(small_model, path, contract_model[1])
+
+    class Unwritable(Contract):
+        def to_dict(self):
+            raise ValueError("cannot be written")
+
+    with pytest.raises(ValueError, match="cannot be written"):
+        save_model(small_model, path, Unwritable())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.keras"]
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read(CONTRACT_MEMBER))["dataset"] == "synthetic"
