@@ -31,7 +31,6 @@ CONTRACT_KEY = "densedepth_contract"  # the TFLite metadata entry and the ONNX m
 SAVEDMODEL_CONTRACT = Path("assets") / "densedepth.json"
 BARELY_TRAINED_STEPS = 1000  # fewer training steps than this: say the model has hardly learned
 EXPORTED_SUFFIXES = (".tflite", ".onnx", ".xml")
-KERAS_SUFFIXES = (".keras",)
 LEGACY_SUFFIXES = (".h5", ".hdf5")
 
 

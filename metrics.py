@@ -165,8 +165,9 @@ def evaluation_mask(gt, kind="nyu", crop="eigen", depth_range=NYU):
     return mask
 
 
-def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="paper"):
-    """The metrics of one image over mask as a flat dict; with a crop box, the quality measures too."""
+def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="paper", camera=None):
+    """The metrics of one image over mask as a flat dict; with a crop box, the quality measures too (the
+    normals back-projected with the image's camera.Camera; None: NYU's Kinect)."""
     if not mask.any():
         raise InputError(f"{name}: no valid ground truth inside the evaluation crop")
     record = {"name": name, "pixels": int(mask.sum()), **compute_errors(gt, pred, mask)}
@@ -174,7 +175,7 @@ def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="pape
         # The authors call compute_errors(predictions, ground_truth): only abs rel is not symmetric.
         record[REFERENCE_ORDER] = compute_errors(pred, gt, mask)["abs_rel"]
     if box is not None:
-        record.update(quality_measures(gt, pred, box, mask, depth_range))
+        record.update(quality_measures(gt, pred, box, mask, depth_range, camera))
     return record
 
 
@@ -281,9 +282,10 @@ def normal_distance(gt, pred, intrinsics=None, mask=None):
     return float(distance[mask].mean() if mask is not None else distance.mean())
 
 
-def quality_measures(gt, pred, box, mask, depth_range=NYU):
-    """The three quality measures of one image, on its crop box, counted where ground truth is valid."""
-    full = scaled_intrinsics(*gt.shape)
+def quality_measures(gt, pred, box, mask, depth_range=NYU, camera=None):
+    """The three quality measures of one image, on its crop box, counted where ground truth is valid; the
+    surface normals come from back-projecting with camera (a camera.Camera; None: NYU's Kinect)."""
+    full = camera.pixels(*gt.shape) if camera is not None else scaled_intrinsics(*gt.shape)
     top, bottom, left, right = box
     crop = np.s_[top:bottom, left:right]
     intrinsics = {"fx": full["fx"], "fy": full["fy"], "cx": full["cx"] - left, "cy": full["cy"] - top}

@@ -21,9 +21,11 @@ import keras
 import numpy as np
 
 import evaluate
-import test as test_script
+from helpers import load_test_script
 from loss import depth_loss_function
 from model import load_model
+
+test_script = load_test_script()
 
 EVALUATE_ARGS = ["--data", "synthetic:24:8", "--limit", "3", "--input-size", "96x128"]
 

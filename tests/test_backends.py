@@ -20,12 +20,13 @@ import pytest
 import tensorflow as tf
 
 import evaluate
-import test as test_script
 from cross_backend import EVALUATE_ARGS
-from helpers import requires
+from helpers import load_test_script, requires
 from keras2_h5 import write_keras2_h5
 from loss import depth_loss_function, gradient_term, image_gradients, l1_term, ssim, ssim_term
 from model import UPSAMPLING_CONVENTIONS, ResizeToMatch, load_model, resize_bilinear
+
+test_script = load_test_script()
 
 TESTS = Path(__file__).resolve().parent
 ODD_SIZES = [((5, 7), (10, 14)), ((3, 4), (7, 9)), ((4, 5), (9, 11)), ((1, 1), (3, 5)), ((7, 9), (13, 17)),

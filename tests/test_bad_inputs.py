@@ -23,12 +23,13 @@ import pytest
 import data
 import evaluate
 import export
-import test as test_script
 import train
 from datagen import eigen_members, encoded, npy_bytes, nyu_members, write_zip
-from helpers import requires
+from helpers import load_test_script, requires
 from loss import training_metrics
 from runs import mean_depth_baseline
+
+test_script = load_test_script()
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"train.py": train, "data.py": data, "test.py": test_script, "evaluate.py": evaluate, "export.py": export}

@@ -8,12 +8,13 @@ import importlib.util
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import estimator
 import export
 from estimator import DepthEstimator
 from helpers import network_depth_m, requires
-from utils import cpu_cores, runtime_threads
+from utils import InputError, cpu_cores, runtime_threads
 
 HW = (65, 97)
 
@@ -177,7 +178,9 @@ def test_a_link_that_gives_no_file_leaves_nothing_and_says_where_to_put_it(drive
 def test_model_by_name_offline_is_one_line_within_seconds(tmp_path, monkeypatch):
     """Nothing listens on port 1: the same failure as no network, without reaching for one (an address that
     does not answer at all waits legacy.DOWNLOAD_TIMEOUT_S, 15 s, at most)."""
-    import test as test_script
+    from helpers import load_test_script
+
+    test_script = load_test_script()
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("DENSEDEPTH_MODEL_MIRROR", "http://127.0.0.1:1")
@@ -186,3 +189,34 @@ def test_model_by_name_offline_is_one_line_within_seconds(tmp_path, monkeypatch)
     message = str(exit_info.value)
     assert message.startswith("error: cannot fetch the authors' nyu.h5 from http://127.0.0.1:1/nyu.h5 (")
     assert "\n" not in message and "put it at" in message and "--model PATH" in message
+
+
+class ConstantTarget(tf.keras.layers.Layer):
+    """Outputs a constant normalised target at half resolution; the right half twice as large."""
+
+    def call(self, x):
+        half = tf.image.resize(x[..., :1], tf.shape(x)[1:3] // 2) * 0.0
+        cols = tf.shape(half)[2]
+        right = tf.cast(tf.range(cols) >= cols // 2, tf.float32)[None, None, :, None]
+        return half + 2.0 + 2.0 * right
+
+
+def test_network_depth_is_metres_at_half_resolution_with_flip():
+    model = tf.keras.Sequential([tf.keras.Input((None, None, 3)), ConstantTarget()])
+    estimator = DepthEstimator.from_keras(model)
+    images = np.zeros((3, 8, 12, 3), np.uint8)
+    depth = estimator.network_depth(images, batch_size=2)
+    assert depth.shape == (3, 4, 6) and depth.dtype == np.float32
+    np.testing.assert_allclose(depth[:, :, :3], 5.0)   # target 2 -> 10 m / 2
+    np.testing.assert_allclose(depth[:, :, 3:], 2.5)   # target 4
+    flipped = estimator.network_depth(images, flip=True)
+    # The mean in metres of the prediction and of the mirrored one: (5 + 2.5) / 2 everywhere.
+    np.testing.assert_allclose(flipped, 3.75, rtol=1e-6)
+
+
+def test_predict_rejects_bad_images():
+    estimator = DepthEstimator.from_keras(tf.keras.Sequential([tf.keras.Input((None, None, 3)), ConstantTarget()]))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        estimator.predict(np.full((1, 4, 4, 3), 3.0, np.float32))
+    with pytest.raises(InputError, match="RGB"):
+        estimator.predict(np.zeros((1, 4, 4), np.uint8))

@@ -453,3 +453,21 @@ def test_kitti_results_say_which_ground_truth_and_whether_the_paper_row_compares
     assert not annotated["comparable_with_paper"] and annotated["ground_truth"].startswith("annotated")
     assert annotated["pooled"] == pytest.approx(result["pooled"])
     assert "NOT comparable with the paper's row" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_sample_output_in_the_docs_is_what_evaluate_prints(tmp_path, monkeypatch, capsys):
+    """docs/evaluation.md shows the table evaluate.py prints for the built-in model on the synthetic rooms:
+    run the command it names and compare, line for line, so the page cannot drift from the code."""
+    from pathlib import Path
+
+    from estimator import BUILTIN_MODEL
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    block = page.split("<!-- evaluate-sample -->\n```\n", 1)[1].split("```", 1)[0].rstrip("\n").splitlines()
+    assert "python evaluate.py --model models/synthetic_tiny.keras --data synthetic --quality" in page
+    monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
+    evaluate.main(["--model", str(BUILTIN_MODEL), "--data", "synthetic", "--quality"])
+    printed = capsys.readouterr().out.splitlines()
+    first = next(i for i, line in enumerate(printed) if line.strip().startswith("a1"))
+    assert printed[first:first + len(block)] == block

@@ -14,11 +14,12 @@ import pytest
 import estimator
 import evaluate
 import export
-import test as test_script
 from contract import tflite_metadata
 from depth import NYU, inverse_depth_norm
 from estimator import DepthEstimator
-from helpers import network_depth_m, requires
+from helpers import load_test_script, network_depth_m, requires
+
+test_script = load_test_script()
 
 # Every test here exports or reads exports.
 pytestmark = requires("tf2onnx", "onnx", "onnxruntime", "ai_edge_litert")

@@ -19,19 +19,20 @@ import pytest
 from PIL import Image
 
 import evaluate
-import test as test_script
 from augment import REFERENCE_PERMUTE_PROBABILITY
 from contract import Contract, model_contract, read_contract, save_model
 from data import open_dataset
 from datagen import encoded, npy_bytes, write_zip
 from depth import KITTI, NYU, NYU_REFERENCE
 from estimator import DepthEstimator
-from helpers import constant_network, network_depth_m
+from helpers import constant_network, load_test_script, network_depth_m
 from keras2_h5 import write_keras2_h5
 from model import create_model
 from pipeline import PipelineSettings, pipeline
 from settings import RECIPES
 from utils import VERSION
+
+test_script = load_test_script()
 
 REPO = Path(__file__).resolve().parents[1]
 

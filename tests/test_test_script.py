@@ -7,13 +7,14 @@ import pytest
 from PIL import Image
 
 import estimator
-import test as test_script
 from camera import NYU_CAMERA, flags_camera, scaled_intrinsics
 from depth import resize_depth
-from helpers import network_depth_m
+from helpers import load_test_script, network_depth_m
 from model import load_model
 from outputs import PLY_VERTEX
 from utils import load_image
+
+test_script = load_test_script()
 
 # name: (PIL mode, height, width); odd sizes on purpose
 PICTURES = {"rgb": ("RGB", 64, 80), "gray": ("L", 48, 64), "rgba": ("RGBA", 64, 64), "sixteen": ("I;16", 40, 56),

@@ -4,7 +4,10 @@ import pytest
 
 from camera import scaled_intrinsics
 from depth import KITTI
+from helpers import compute_errors_per_image
 from metrics import (
+    EIGEN_CROP,
+    compute_errors,
     crop_box,
     crop_mask,
     depth_ssim,
@@ -12,6 +15,7 @@ from metrics import (
     edge_map,
     evaluation_mask,
     normal_distance,
+    per_image_errors,
     surface_normals,
 )
 from utils import InputError
@@ -187,3 +191,91 @@ def test_evaluation_mask_drops_holes_and_kitti_beyond_80_m():
     assert not mask[200:203, 100].any()
     assert mask.sum() == (371 - 153) * (1197 - 44) - 3
     assert evaluation_mask(gt, "nyu", "none")[201, 100]  # NYU keeps far ground truth
+
+
+def test_quality_measures_back_project_with_the_images_camera():
+    """A tilted floor and the same floor 0.5 m deeper: their normals differ by an angle that depends on the
+    field of view, so the normal distance under a wide camera is not NYU's, and equals the one computed
+    with that camera's own intrinsics."""
+    from camera import NYU_CAMERA, Camera
+    from metrics import normal_distance, quality_measures
+
+    rows = np.linspace(0.0, 1.0, 96)[:, None] * np.ones((1, 128))
+    gt = (2.0 + 3.0 * rows).astype(np.float32)
+    pred = gt + 0.5
+    box, mask = (0, 96, 0, 128), np.ones_like(gt, bool)
+    wide = Camera(0.4, 0.53, 0.5, 0.5, "a wide lens")
+    nyu = quality_measures(gt, pred, box, mask)["normal_distance"]
+    with_wide = quality_measures(gt, pred, box, mask, camera=wide)["normal_distance"]
+    assert with_wide == pytest.approx(normal_distance(gt, pred, wide.pixels(96, 128), mask))
+    assert nyu == pytest.approx(normal_distance(gt, pred, NYU_CAMERA.pixels(96, 128), mask), rel=1e-3)
+    assert abs(with_wide - nyu) > 0.1 * max(with_wide, nyu)
+
+
+def test_metrics_of_a_perfect_prediction():
+    gt = np.random.default_rng(0).uniform(0.5, 10, (3, 8, 8))
+    errors = compute_errors(gt, gt.copy())
+    assert errors == {"a1": 1.0, "a2": 1.0, "a3": 1.0, "abs_rel": 0.0, "sq_rel": 0.0, "rmse": 0.0, "rmse_log": 0.0,
+                      "log10": 0.0}
+
+
+def test_metrics_of_a_twofold_overestimate():
+    gt = np.array([[1.0, 2.0], [3.0, 4.0]])
+    errors = compute_errors(gt, 2 * gt)
+    # ratio 2 > 1.25^3 = 1.953: no pixel within any threshold.
+    assert (errors["a1"], errors["a2"], errors["a3"]) == (0.0, 0.0, 0.0)
+    assert errors["abs_rel"] == pytest.approx(1.0)
+    assert errors["rmse"] == pytest.approx(np.sqrt((1 + 4 + 9 + 16) / 4))
+    assert errors["log10"] == pytest.approx(np.log10(2))
+    # KITTI's two: sq rel = mean (gt - pred)^2 / gt = mean gt; RMSE log = |log 2|.
+    assert errors["sq_rel"] == pytest.approx((1 + 2 + 3 + 4) / 4)
+    assert errors["rmse_log"] == pytest.approx(np.log(2))
+
+
+def test_metrics_take_ground_truth_first():
+    gt, pred = np.full((4, 4), 2.0), np.full((4, 4), 1.0)
+    assert compute_errors(gt, pred)["abs_rel"] == pytest.approx(0.5)
+    assert compute_errors(pred, gt)["abs_rel"] == pytest.approx(1.0)
+
+
+def test_metrics_thresholds_by_hand():
+    gt = np.ones(4)
+    pred = np.array([1.2, 1.5, 1.9, 2.5])  # ratios within 1.25, 1.5625, 1.953, none
+    errors = compute_errors(gt, pred)
+    assert (errors["a1"], errors["a2"], errors["a3"]) == (0.25, 0.5, 0.75)
+
+
+def test_metrics_ignore_zero_and_non_finite_ground_truth():
+    gt = np.array([[1.0, 0.0], [np.nan, np.inf]])
+    pred = np.array([[1.0, 5.0], [5.0, 5.0]])
+    assert compute_errors(gt, pred)["rmse"] == 0.0
+    mask = np.array([[False, True], [True, True]])
+    with pytest.raises(ValueError, match="no valid ground-truth"):
+        compute_errors(gt, pred, mask=mask)
+    assert compute_errors(np.array([0.5, 2.0]), np.array([9.0, 2.0]), min_depth_m=1.0)["rmse"] == 0.0
+
+
+def test_pooled_and_per_image_metrics_differ_as_computed_by_hand():
+    gt = np.ones((2, 1, 4))
+    pred = np.ones((2, 1, 4))
+    pred[0, 0, 0] = 5.0            # image 0: one pixel off by 4; image 1 perfect
+    gt[1, 0, 2:] = 0.0             # image 1 has only two valid pixels
+    pooled = compute_errors(gt, pred)
+    per_image = compute_errors_per_image(gt, pred)
+    assert pooled["rmse"] == pytest.approx(np.sqrt(16 / 6))
+    assert per_image["rmse"] == pytest.approx(np.mean([np.sqrt(16 / 4), 0.0]))
+    assert pooled["abs_rel"] == pytest.approx(4 / 6)
+    assert per_image["abs_rel"] == pytest.approx(np.mean([1.0, 0.0]))
+    assert len(per_image_errors(gt, pred)) == 2
+
+
+def test_metric_errors_on_bad_input():
+    with pytest.raises(ValueError, match="differ in shape"):
+        compute_errors(np.ones((2, 2)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="positive and finite"):
+        compute_errors(np.ones(3), np.array([1.0, 0.0, 1.0]))
+
+
+def test_eigen_crop_is_the_papers():
+    top, bottom, left, right = EIGEN_CROP
+    assert (bottom - top + 1, right - left + 1) == (440, 592)
