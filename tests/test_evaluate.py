@@ -331,9 +331,14 @@ def test_save_samples_writes_worst_and_best_montages(tmp_path, constant_model_pa
     assert "pooled" in table and "per image" in table and "paper (NYU, per image)" in table
 
 
-def test_default_model_is_nyu_h5_else_the_newest_run(tmp_path, monkeypatch, constant_model_path):
+def test_default_model_is_nyu_h5_else_the_newest_run_else_the_built_in_one(tmp_path, monkeypatch,
+                                                                           constant_model_path):
+    import estimator
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="pass --model"):
+    assert find_default_model() == estimator.BUILTIN_MODEL and estimator.BUILTIN_MODEL.is_file()
+    monkeypatch.setattr(estimator, "BUILTIN_MODEL", tmp_path / "models" / "missing.keras")
+    with pytest.raises(InputError, match="pass --model nyu"):
         find_default_model()
     (tmp_path / "runs" / "a" / "checkpoints").mkdir(parents=True)
     (tmp_path / "runs" / "b").mkdir()
@@ -348,9 +353,21 @@ def test_default_model_is_nyu_h5_else_the_newest_run(tmp_path, monkeypatch, cons
 
 
 def test_no_model_anywhere_is_a_one_line_error(tmp_path, monkeypatch, banded_eigen_zip):
+    import estimator
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match=r"^error: no model given.*pass --model.*train\.py"):
+    monkeypatch.setattr(estimator, "BUILTIN_MODEL", tmp_path / "models" / "missing.keras")
+    with pytest.raises(SystemExit, match=r"^error: no model given.*pass --model nyu.*train\.py"):
         evaluate.main(["--data", str(banded_eigen_zip)])
+
+
+def test_with_no_model_anywhere_the_built_in_one_runs_and_says_what_it_knows(tmp_path, monkeypatch, capsys,
+                                                                              banded_eigen_zip):
+    monkeypatch.chdir(tmp_path)
+    evaluate.main(["--data", str(banded_eigen_zip)])
+    printed = capsys.readouterr().out
+    assert "synthetic_tiny.keras (default: pass --model to choose)" in printed
+    assert "warning: the built-in model knows the synthetic rooms only: --model nyu brings" in printed
 
 
 @pytest.mark.parametrize("argv, message", [
