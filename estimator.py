@@ -365,7 +365,8 @@ def load_openvino(path, threads):
 
     model = openvino_model(path)
     contract = exported_contract(path, openvino_metadata(model, CONTRACT_KEY))
-    compiled = openvino.Core().compile_model(model, "CPU", openvino_config(contract, threads))
+    core = openvino.Core()
+    compiled = core.compile_model(model, "CPU", openvino_config(core, contract, threads))
     request = compiled.create_infer_request()
     outputs = {name: compiled.output(name) for name in ("network_output", "depth_m")}
 
@@ -376,12 +377,11 @@ def load_openvino(path, threads):
                          lambda x: run(x.astype(np.float32) / 255.0, "depth_m"), "openvino", compiled)
 
 
-def openvino_config(contract, threads):
-    """OpenVINO's CPU settings: latency (one request, every core), and the precision the export computes
-    at where it is not int8: bfloat16 where the CPU has bfloat16 instructions and the export asks for it."""
-    import openvino
-
+def openvino_config(core, contract, threads):
+    """OpenVINO's CPU settings for core (an openvino.Core): latency (one request, every core), and the
+    precision the export computes at where it is not int8: bfloat16 where the CPU has bfloat16 instructions
+    and the export asks for it."""
     compute = contract.export.get("compute", "float32")
-    capable = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    capable = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return {"INFERENCE_NUM_THREADS": runtime_threads(threads), "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "bf16" if compute == "bfloat16" and capable else "f32"}

@@ -122,12 +122,11 @@ def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
             names, rgbs, gts, cameras = zip(*(pair if len(pair) == 4 else (*pair, None) for pair in batch))
-            batch_cameras = cameras
-            cameras = list(cameras) if settings.camera_scale else None
+            scaled_by = list(cameras) if settings.camera_scale else None
             preds = estimator.predict(np.stack(rgbs), settings.flip, max_side=0, input_hw=settings.input_hw,
-                                      output_hw=gts[0].shape, batch_size=batch_size, camera=cameras)
-            scales = estimator.depth_scales(cameras, len(batch))
-            for name, rgb, gt, pred, scale, camera in zip(names, rgbs, gts, preds, scales, batch_cameras):
+                                      output_hw=gts[0].shape, batch_size=batch_size, camera=scaled_by)
+            scales = estimator.depth_scales(scaled_by, len(batch))
+            for name, rgb, gt, pred, scale, camera in zip(names, rgbs, gts, preds, scales, cameras):
                 mask = evaluation_mask(gt, kind, crop, depth_range)
                 if skipped is not None and not mask.any():
                     tqdm.write(f"skipped {name}: no valid ground truth inside the evaluation crop", file=sys.stderr)

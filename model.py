@@ -282,17 +282,6 @@ def architecture(model):
             "upsampling": conventions.pop() if conventions else None}
 
 
-def predict_targets(model, batch):
-    """The network's raw output (normalised targets) as float32 NumPy, for a Keras model or an export.
-
-    A one-off call: a stream of pictures goes through compiled_forward, which keeps its compiled programs.
-    """
-    batch = np.ascontiguousarray(batch)
-    if keras.backend.backend() == "tensorflow" or not isinstance(model, keras.Model):  # or an exported model
-        return np.asarray(model(batch, training=False), dtype=np.float32)  # eager: no graph to trace first
-    return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-
-
 class CompiledForward:
     """A Keras model's forward pass, compiled once per input shape (size and batch) and reused.
 

@@ -67,8 +67,9 @@ def profile(path, keras_path, repeats, threads):
     height, width = contract.export["input_hw"]
     keras_model = load_model(keras_path)
     names = node_parts(model, keras_conv_parts(keras_model, height, width))
-    config = {**openvino_config(contract, threads), "PERF_COUNT": True}
-    request = openvino.Core().compile_model(model, "CPU", config).create_infer_request()
+    core = openvino.Core()
+    config = {**openvino_config(core, contract, threads), "PERF_COUNT": True}
+    request = core.compile_model(model, "CPU", config).create_infer_request()
     x = np.random.default_rng(0).random((1, height, width, 3), dtype=np.float32)
     request.infer({"rgb": x})  # the first call pays the one-time set-up
     runs = []
