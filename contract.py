@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from camera import KITTI_CAMERA, NYU_CAMERA, Camera
-from depth import DEPTH_RANGES, KITTI, DepthRange
+from camera import NYU_CAMERA, Camera
+from datasets import NYU_SPEC, training_camera
+from depth import DEPTH_RANGES, DepthRange
 from utils import VERSION, InputError, atomic_write, git_commit, optional_module, runtime_threads
 
 CONTRACT_FORMAT = 1
@@ -155,7 +156,7 @@ class Contract:
         if self.camera is not None:
             return self.camera, None
         if self.dataset:
-            assumed, whose = (KITTI_CAMERA if self.dataset == "kitti" else NYU_CAMERA), "its dataset"
+            assumed, whose = training_camera(self.dataset), "its dataset"
         else:
             assumed, whose = fallback or NYU_CAMERA, fallback_name if fallback else "the default"
         return assumed, (f"{path} records no training camera: assuming {assumed.source} ({whose}'s), fx "
@@ -165,17 +166,19 @@ class Contract:
         """The one (height, width) every picture is resized to for this model, or None (any size).
 
         An export takes the size it was exported at. The authors' files were made for one size each
-        (legacy.LEGACY_INPUT_HW: nyu.h5 480x640, kitti.h5 384x1248); one read on KITTI's range takes
-        KITTI's size whatever its name.
+        (legacy.LEGACY_INPUT_HW: nyu.h5 480x640, kitti.h5 384x1248); one read on the range of the other's
+        dataset (--depth-range kitti) takes that file's size whatever its name.
         """
-        from legacy import LEGACY_INPUT_HW
+        from legacy import LEGACY_DEPTH_RANGES, LEGACY_INPUT_HW
 
         if self.export:
             return tuple(self.export["input_hw"])
         if not self.authors_file:
             return None
         depth_range = depth_range or self.depth_range
-        return LEGACY_INPUT_HW["kitti" if depth_range.max_m == KITTI.max_m else "nyu"]
+        read_as = next((name for name, released in LEGACY_DEPTH_RANGES.items() if released.max_m == depth_range.max_m),
+                       self.dataset)
+        return LEGACY_INPUT_HW[read_as]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -185,10 +188,10 @@ class Contract:
 
 def model_contract(model, dataset, depth_range, input_hw, reduced_input=False, training=None, camera=None):
     """The Contract of a network we trained (its architecture read from the Keras model itself); camera:
-    its training camera (None: its dataset's, KITTI's for "kitti", else NYU's)."""
+    its training camera (None: its dataset's spec's, NYU's for an unknown one)."""
     from model import architecture
 
-    camera = camera or (KITTI_CAMERA if dataset == "kitti" else NYU_CAMERA)
+    camera = camera or training_camera(dataset)
     return Contract(dataset=dataset, depth_range=depth_range, input_hw=tuple(input_hw) if input_hw else None,
                     reduced_input=bool(reduced_input), training=_frozen(training), version=VERSION,
                     git_commit=git_commit(), camera=camera, **architecture(model))
@@ -351,15 +354,14 @@ def legacy_contract(path):
 
     architecture = legacy_file_architecture(path)
     name = Path(path).name.lower()
-    if "kitti" in name:
-        dataset, assumed = "kitti", "kitti from the file name"
-    elif "nyu" in name:
-        dataset, assumed = "nyu", "nyu from the file name"
-    else:
-        dataset, assumed = "nyu", ("nyu: the name says neither nyu nor kitti, and the authors' two files have "
-                                   "the same layout; pass --depth-range kitti for kitti.h5 under another name")
+    named = [dataset for dataset in LEGACY_DEPTH_RANGES if dataset in name]
+    # The released names are nyu and kitti: "kitti" is looked for first, as in "nyu_kitti_finetuned.h5".
+    dataset = max(named, key=lambda dataset: LEGACY_DEPTH_RANGES[dataset].max_m) if named else NYU_SPEC.name
+    assumed = (f"{dataset} from the file name" if named else
+               f"{dataset}: the name says neither {' nor '.join(LEGACY_DEPTH_RANGES)}, and the authors' two files "
+               "have the same layout; pass --depth-range kitti for kitti.h5 under another name")
     return Contract(dataset=dataset, depth_range=LEGACY_DEPTH_RANGES[dataset], input_hw=LEGACY_INPUT_HW[dataset],
-                    camera=KITTI_CAMERA if dataset == "kitti" else NYU_CAMERA,
+                    camera=training_camera(dataset),
                     encoder=architecture["encoder"], decoder_width=architecture["decoder_width"],
                     leaky_relu_after=tuple(architecture["leaky_relu_after"]), upsampling=architecture["upsampling"],
                     authors_file=True, assumed=assumed)

@@ -23,7 +23,9 @@ Make a synthetic NYU-format zip, and look at a few pairs of any dataset:
 """
 import argparse
 import csv
+import dataclasses
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -31,12 +33,21 @@ import numpy as np
 
 from camera import KITTI_CAMERA, NYU_CAMERA
 from datafiles import FolderFiles, Sample, ZipFiles, decode_depth, decode_rgb, load_npy
-from depth import KITTI, KITTI_DEPTH_SCALE, KITTI_TRAIN_HW, NYU, NYU_IMAGE_HW
+from datasets import (
+    EIGEN_CROP,
+    FOLDER_SPEC,
+    KITTI_ANNOTATED,
+    KITTI_SPEC,
+    NYU_SPEC,
+    SYNTHETIC_SPEC,
+    DepthEncoding,
+    Reader,
+    listed_camera,
+    pair,
+)
+from depth import NYU_IMAGE_HW
 from kitti import KittiRaw, is_raw_kitti_list
-from metrics import EIGEN_CROP
 from synthetic import (
-    NYU_8BIT_FULL_SCALE_M,
-    NYU_16BIT_UNITS_PER_M,
     NYU_CSV,
     SYNTHETIC_BYTES_PER_PAIR,
     make_synthetic_zip,
@@ -50,8 +61,8 @@ DEFAULT_EVAL_DATA = "nyu_test.zip"
 NAMED_DATA = {"nyu": DEFAULT_TRAIN_DATA, "nyu_test": DEFAULT_EVAL_DATA}
 EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.npy")
 KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
-# Which KITTI ground truth a dataset reads (evaluate.py says it beside the results).
-KITTI_ANNOTATED = "annotated depth maps (data_depth_annotated, the BTS split files)"
+# Your own data in NYU's layout declares how its depth maps store metres in this file beside the CSVs.
+UNITS_FILE = "data/depth_units.json"
 HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
 
 
@@ -61,20 +72,19 @@ HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with
 
 
 class DepthDataset:
-    """RGB-D pairs listed per split, read from a zip or a folder.
+    """RGB-D pairs listed per split, read from a zip or a folder, with their spec's depth encoding (or the
+    one the folder declares in data/depth_units.json).
 
-    kind "nyu" or "kitti" selects the depth units, range and evaluation protocol; sparse datasets
-    (KITTI's LiDAR) carry a validity mask through the pipeline.
+    camera: the data's typical camera (the spec's unless its lists say otherwise); each pair read carries
+    its own (its listed focal length where it has one).
     """
 
-    def __init__(self, name, files, splits, kind="nyu", validation="test", seed=0):
-        self.name, self.files, self.kind = name, files, kind
-        self.depth_range = KITTI if kind == "kitti" else NYU
-        self.sparse = kind == "kitti"
-        self.train_hw = KITTI_TRAIN_HW if kind == "kitti" else NYU_IMAGE_HW
-        self.depth_units = (NYU_8BIT_FULL_SCALE_M, KITTI_DEPTH_SCALE if kind == "kitti" else NYU_16BIT_UNITS_PER_M)
-        self.ground_truth = KITTI_ANNOTATED if kind == "kitti" else "dense depth maps"
-        self.camera = KITTI_CAMERA if kind == "kitti" else NYU_CAMERA
+    def __init__(self, name, files, splits, spec=NYU_SPEC, validation="test", seed=0, **facts):
+        self.name, self.files, self.spec = name, files, spec
+        self.encoding = facts.get("encoding") or spec.encoding
+        self.ground_truth = facts.get("ground_truth", "dense depth maps")
+        self.camera = facts.get("camera") or spec.camera
+        self.skipped = facts.get("skipped", [])
         self._splits = _with_validation(splits, validation, seed)
 
     def samples(self, split):
@@ -87,24 +97,28 @@ class DepthDataset:
         self._splits[split] = self.samples(split)[:count]
 
     def read(self, sample):
-        """(rgb uint8 (H, W, 3), depth in metres float32 (H, W)) at full resolution."""
+        """The pair at full resolution (datasets.Pair)."""
         rgb = decode_rgb(self.files.read(sample.rgb), self.files.label(sample.rgb))
-        depth = decode_depth(self.files.read(sample.depth), self.files.label(sample.depth), *self.depth_units)
-        return rgb, depth
+        label = self.files.label(sample.depth)
+        depth = decode_depth(self.files.read(sample.depth), label, self.encoding.full_scale_8bit_m,
+                             self.encoding.units_per_m)
+        check_plausible(depth, self.spec.depth_range.max_m, self.encoding.units_per_m, label)
+        return pair(rgb, depth, camera=listed_camera(self.camera, sample, rgb.shape[1]))
 
 
 class EigenArrays:
     """The Eigen NYU test split as arrays (nyu_test.zip): memory-mapped in place where the zip stores them."""
 
-    kind, sparse, depth_range, train_hw, camera = "nyu", False, NYU, NYU_IMAGE_HW, NYU_CAMERA
-    ground_truth = "dense depth maps (Eigen arrays)"
+    spec, camera, ground_truth, skipped = NYU_SPEC, NYU_SPEC.camera, "dense depth maps (Eigen arrays)", ()
 
     def __init__(self, name, arrays):
         self.name = name
         self.rgb, self.depth, crop = arrays
-        if tuple(int(c) for c in np.asarray(crop).ravel()) != EIGEN_CROP:
-            raise InputError(f"{name}: eigen_test_crop.npy holds {np.asarray(crop).ravel().tolist()}, not the Eigen "
-                             f"crop {list(EIGEN_CROP)} the evaluation uses")
+        box = tuple(int(c) for c in np.asarray(crop).ravel())
+        expected = EIGEN_CROP.pixels(*NYU_IMAGE_HW)
+        if box[:2] + box[2:] != (expected[0], expected[1] - 1, expected[2], expected[3] - 1):
+            raise InputError(f"{name}: eigen_test_crop.npy holds {list(box)}, not the Eigen crop "
+                             f"{[expected[0], expected[1] - 1, expected[2], expected[3] - 1]} the evaluation uses")
         if len(self.rgb) != len(self.depth):
             raise InputError(f"{name}: {len(self.rgb)} images but {len(self.depth)} depth maps")
 
@@ -115,7 +129,31 @@ class EigenArrays:
                 for i in range(len(self.rgb))]
 
     def read(self, sample):
-        return np.asarray(self.rgb[sample.index]), np.asarray(self.depth[sample.index], dtype=np.float32)
+        return pair(np.asarray(self.rgb[sample.index]), self.depth[sample.index], camera=self.camera)
+
+
+# Values per metre a 16-bit depth map is commonly stored at: millimetres (NYU, SUN RGB-D, ScanNet), TUM's
+# 1/5000 m, KITTI's 1/256 m, iBims-1's 65535 / 50 m.
+COMMON_UNITS_PER_M = (1000.0, 5000.0, 256.0, 65535.0 / 50.0, 10000.0, 100.0)
+
+
+def check_plausible(depth, max_m, units_per_m, label):
+    """Refuse a 16-bit depth map read at the wrong scale: most of its pixels beyond the cap (or all within a
+    tenth of it), naming the common scale that would make it plausible."""
+    valid = depth[depth > 0]
+    if valid.size < 16:
+        return
+    beyond = float(np.mean(valid > max_m))
+    tiny = float(np.median(valid)) < max_m / 200
+    if beyond <= 0.5 and not tiny:
+        return
+    raw_median = float(np.median(valid)) * units_per_m
+    plausible = [u for u in COMMON_UNITS_PER_M if max_m / 50 <= raw_median / u <= max_m * 0.8]
+    hint = (f"stored at {plausible[0]:g} values per metre, its median would be {raw_median / plausible[0]:.2f} m"
+            if plausible else "no common scale makes it plausible")
+    raise InputError(f"{label}: read at {units_per_m:g} values per metre, {beyond:.0%} of its depth lies beyond "
+                     f"{max_m:g} m (median {np.median(valid):.3g} m): if {hint}, declare it in "
+                     f"{UNITS_FILE} ({{\"units_per_m\": {plausible[0] if plausible else 1000:g}}})")
 
 
 def _with_validation(splits, validation, seed):
@@ -139,24 +177,24 @@ def _with_validation(splits, validation, seed):
 def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None, gt_depths=None):
     """The dataset a --data value names (see the module docstring); InputError if it cannot be used.
 
-    skip_bad: drop listed pairs whose files are missing (counted in dataset.skipped) instead of failing.
+    skip_bad: drop listed pairs whose files are missing (listed in dataset.skipped) instead of failing.
     gt_depths: a gt_depths.npz holding the ground truth of a raw KITTI split file's frames, in its order.
     """
     spec = str(spec)
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        dataset = open_dataset(synthetic_dataset_path(spec, cache_dir), validation, skip_bad, seed)
-        focal = synthetic_focal(spec)
-        if focal:  # the rooms' typical camera; each pair's own focal length is listed with it
-            mean = float(np.sqrt(focal[0] * focal[1]))
-            spread = f"{focal[0]:g}" if focal[0] == focal[1] else f"{focal[0]:g}-{focal[1]:g}"
-            dataset.camera = NYU_CAMERA.with_focal(NYU_CAMERA.fx * mean, f"NYU's Kinect at x{spread} its focal length")
-        return dataset
+        return _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir)
+    prefix, _, rest = spec.partition(":")
+    readers = benchmark_readers()
+    if rest and prefix in readers:
+        if not Path(rest).exists():
+            raise InputError(f"{rest}: not found (--data {prefix}:PATH takes the dataset's folder)")
+        return readers[prefix](rest, skip_bad)
     path = Path(NAMED_DATA.get(spec, spec))
     if not path.exists():
         if spec in NAMED_DATA or spec in NAMED_DATA.values():
             raise InputError(f"{path}: not found. Download it from the DenseDepth authors "
                              "(github.com/ialhashim/DenseDepth), or use --data synthetic to work offline")
-        known = ", ".join(["synthetic", *NAMED_DATA])
+        known = ", ".join(["synthetic", *NAMED_DATA, *(f"{name}:PATH" for name in readers)])
         raise InputError(f"unknown --data '{spec}': not a dataset name ({known}) and no such file or folder")
     if path.suffix == ".txt" and is_raw_kitti_list(path):
         return KittiRaw(path, gt_depths)
@@ -174,18 +212,114 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
         lists = {split: path / name for split, name in KITTI_SPLIT_FILES.items() if (path / name).is_file()}
         return _kitti_dataset(path, lists, validation, skip_bad, seed)
     raise InputError(f"{path}: not a dataset: expected {NYU_CSV['train']} / {NYU_CSV['test']}, "
-                     f"the Eigen arrays ({', '.join(EIGEN_FILES)}) or KITTI split files")
+                     f"the Eigen arrays ({', '.join(EIGEN_FILES)}), KITTI split files, or NAME:PATH with NAME "
+                     f"one of {', '.join(readers)}")
 
 
-def _nyu_dataset(path, files, validation, skip_bad, seed):
+def open_training_data(names, weights=(), **options):
+    """The dataset of one --data, or the Mixture of several (options: open_dataset's)."""
+    datasets = [open_dataset(name, **options) for name in names]
+    return datasets[0] if len(datasets) == 1 else Mixture(datasets, weights)
+
+
+class Mixture(Reader):
+    """Several datasets trained on as one: each dataset's share of the training samples set by its weight
+    (its samples repeated or cut to that share), validation on all of theirs. Their depth ranges must agree
+    (the target is max_m / depth); the mixture is sparse if one of them is, and takes each picture at the
+    network's size (no dataset's own training crop). Cameras: each pair keeps its own, so that
+    --canonical-focal scales every dataset's depth to one camera."""
+
+    def __init__(self, datasets, weights=()):
+        weights = tuple(weights) or (1.0,) * len(datasets)
+        first = datasets[0]
+        ranges = {d.spec.depth_range.max_m for d in datasets}
+        if len(ranges) > 1:
+            raise InputError("the datasets mixed have different depth ranges ("
+                             + ", ".join(f"{d.name}: {d.spec.depth_range.max_m:g} m" for d in datasets)
+                             + "): train on datasets of one range, the target being max_m / depth")
+        self.datasets, self.name, self._sources = datasets, " + ".join(d.name for d in datasets), {}
+        self.spec = dataclasses.replace(first.spec, name="+".join(d.spec.name for d in datasets),
+                                        title=self.name, sparse=any(d.spec.sparse for d in datasets),
+                                        train_crop=False, published=())
+        self.skipped = [line for d in datasets for line in d.skipped]
+        train = [d.samples("train") for d in datasets]
+        total = sum(len(samples) for samples in train)
+        shares = [max(1, round(total * w / sum(weights))) for w in weights]
+        self._splits = {"train": self._tagged([(i, (samples * (share // len(samples) + 1))[:share])
+                                               for i, (samples, share) in enumerate(zip(train, shares))]),
+                        "val": self._tagged([(i, d.samples("val")) for i, d in enumerate(datasets)])}
+        self._splits["test"] = self._splits["val"]
+
+    @property
+    def camera(self):
+        return self.datasets[0].camera
+
+    def _tagged(self, parts):
+        """The samples of every part renumbered into one list, each remembering its dataset and itself."""
+        tagged = []
+        for source, samples in parts:
+            for sample in samples:
+                index = len(self._sources)
+                self._sources[index] = (self.datasets[source], sample)
+                tagged.append(dataclasses.replace(sample, index=index, where=f"{self.datasets[source].name}: "
+                                                  f"{sample.where}"))
+        return tagged
+
+    def samples(self, split):
+        if split not in self._splits:
+            raise InputError(f"{self.name}: no {split} samples")
+        return self._splits[split]
+
+    def limit(self, split, count):
+        self._splits[split] = self.samples(split)[:count]
+
+    def read(self, sample):
+        dataset, own = self._sources[sample.index]
+        rgb, depth, valid, camera = dataset.read(own)
+        return pair(rgb, depth, valid, camera or dataset.camera)
+
+
+def benchmark_readers():
+    """{name: open function} of the readers for the field's benchmarks (benchmarks.py, sequences.py)."""
+    import benchmarks
+    import sequences
+
+    return {**benchmarks.READERS, **sequences.READERS}
+
+
+def _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir):
+    """The synthetic rooms, with their typical camera (each pair's own focal length is listed with it)."""
+    path = synthetic_dataset_path(spec, cache_dir)
+    dataset = _nyu_dataset(path, ZipFiles(path), validation, skip_bad, seed, SYNTHETIC_SPEC)
+    focal = synthetic_focal(spec)
+    if focal:
+        mean = float(np.sqrt(focal[0] * focal[1]))
+        spread = f"{focal[0]:g}" if focal[0] == focal[1] else f"{focal[0]:g}-{focal[1]:g}"
+        dataset.camera = NYU_CAMERA.with_focal(NYU_CAMERA.fx * mean, f"NYU's Kinect at x{spread} its focal length")
+    return dataset
+
+
+def _nyu_dataset(path, files, validation, skip_bad, seed, spec=NYU_SPEC):
+    """NYU's layout; a folder that declares its depth units (UNITS_FILE) is your own data, read with them."""
     splits, skipped = {}, []
     for split, csv_name in NYU_CSV.items():
         if files.exists(csv_name):
             rows = _csv_rows(files.read(csv_name).decode("utf-8", errors="replace"), files.label(csv_name))
             splits[split] = _existing_samples(rows, files, csv_name, skip_bad, skipped)
-    dataset = DepthDataset(str(path), files, splits, "nyu", validation, seed)
-    dataset.skipped = skipped
-    return dataset
+    encoding = None
+    if files.exists(UNITS_FILE):
+        spec, encoding = FOLDER_SPEC, declared_encoding(files.read(UNITS_FILE), files.label(UNITS_FILE))
+    return DepthDataset(str(path), files, splits, spec, validation, seed, encoding=encoding, skipped=skipped)
+
+
+def declared_encoding(data, label):
+    """The DepthEncoding a folder's depth_units.json declares: {"units_per_m": 5000} (16-bit values per
+    metre), optionally "full_scale_8bit_m" and "invalid"."""
+    try:
+        content = json.loads(data)
+        return DepthEncoding(**{key: float(value) for key, value in content.items()})
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{label}: not a depth units declaration like {{\"units_per_m\": 5000}} ({err})") from err
 
 
 def _csv_rows(text, label):
@@ -216,14 +350,6 @@ def _focal_field(extra, where):
     if not focal > 0:
         raise InputError(f"{where}: the focal length must be positive, got {extra[0]}")
     return focal
-
-
-def camera_of(dataset, sample, width):
-    """The camera a dataset's sample was taken with (a width-pixel-wide picture): its listed focal length
-    with the dataset's principal point, else the dataset's camera."""
-    if sample.focal:
-        return dataset.camera.with_focal(sample.focal / width, f"{sample.where}: focal {sample.focal:g} px")
-    return dataset.camera
 
 
 def _existing_samples(rows, files, list_name, skip_bad, skipped):
@@ -264,14 +390,14 @@ def _kitti_dataset(root, lists, validation, skip_bad, seed):
             raise InputError(f"{list_path}: no samples with ground truth listed")
         splits[split] = _existing_samples(rows, base, list_path.name, skip_bad, skipped)
     files = FolderFiles(next(iter(lists.values())).parent)
-    dataset = DepthDataset(str(root), files, splits, "kitti", validation, seed)
-    dataset.skipped = skipped
+    camera = None
     listed = [s for s in splits.get("train") or next(iter(splits.values())) if s.focal]
     if listed:  # the training camera a contract records: the split's median focal length at its frames' width
         width = decode_rgb(files.read(listed[0].rgb), files.label(listed[0].rgb)).shape[1]
         focal = float(np.median([s.focal for s in listed]))
-        dataset.camera = KITTI_CAMERA.with_focal(focal / width, f"the split files' focal length, {focal:g} px")
-    return dataset
+        camera = KITTI_CAMERA.with_focal(focal / width, f"the split files' focal length, {focal:g} px")
+    return DepthDataset(str(root), files, splits, KITTI_SPEC, validation, seed, ground_truth=KITTI_ANNOTATED,
+                        camera=camera, skipped=skipped)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,7 +409,7 @@ def save_preview(dataset, path, count=4, split="train"):
     """A figure of a few image | depth pairs of the dataset."""
     from outputs import save_depth_montage
 
-    rows = [(sample.name, *dataset.read(sample)) for sample in dataset.samples(split)[:count]]
+    rows = [(sample.name, *dataset.read(sample)[:2]) for sample in dataset.samples(split)[:count]]
     save_depth_montage(rows, path)
 
 
@@ -318,9 +444,9 @@ def main(argv=None):
             dataset = open_dataset(args.data)
             for split in ("train", "val", "test"):
                 try:
-                    print(f"{dataset.name} [{dataset.kind}] {split}: {len(dataset.samples(split))} pairs")
+                    print(f"{dataset.name} [{dataset.spec.name}] {split}: {len(dataset.samples(split))} pairs")
                 except InputError:
-                    print(f"{dataset.name} [{dataset.kind}] {split}: none")
+                    print(f"{dataset.name} [{dataset.spec.name}] {split}: none")
             if args.show:
                 check_writable(args.show)
                 split = "train" if not isinstance(dataset, EigenArrays) else "test"

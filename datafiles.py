@@ -24,6 +24,7 @@ class Sample:
     where: str  # "data/nyu2_train.csv row 12", for messages
     index: int = -1
     focal: float | None = None  # the focal length listed with the pair, in pixels of its picture's width
+    extra: tuple = ()  # a reader's own further files for the sample (mask, camera, pose), in its order
 
     @property
     def name(self):

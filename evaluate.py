@@ -41,29 +41,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data import DEFAULT_EVAL_DATA, camera_of, open_dataset
-from depth import NYU, NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
+from data import DEFAULT_EVAL_DATA, open_dataset
+from datasets import AUTHORS_SCRIPT_RERUN, NYU_SPEC, PAPER, SPECS, DatasetSpec, trained_elsewhere
+from depth import NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
-from kitti import KITTI_GT_NPZ, KITTI_RAW
-from metrics import (
-    AUTHORS_SCRIPT_RERUN,
-    CROPS,
-    DEFAULT_CROP,
-    PAPER_RESULTS,
-    PAPER_RESULTS_COMPUTED,
-    REPORTED_METRICS,
-    crop_box,
-    evaluation_mask,
-    image_record,
-    summary,
-)
+from metrics import ALIGNMENTS, METRIC_NAMES, aligned, evaluation_mask, image_record, summary
 from outputs import save_sample_montages
 from settings import add_model_flags, check_model_flags
 from utils import InputError, check_writable, image_size, quiet_tensorflow, write_json
 
 PROTOCOLS = ("paper", "reference")
-# The KITTI ground truths the paper's row can be compared with (data.py names each dataset's).
-COMPARABLE_KITTI_GROUND_TRUTH = (KITTI_RAW, KITTI_GT_NPZ)
+CROPS = ("none", *sorted({crop for spec in SPECS.values() for crop in spec.crops}))
+# --camera-scale: "spec" rescales only where the dataset's protocol does (the synthetic rooms and your own
+# folders, whose pairs list their focal lengths); the paper's benchmarks and the zero-shot ones score the
+# model as it is unless asked; "both" gives each dataset's row with and without the correction.
+CAMERA_SCALING = ("spec", "on", "off", "both")
+# The published metrics' usual names in the combined table's JSON.
+USUAL_NAMES = {"a1": "delta1", "a2": "delta2", "a3": "delta3"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -72,11 +66,11 @@ COMPARABLE_KITTI_GROUND_TRUTH = (KITTI_RAW, KITTI_GT_NPZ)
 
 
 def same_size_batches(pairs, batch_size):
-    """Lists of up to batch_size consecutive (name, rgb, gt) triples whose images and depths share sizes."""
+    """Lists of up to batch_size consecutive (name, datasets.Pair) whose images and depths share sizes."""
     batch = []
     for pair in pairs:
-        sizes = (pair[1].shape, pair[2].shape)
-        if batch and (len(batch) == batch_size or sizes != (batch[0][1].shape, batch[0][2].shape)):
+        sizes = (pair[1][0].shape, pair[1][1].shape)
+        if batch and (len(batch) == batch_size or sizes != (batch[0][1][0].shape, batch[0][1][1].shape)):
             yield batch
             batch = []
         batch.append(pair)
@@ -86,15 +80,14 @@ def same_size_batches(pairs, batch_size):
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How a set of images is evaluated. kind and depth_range: the data's (which crops apply, which pixels
-    count). flip: the paper's mirror average. input_hw: the network's input size, if not each image's own.
-    protocol "reference" adds abs rel in the authors' order. camera_scale: scale each prediction by its
-    picture's camera over the model's training camera. quality: the paper's quality measures too. keep: how
-    many best and worst images to keep for montages."""
+    """How a set of images is evaluated. spec: the data's (which crops apply, which pixels count); crop: one
+    of its crops (None: its protocol's). flip: the paper's mirror average. input_hw: the network's input
+    size, if not each image's own. protocol "reference" adds abs rel in the authors' order. camera_scale:
+    scale each prediction by its picture's camera over the model's training camera. align: metrics.aligned's
+    mode. quality: the paper's quality measures too. keep: how many best and worst images to keep."""
 
-    kind: str = "nyu"
-    depth_range: DepthRange = NYU
-    crop: str = "eigen"
+    spec: DatasetSpec = NYU_SPEC
+    crop: str | None = None
     flip: bool = True
     batch_size: int = 4
     quality: bool = False
@@ -102,38 +95,41 @@ class EvalSettings:
     input_hw: tuple | None = None
     protocol: str = "paper"
     camera_scale: bool = True
+    align: str = "none"
 
 
 def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=None, skipped=None):
     """(records, kept): one record per image with its name, evaluated pixels, metrics (and quality).
 
-    pairs: an iterable of (name, rgb uint8 (H, W, 3), ground-truth depth in metres (H', W')[, camera]);
-    predictions are made at the ground truth's size by estimator (a DepthEstimator, whose depth range reads
-    and clips them), scaled by each picture's camera.Camera over the model's training camera unless
-    settings.camera_scale is False (each record's "camera_scale" says by how much). kept: the settings.keep
+    pairs: an iterable of (name, datasets.Pair); predictions are made at the ground truth's size by
+    estimator (a DepthEstimator, whose depth range reads and clips them), scaled by each picture's camera
+    over the model's training camera unless settings.camera_scale is False (each record's "camera_scale"
+    says by how much), then aligned to the ground truth as settings.align says. kept: the settings.keep
     best and worst images by abs rel, as (abs_rel, index, rgb, gt, pred, evaluated mask), best first.
     total: the number of pairs, for the progress bar. predictions: a list that receives every prediction.
     skipped: a list that receives the names of images without valid ground truth inside the crop, which
     are then left out with a warning (without it, such an image stops the evaluation).
     """
-    kind, depth_range, crop, batch_size, keep = (settings.kind, settings.depth_range, settings.crop,
-                                                 settings.batch_size, settings.keep)
+    spec, crop, batch_size, keep = settings.spec, settings.crop, settings.batch_size, settings.keep
+    cap = spec.eval_cap_m or estimator.depth_range.max_m
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
-            names, rgbs, gts, cameras = zip(*(pair if len(pair) == 4 else (*pair, None) for pair in batch))
+            names = [name for name, _ in batch]
+            rgbs, gts, valids, cameras = zip(*(pair for _, pair in batch))
             scaled_by = list(cameras) if settings.camera_scale else None
             preds = estimator.predict(np.stack(rgbs), settings.flip, max_side=0, input_hw=settings.input_hw,
                                       output_hw=gts[0].shape, batch_size=batch_size, camera=scaled_by)
             scales = estimator.depth_scales(scaled_by, len(batch))
-            for name, rgb, gt, pred, scale, camera in zip(names, rgbs, gts, preds, scales, cameras):
-                mask = evaluation_mask(gt, kind, crop, depth_range)
+            for name, rgb, gt, valid, pred, scale, camera in zip(names, rgbs, gts, valids, preds, scales, cameras):
+                mask = evaluation_mask(gt, spec, crop, valid)
                 if skipped is not None and not mask.any():
                     tqdm.write(f"skipped {name}: no valid ground truth inside the evaluation crop", file=sys.stderr)
                     skipped.append(name)
                     continue
-                box = crop_box(*gt.shape, kind, crop) if settings.quality else None
-                records.append({**image_record(name, gt, pred, mask, box, depth_range, settings.protocol, camera),
+                pred = aligned(gt, pred, mask, settings.align, cap)
+                box = spec.crop_box(*gt.shape, crop) if settings.quality else None
+                records.append({**image_record(name, gt, pred, mask, box, spec.depth_range, settings.protocol, camera),
                                 "camera_scale": float(scale)})
                 if predictions is not None:
                     predictions.append(pred)
@@ -157,27 +153,32 @@ def with_extremes(kept, item, keep):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def results_table(results, kind, ground_truth=None):
-    """The metrics as a text table, each published row under the row of ours computed the same way:
-    the paper's under the per-image means, the re-run of the authors' script under pooled, reference order."""
-    names = REPORTED_METRICS[kind]
+def results_table(results, spec=NYU_SPEC, ground_truth=None):
+    """The metrics as a text table, each published row under the row of ours computed the same way: the
+    paper's (and any other published row made with the same alignment) under the per-image means, the
+    re-run of the authors' script under pooled, reference order."""
+    names, align = spec.reported, results.get("align", "none")
     width = 38
     rows = [f"{'':<{width}}" + "".join(f"{k:>9}" for k in names)]
     labelled = [("pooled", results["pooled"])]
     if "pooled_reference_order" in results:
         reference = {**results["pooled"], "abs_rel": results["pooled_reference_order"]["abs_rel"]}
         labelled.append(("pooled, reference order", reference))
-        if kind in AUTHORS_SCRIPT_RERUN:
-            labelled.append(("  published re-runs of their script", AUTHORS_SCRIPT_RERUN[kind]))
-    labelled += [("per image", results["per_image"]),
-                 (f"  paper ({kind.upper()}, {PAPER_RESULTS_COMPUTED})", PAPER_RESULTS[kind])]
+        if spec.reference_protocol:
+            labelled.append(("  published re-runs of their script", AUTHORS_SCRIPT_RERUN.metrics))
+    labelled.append(("per image", results["per_image"]))
+    labelled += [(f"  {published_label(row, spec)}", row.metrics) for row in spec.published_rows(align)]
     for label, values in labelled:
         rows.append(f"{label:<{width}}" + "".join(f"{values[k]:>9.3f}" if values.get(k) is not None else f"{'-':>9}"
                                                   for k in names))
     if "pooled_reference_order" in results:
         rows.append("reference order: abs rel as the authors' script computes it, |gt - pred| / pred (their "
                     "compute_errors(pred, gt)); the other rows divide by ground truth, as the paper defines it")
-    if kind == "kitti" and ground_truth and ground_truth not in COMPARABLE_KITTI_GROUND_TRUTH:
+    if align != "none":
+        hidden = len(spec.published) - len(spec.published_rows(align))
+        rows.append(f"aligned per image: {align}" + (f" ({hidden} published rows made without it not shown)"
+                                                     if hidden else ""))
+    if not ground_truth_comparable(spec, ground_truth):
         rows.append(f"ground truth: {ground_truth}: NOT comparable with the paper's row, which is on Eigen's 697 "
                     "test images against projected raw LiDAR (use a raw KITTI split file or gt_depths.npz)")
     elif ground_truth:
@@ -189,6 +190,40 @@ def results_table(results, kind, ground_truth=None):
         rows.append(f"quality: mSSIM {q['mssim']:.3f}, edge F1 {q['edge_f1']:.3f}, "
                     f"normal cosine distance {q['normal_distance']:.4f}")
     return "\n".join(rows)
+
+
+def published_label(row, spec):
+    """How the table names a published row: the paper's as "paper (NYU, per image)"."""
+    who = "paper" if row.model == PAPER else row.model
+    return f"{who} ({spec.name.upper()}, {row.computed})" if who == "paper" else f"{who} ({row.computed})"
+
+
+def ground_truth_comparable(spec, ground_truth):
+    """Whether the published rows were computed on the ground truth this reader reads."""
+    return not spec.comparable_ground_truth or ground_truth in spec.comparable_ground_truth
+
+
+def combined_table(rows, align):
+    """One line per dataset (per-image means of its reported metrics, the common columns) and their mean, with
+    the published rows made the same way under each: the zero-shot table of the field."""
+    names = ("a1", "abs_rel", "rmse", "log10")
+    width = 44
+    lines = [f"{'':<{width}}{'images':>8}" + "".join(f"{USUAL_NAMES.get(k, k):>9}" for k in names)]
+    for label, spec, result in rows:
+        values = result["per_image"]
+        lines.append(f"{label:<{width}}{result['images']:>8}" + "".join(f"{values[k]:>9.3f}" for k in names))
+        for row in spec.published_rows(align):
+            lines.append(f"{'  ' + published_label(row, spec):<{width}}{'':>8}"
+                         + "".join(f"{row.metrics[k]:>9.3f}" if k in row.metrics else f"{'-':>9}" for k in names))
+    mean = mean_row([result for _, _, result in rows])
+    lines.append(f"{'mean':<{width}}{'':>8}" + "".join(f"{mean[k]:>9.3f}" for k in names))
+    lines.append(f"alignment: {align}; per-image means; published rows only where made with the same alignment")
+    return "\n".join(lines)
+
+
+def mean_row(results):
+    """Each metric's mean over the datasets' per-image means (every dataset weighs the same)."""
+    return {k: float(np.mean([r["per_image"][k] for r in results])) for k in METRIC_NAMES}
 
 
 def camera_summary(records, model_camera, data_camera, applied):
@@ -227,9 +262,15 @@ def write_per_image_csv(records, path):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=DEFAULT_EVAL_DATA,
+    parser.add_argument("--data", action="append",
                         help=f"test data: the Eigen arrays zip (default {DEFAULT_EVAL_DATA}), an NYU-format zip "
-                             "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, or 'synthetic'")
+                             "or folder (nyu_data.zip: its test CSV), a KITTI split .txt, 'synthetic', or a "
+                             "benchmark as NAME:PATH (ibims1, diode, diode-indoors, diode-outdoor, eth3d, sunrgbd, "
+                             "scannet, sintel, sintel-clean, tum); give it several times for one table over all")
+    parser.add_argument("--align", default="none", choices=ALIGNMENTS,
+                        help="align each prediction to its ground truth before scoring, as zero-shot tables do: "
+                             "none (default: metric depth as it is), median (median scaling), scale-shift "
+                             "(least squares in depth), scale-shift-disparity (least squares in inverse depth)")
     parser.add_argument("--gt-depths", metavar="NPZ",
                         help="with a raw KITTI split file (eigen_test_files.txt): read each frame's ground truth from "
                              "this gt_depths.npz (the export of the common KITTI evaluation scripts, in the split "
@@ -241,11 +282,13 @@ def parse_args(argv=None):
                              "(NYU 0.4-10 m); reference: the authors' evaluate.py step by step (NYU only: clip "
                              "to 0.1-10 m, flip, Eigen crop) with an extra row of abs rel in their argument order")
     parser.add_argument("--bs", type=int, default=4, help="images per forward pass (default 4)")
-    parser.add_argument("--no-camera-scale", action="store_true",
-                        help="leave depth as the network gives it: by default each image's depth is scaled by its "
-                             "camera's focal length (the dataset's: NYU's Kinect, KITTI's per-frame focal, the "
-                             "synthetic rooms' own) over the model's training camera's, which is 1 for a model "
-                             "evaluated on its own camera")
+    parser.add_argument("--camera-scale", default="spec", choices=CAMERA_SCALING,
+                        help="scale each image's depth by its camera's focal length (from the dataset's files) over "
+                             "the model's training camera's: spec (default) where the dataset's protocol does (the "
+                             "synthetic rooms, your own folders), not on the paper's or the zero-shot benchmarks; "
+                             "on; off; both: each dataset with and without it, to read the correction's effect")
+    parser.add_argument("--no-camera-scale", dest="camera_scale", action="store_const", const="off",
+                        help="the same as --camera-scale off: depth as the network gives it")
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="turn off the mirrored test-time augmentation (on by default, as in the paper)")
     parser.add_argument("--crop", choices=CROPS, help="evaluation crop (default: eigen for NYU-style data, "
@@ -269,6 +312,12 @@ def parse_args(argv=None):
     add_model_flags(parser, max_side=False)
     args = parser.parse_args(argv)
     check_model_flags(parser, args)
+    args.data = args.data or [DEFAULT_EVAL_DATA]
+    several = [flag for flag, given in (("--gt-depths", args.gt_depths), ("--per-image", args.per_image),
+                                        ("--save-samples", args.save_samples),
+                                        ("--save-predictions", args.save_predictions)) if given]
+    if (len(args.data) > 1 or args.camera_scale == "both") and several:
+        parser.error(f"{', '.join(several)} take one --data and one camera scaling; run them one dataset at a time")
     if args.bs < 1:
         parser.error(f"--bs must be at least 1, got {args.bs}")
     if args.limit is not None and args.limit < 1:
@@ -277,7 +326,8 @@ def parse_args(argv=None):
         parser.error(f"--samples must be at least 1, got {args.samples}")
     if args.protocol == "reference":
         contradicting = [flag for flag, given in (("--no-flip", not args.flip), ("--input-size", args.input_size),
-                                                  ("--crop", args.crop not in (None, "eigen"))) if given]
+                                                  ("--crop", args.crop not in (None, "eigen")),
+                                                  ("--align", args.align != "none")) if given]
         if contradicting:
             parser.error(f"--protocol reference fixes flip on, the Eigen crop and each image's own size: drop "
                          f"{', '.join(contradicting)}")
@@ -290,11 +340,11 @@ def protocol_settings(estimator, dataset, args):
     The model's max depth reads its output (y = max_m / depth); the protocol sets the clip floor: the
     dataset's minimum (the paper) or 0.1 m (the authors' script).
     """
-    contract, warnings = estimator.contract, []
-    if contract.dataset not in (None, "synthetic", dataset.kind):
+    contract, spec, warnings = estimator.contract, dataset.spec, []
+    if trained_elsewhere(contract.dataset, spec):
         warnings.append(f"{estimator.path} was trained on {contract.dataset} data and is evaluated on "
-                        f"{dataset.kind} data")
-    floor = NYU_REFERENCE.min_m if args.protocol == "reference" else dataset.depth_range.min_m
+                        f"{spec.name} data")
+    floor = NYU_REFERENCE.min_m if args.protocol == "reference" else spec.depth_range.min_m
     estimator = estimator.with_depth_range(DepthRange(min_m=floor, max_m=estimator.depth_range.max_m))
     fixed = estimator.input_hw
     if fixed and args.input_size and tuple(args.input_size) != fixed:
@@ -309,76 +359,116 @@ def protocol_settings(estimator, dataset, args):
     return estimator, input_hw, warnings
 
 
-def checked_inputs(args):
-    """(dataset, samples, crop) once the data, the crop and every output place are known to work."""
-    dataset = open_dataset(args.data, gt_depths=args.gt_depths)
-    if args.protocol == "reference" and dataset.kind != "nyu":
+def checked_inputs(args, data):
+    """(dataset, samples, crop) once the data and its crop are known to work."""
+    dataset = open_dataset(data, gt_depths=args.gt_depths)
+    spec = dataset.spec
+    if args.protocol == "reference" and not spec.reference_protocol:
         raise InputError(f"{dataset.name}: --protocol reference is the authors' NYU evaluation; "
-                         f"{dataset.kind} data takes the paper's protocol")
-    crop = args.crop or DEFAULT_CROP[dataset.kind]
-    crop_box(*NYU_IMAGE_HW, dataset.kind, crop)  # an impossible crop fails before the model loads
-    if args.quality and dataset.sparse:
+                         f"{spec.name} data takes the paper's protocol")
+    crop = args.crop or spec.default_crop
+    spec.crop_box(*NYU_IMAGE_HW, crop)  # an impossible crop fails before the model loads
+    if args.quality and spec.sparse:
         raise InputError(f"{dataset.name}: --quality needs dense ground truth, and this dataset is sparse")
-    for path in (args.json, args.per_image, args.save_predictions):  # before the work, not after it
+    return dataset, dataset.samples(args.split)[:args.limit], crop
+
+
+def check_outputs(args):
+    """Every output place known to work, before the work, not after it."""
+    for path in (args.json, args.per_image, args.save_predictions):
         if path:
             check_writable(path)
     if args.save_samples:
         check_writable(args.save_samples, folder=True)
-    return dataset, dataset.samples(args.split)[:args.limit], crop
+
+
+def scalings(choice, spec):
+    """The camera scalings to evaluate a dataset with (True: rescaled), from --camera-scale."""
+    return {"spec": (spec.camera_scale,), "on": (True,), "off": (False,), "both": (False, True)}[choice]
 
 
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
     try:
-        dataset, samples, crop = checked_inputs(args)
+        inputs = [checked_inputs(args, data) for data in args.data]
+        check_outputs(args)
+        first = inputs[0][0]
         estimator = DepthEstimator.load(args.model, args.depth_range, args.precision, args.threads,
-                                        fallback_range=dataset.depth_range, fallback_name="the dataset",
-                                        fallback_camera=dataset.camera)
-        estimator, input_hw, warnings = protocol_settings(estimator, dataset, args)
+                                        fallback_range=first.spec.depth_range, fallback_name="the dataset",
+                                        fallback_camera=first.camera)
         print(estimator.describe())
-        for warning in estimator.warnings + tuple(warnings):
+        for warning in estimator.warnings:
             print(f"warning: {warning}")
-        pairs = ((s.name, rgb, gt, camera_of(dataset, s, rgb.shape[1])) for s in samples
-                 for rgb, gt in [dataset.read(s)])
-        predictions = [] if args.save_predictions else None
-        keep = args.samples if args.save_samples else 0
-        skipped = []
-        settings = EvalSettings(dataset.kind, dataset.depth_range, crop, args.flip, args.bs, args.quality, keep,
-                                input_hw, args.protocol, not args.no_camera_scale)
-        records, kept = evaluate(estimator, pairs, settings, len(samples), predictions, skipped)
-        if not records:
-            raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
-                             f"the {crop} crop: nothing to evaluate")
+        outcomes = [evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args)
+                    for dataset, samples, crop in inputs for camera_scale in scalings(args.camera_scale, dataset.spec)]
     except InputError as err:
         sys.exit(f"error: {err}")
+    if len(outcomes) == 1:
+        result, records, kept, predictions = outcomes[0]
+        write_outputs(args, result, records, kept, predictions)
+        return result
+    rows = [(f"{result['data']}" + (" (camera-scaled)" if result["camera"]["applied"] else ""), SPECS[result["kind"]],
+             result) for result, *_ in outcomes]
+    print()
+    print(combined_table(rows, args.align))
+    combined = {"model": outcomes[0][0]["model"], "align": args.align, "datasets": [result for result, *_ in outcomes],
+                "mean": mean_row([result for result, *_ in outcomes])}
+    combined["mean_usual_names"] = {USUAL_NAMES.get(k, k): v for k, v in combined["mean"].items()}
+    write_outputs(args, combined, [], [], None)
+    return combined
+
+
+def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
+    """(result, records, kept, predictions) of one dataset, its header and table printed."""
+    estimator, input_hw, warnings = protocol_settings(estimator, dataset, args)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    spec = dataset.spec
+    pairs = ((s.name, dataset.read(s)) for s in samples)
+    predictions = [] if args.save_predictions else None
+    skipped = []
+    settings = EvalSettings(spec, crop, args.flip, args.bs, args.quality, args.samples if args.save_samples else 0,
+                            input_hw, args.protocol, camera_scale, args.align)
+    records, kept = evaluate(estimator, pairs, settings, len(samples), predictions, skipped)
+    if not records:
+        raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
+                         f"the {crop} crop: nothing to evaluate")
     if skipped:
         print(f"skipped {len(skipped)} of {len(samples)} images without valid ground truth inside the {crop} crop "
               f"(first: {skipped[0]}); the figures are over the other {len(records)}")
-    results = summary(records, args.quality, args.protocol)
-    results["camera"] = camera_summary(records, estimator.camera, dataset.camera, not args.no_camera_scale)
+    results = {**summary(records, args.quality, args.protocol), "align": args.align}
+    results["camera"] = camera_summary(records, estimator.camera, dataset.camera, camera_scale)
     size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
+    aligned_by = f", aligned: {args.align}" if args.align != "none" else ""
     print(f"{estimator.path} on {dataset.name} ({args.split}, {len(records)} images, {args.protocol} protocol, {crop} "
           f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {estimator.depth_range.min_m:g}-"
-          f"{estimator.depth_range.max_m:g} m, {args.precision}{size})")
-    ground_truth = getattr(dataset, "ground_truth", None)
-    print(results_table(results, dataset.kind, ground_truth))
+          f"{estimator.depth_range.max_m:g} m{aligned_by}, {args.precision}{size})")
+    print(results_table(results, spec, dataset.ground_truth))
     settings = {"model": str(estimator.path), "contract": estimator.contract.to_dict(), "data": dataset.name,
-                "kind": dataset.kind,
-                "split": args.split, "images": len(records), "pixels": int(sum(r["pixels"] for r in records)),
-                "crop": crop, "flip": args.flip, "input_size": input_hw, "precision": args.precision,
-                "batch_size": args.bs, "limit": args.limit,
+                "kind": spec.name, "split": args.split, "images": len(records),
+                "pixels": int(sum(r["pixels"] for r in records)), "crop": crop, "flip": args.flip,
+                "input_size": input_hw, "precision": args.precision, "batch_size": args.bs, "limit": args.limit,
                 "prediction_clip_m": [estimator.depth_range.min_m, estimator.depth_range.max_m],
-                "depth_range_m": [dataset.depth_range.min_m, dataset.depth_range.max_m],
-                "eval_min_depth_m": dataset.depth_range.eval_min_m}
-    settings["skipped_images"] = len(skipped)
-    published = {"paper": PAPER_RESULTS[dataset.kind], "paper_computed": PAPER_RESULTS_COMPUTED,
-                 "ground_truth": ground_truth,
-                 "comparable_with_paper": dataset.kind != "kitti" or ground_truth in COMPARABLE_KITTI_GROUND_TRUTH}
-    if args.protocol == "reference" and dataset.kind in AUTHORS_SCRIPT_RERUN:
-        published["authors_script_rerun"] = AUTHORS_SCRIPT_RERUN[dataset.kind]
-    write_outputs(args, {**settings, **results, **published}, records, kept, predictions)
-    return results
+                "depth_range_m": [spec.depth_range.min_m, spec.depth_range.max_m],
+                "eval_min_depth_m": spec.depth_range.eval_min_m, "eval_cap_m": spec.eval_cap_m,
+                "skipped_images": len(skipped)}
+    return {**settings, **results, **published_results(spec, dataset.ground_truth, args)}, records, kept, predictions
+
+
+def published_results(spec, ground_truth, args):
+    """The published rows the JSON keeps apart from ours: the paper's under "paper", every row made with
+    this alignment under "published", with their sources."""
+    rows = spec.published_rows(args.align)
+    published = {"published": [{"model": row.model, "metrics": row.metrics, "source": row.source,
+                                "align": row.align, "computed": row.computed} for row in rows],
+                 "ground_truth": ground_truth, "comparable_with_paper": ground_truth_comparable(spec, ground_truth)}
+    paper = [row for row in rows if row.model == PAPER]
+    if paper:
+        published.update(paper=paper[0].metrics, paper_computed=paper[0].computed)
+    if args.protocol == "reference" and spec.reference_protocol:
+        published["authors_script_rerun"] = AUTHORS_SCRIPT_RERUN.metrics
+    return published
 
 
 def write_outputs(args, results, records, kept, predictions):

@@ -3,18 +3,18 @@ left colour camera, telling Eigen's raw split files from annotated ones, the gt_
 evaluations publish, and KittiRaw, the dataset of a raw split file ("left.png [right.png]" lines). The
 paper's KITTI row is on this ground truth (Eigen's 697 test frames, capped at 80 m). No TensorFlow.
 """
+import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
-from camera import KITTI_CAMERA
 from datafiles import Sample, decode_rgb
-from depth import KITTI, KITTI_TRAIN_HW
+from datasets import KITTI_GT_NPZ, KITTI_RAW, KITTI_SPEC, Reader, listed_camera, pair
 from utils import InputError
 
 # Which ground truth KittiRaw reads (evaluate.py says it beside the results; data.py names the annotated one).
-KITTI_RAW = "raw LiDAR scans projected with the calibration"
-KITTI_GT_NPZ = "gt_depths.npz"
 
 
 def is_raw_kitti_list(path):
@@ -86,27 +86,92 @@ def velodyne_depth(calibration_dir, scan_path, camera=2):
     return depth
 
 
+def _numpy_reconstruct():
+    """numpy's array-unpickling helper, wherever this NumPy keeps it (numpy._core since 2.0)."""
+    core = getattr(np, "_core", None)
+    multiarray = getattr(core, "multiarray", None) if core is not None else None
+    if multiarray is None:
+        from numpy.core import multiarray
+    return multiarray._reconstruct
+
+
+# The only globals an object array of NumPy arrays pickles (np.save's protocol 3, NumPy 1 or 2 writing it).
+_ARRAY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+}
+
+
+class _RefusedGlobal(Exception):
+    """A pickle naming a global outside _ARRAY_GLOBALS (its "module.name")."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays and nothing else: any other global (os.system, builtins.eval, ...) is refused
+    before it is imported, so a crafted gt_depths.npz runs no code."""
+
+    def find_class(self, module, name):
+        resolve = _ARRAY_GLOBALS.get((module, name))
+        if resolve is None:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return resolve()
+
+
+def _read_npz_member(path, key):
+    """Array `key` of the .npz at `path`; an object array (maps of several sizes) is unpickled with
+    _ArrayUnpickler, never with np.load(allow_pickle=True)."""
+    with zipfile.ZipFile(path) as archive:
+        member = f"{key}.npy"
+        if member not in archive.namelist():
+            raise KeyError(f"{key} is not a file in the archive")
+        with archive.open(member) as stream:
+            version = npy_format.read_magic(stream)
+            if version == (1, 0):
+                dtype = npy_format.read_array_header_1_0(stream)[2]  # (shape, fortran_order, dtype)
+            elif version == (2, 0):
+                dtype = npy_format.read_array_header_2_0(stream)[2]
+            else:
+                dtype = None  # 3.0: unicode field names, never an object array; np.load reads it below
+            if dtype is not None and dtype.hasobject:
+                if dtype != np.dtype(object):
+                    raise ValueError(f"a structured array with object fields ({dtype}), not depth maps")
+                array = _ArrayUnpickler(stream, encoding="latin1").load()
+                if not isinstance(array, np.ndarray):
+                    raise ValueError(f"the pickle holds a {type(array).__name__}, not an array")
+                return array
+    with np.load(path, allow_pickle=False) as archive:
+        return archive[key]
+
+
 def gt_depth_maps(path, count):
-    """The depth maps of a gt_depths.npz (an object array under "data", as the evaluation scripts export)."""
+    """The depth maps of a gt_depths.npz (an object array under "data", as the evaluation scripts export).
+
+    The maps have several sizes, so the array is pickled: it is read with an unpickler that builds NumPy
+    arrays only, and a file whose pickle names anything else is refused (InputError) without running it.
+    """
     try:
-        with np.load(path, allow_pickle=True, encoding="latin1") as archive:  # maps of several sizes: pickled
-            maps = list(archive["data"])
-    except (OSError, ValueError, KeyError, EOFError) as err:
+        maps = list(_read_npz_member(path, "data"))
+    except _RefusedGlobal as err:
+        raise InputError(f"{path}: refuses to load: its pickle calls {err}") from None
+    except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, AttributeError,
+            zipfile.BadZipFile, pickle.UnpicklingError) as err:
         raise InputError(f"{path}: not a gt_depths.npz with a 'data' array ({type(err).__name__}: {err})") from err
     if len(maps) != count:
         raise InputError(f"{path}: {len(maps)} depth maps for the {count} frames of the split file")
     return maps
 
 
-class KittiRaw:
+class KittiRaw(Reader):
     """Frames of the raw KITTI data listed by a split file, with LiDAR ground truth: each scan projected
     (velodyne_depth), or the entries of a gt_depths.npz in the split file's order."""
 
-    kind, sparse, depth_range, train_hw, camera = "kitti", True, KITTI, KITTI_TRAIN_HW, KITTI_CAMERA
+    spec = KITTI_SPEC
 
     def __init__(self, split_file, gt_depths=None):
         self.name, root = str(split_file), Path(split_file).parent
-        self.ground_truth = KITTI_GT_NPZ if gt_depths else KITTI_RAW
+        self._ground_truth = KITTI_GT_NPZ if gt_depths else KITTI_RAW
         self._samples = []
         for number, line in enumerate(Path(split_file).read_text().splitlines(), start=1):
             fields = line.split()
@@ -143,6 +208,10 @@ class KittiRaw:
             if depth.shape != rgb.shape[:2]:
                 raise InputError(f"{sample.where}: gt_depths.npz entry {sample.index} is {depth.shape[1]}x"
                                  f"{depth.shape[0]}, the frame {rgb.shape[1]}x{rgb.shape[0]}: another split order?")
-            return rgb, depth
-        drive_date_dir = Path(sample.depth).parents[3]
-        return rgb, velodyne_depth(drive_date_dir, sample.depth)
+        else:
+            depth = velodyne_depth(Path(sample.depth).parents[3], sample.depth)
+        return pair(rgb, depth, camera=listed_camera(self.spec.camera, sample, rgb.shape[1]))
+
+    @property
+    def ground_truth(self):
+        return self._ground_truth

@@ -14,31 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from depth import KITTI, NYU_REFERENCE
+from model import BLOCK_CONVS, BLOCK_NAMES, ENCODER_CHANNELS, LEAKY_RELU_SLOPE, SKIP_LAYERS, encoder_of
 from utils import InputError
 
-# Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
-SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
-BLOCK_NAMES = ("up1", "up2", "up3", "up4")
-BLOCK_CONVS = ("convA", "convB")
-LEAKY_RELU_SLOPE = 0.2
-# Which convolutions of each decoder block a LeakyReLU(0.2) follows. The paper's appendix table: convB only,
-# as the authors' model.py had it when nyu.h5 and kitti.h5 were trained (January 2019, 2124ac9). Their code
-# added one after convA on 2019-03-11 (ea4a455, "missing ReLU"): train.py --recipe reference builds that.
-PAPER_LEAKY_RELU = ("convB",)
-REFERENCE_LEAKY_RELU = ("convA", "convB")
-# Encoders and the channels of their last feature map. "tiny" is a four-stage DenseNet of two layers per
-# stage for tests and --smoke: the same skip connections and layer names.
-ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}
 # They were trained with TensorFlow 1's resize_images(..., align_corners=True) (model.UPSAMPLING_CONVENTIONS).
 LEGACY_UPSAMPLING = "align_corners"
-
-
-def encoder_of(layer_names):
-    """Which ENCODERS entry a network's layer names come from (DenseNet-201 has 48 layers in stage 4)."""
-    names = set(layer_names)
-    if "conv4_block48_concat" in names:
-        return "densenet201"
-    return "densenet169" if "conv4_block12_concat" in names else "tiny"
 
 
 # The authors' released files predict depth clipped to [0.1, 10] m (NYU) as their predict() does; the

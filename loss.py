@@ -16,10 +16,17 @@ Written in keras.ops, so it runs on every Keras backend: image_gradients and ssi
 tf.image.image_gradients and tf.image.ssim compute (tests/test_backends.py holds them equal).
 """
 import numpy as np
-from keras import ops
 
 from depth import inverse_depth_norm
-from metrics import ROOTED_METRICS, SSIM_DYNAMIC_RANGE, SSIM_SIGMA, SSIM_WINDOW, THETA, pixel_errors
+from metrics import ROOTED_METRICS, SSIM_SIGMA, SSIM_WINDOW, pixel_errors
+from utils import HeavyModule
+
+ops = HeavyModule("keras.ops")  # Keras imported on first use: settings.py reads THETA without it
+
+# Weight of the point-wise L1 term, and SSIM's dynamic range: the reference code's target range
+# 1000 cm / 10 cm.
+THETA = 0.1
+SSIM_DYNAMIC_RANGE = 100.0
 
 # tf.image.ssim's stabilisers, which the reference code used: C1 = (K1 * range)^2, C2 = (K2 * range)^2.
 SSIM_K1, SSIM_K2 = 0.01, 0.03

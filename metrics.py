@@ -1,23 +1,19 @@
 """Scoring depth: pure functions of (ground truth, prediction), ground truth first, in metres.
 
 The eight error metrics (delta thresholds, abs rel, sq rel, rms, rms log, log10) per pixel, per image and
-pooled; where to evaluate (the Eigen and Garg crops, valid pixels); the paper's three quality measures
-(mSSIM, edge F1, surface-normal distance, section 4.3); and the published rows they are compared with.
+pooled; where to evaluate (a dataset spec's crops, valid pixels, its cap); the paper's three quality measures
+(mSSIM, edge F1, surface-normal distance, section 4.3); and aligning a prediction to the ground truth
+(median scaling, least-squares scale and shift in depth or in disparity) as zero-shot benchmarks report.
 
     from metrics import compute_errors, evaluation_mask
-    errors = compute_errors(gt, pred, evaluation_mask(gt, "nyu", "eigen"))
+    errors = compute_errors(gt, pred, evaluation_mask(gt, spec_named("nyu"), "eigen"))
 """
 import numpy as np
 
 from camera import back_project, scaled_intrinsics
-from depth import NYU, NYU_IMAGE_HW, _array_module
+from datasets import NYU_SPEC
+from depth import NYU, _array_module
 from utils import InputError
-
-# The loss (paper section 3.2, loss.py): weight of the point-wise L1 term, and SSIM's dynamic range, the
-# reference code's target range 1000 cm / 10 cm. Here, beside SSIM's window, because the scripts read them
-# for --help without importing Keras.
-THETA = 0.1
-SSIM_DYNAMIC_RANGE = 100.0
 
 # SSIM's window (Wang et al. 2004, tf.image.ssim's, the reference code's) for the loss and the mSSIM measure:
 # 11x11 Gaussian of sigma 1.5.
@@ -25,29 +21,8 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 # The paper's threshold for the edge F1 quality measure.
 EDGE_THRESHOLD = 0.5
-# Eigen crop of the 480x640 NYU test images: rows 20..459 and columns 24..615, inclusive.
-EIGEN_CROP = (20, 459, 24, 615)
-# KITTI: crops as fractions of (height, height, width, width): top, bottom, left, right.
-KITTI_GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
-KITTI_EIGEN_CROP = (0.3324324, 0.91351351, 0.0359477, 0.96405229)
-# The paper's results. NYU (section 4.3, table 1): per-image means, as the authors' compute_errors
-# averaged them until August 2019 (their fdcef58 "Fixed incorrect computation of RMSE"): with a fixed crop the
-# per-image and pooled figures agree for every metric but rms, where they differ (0.465 per image, 0.549
-# pooled). KITTI (table 2): Eigen's 697 test images against projected raw LiDAR scans, capped at 80 m (the
-# row later papers, e.g. BTS, quote); it reports no log10. evaluate.py prints each beside its per-image row.
-PAPER_RESULTS = {
-    "nyu": {"a1": 0.846, "a2": 0.974, "a3": 0.994, "abs_rel": 0.123, "rmse": 0.465, "log10": 0.053},
-    "kitti": {"a1": 0.886, "a2": 0.965, "a3": 0.986, "abs_rel": 0.093, "sq_rel": 0.589, "rmse": 4.170,
-              "rmse_log": 0.171},
-}
-PAPER_RESULTS_COMPUTED = "per image"
-# What re-runs of the authors' evaluate.py on their nyu.h5 publish: pooled over pixels, abs rel in their
-# argument order (divided by the prediction; 0.123 by ground truth). Only these three are published.
-AUTHORS_SCRIPT_RERUN = {"nyu": {"a1": 0.847, "abs_rel": 0.127, "rmse": 0.549}}
-# Every metric computed; each benchmark reports its own columns (NYU the paper's six, KITTI its seven).
+# Every metric computed; each benchmark reports its own columns (its spec's `reported`).
 METRIC_NAMES = ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
-REPORTED_METRICS = {"nyu": ("a1", "a2", "a3", "abs_rel", "rmse", "log10"),
-                    "kitti": ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log")}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -122,47 +97,69 @@ def per_image_errors(gt, pred, mask=None, min_depth_m=0.0):
     return [_errors_on_pixels(g[v], p[v]) for g, p, v in zip(gt, pred, valid)]
 
 
-CROPS = ("eigen", "garg", "none")
-DEFAULT_CROP = {"nyu": "eigen", "kitti": "garg"}
 QUALITY_NAMES = ("mssim", "edge_f1", "normal_distance")
 # The reference protocol's abs rel in the authors' argument order: mean |gt - pred| / pred.
 REFERENCE_ORDER = "abs_rel_reference_order"
 
 
-def crop_box(height, width, kind="nyu", crop="eigen"):
-    """(top, bottom, left, right) of the evaluated region in pixels; bottom and right are exclusive.
-
-    NYU's Eigen crop is given in pixels of 640x480 and scaled for other sizes; KITTI's crops are fractions
-    of the frame, truncated to whole pixels as in the reference (monodepth) evaluation.
-    """
-    if crop not in CROPS:
-        raise InputError(f"unknown crop '{crop}': choose one of {', '.join(CROPS)}")
-    if crop == "none":
-        return 0, height, 0, width
-    if kind == "kitti":
-        top, bottom, left, right = KITTI_GARG_CROP if crop == "garg" else KITTI_EIGEN_CROP
-        return int(top * height), int(bottom * height), int(left * width), int(right * width)
-    if crop == "garg":
-        raise InputError("the Garg crop is defined for KITTI only; NYU-style data uses --crop eigen")
-    top, bottom, left, right = EIGEN_CROP  # inclusive
-    sy, sx = height / NYU_IMAGE_HW[0], width / NYU_IMAGE_HW[1]
-    return round(top * sy), round((bottom + 1) * sy), round(left * sx), round((right + 1) * sx)
-
-
-def crop_mask(height, width, kind="nyu", crop="eigen"):
-    """Boolean (H, W) mask, True inside the evaluation crop."""
-    top, bottom, left, right = crop_box(height, width, kind, crop)
+def crop_mask(height, width, spec=NYU_SPEC, crop=None):
+    """Boolean (H, W) mask, True inside the dataset's evaluation crop (None: its protocol's)."""
+    top, bottom, left, right = spec.crop_box(height, width, crop)
     mask = np.zeros((height, width), dtype=bool)
     mask[top:bottom, left:right] = True
     return mask
 
 
-def evaluation_mask(gt, kind="nyu", crop="eigen", depth_range=NYU):
-    """Pixels that count: inside the crop, ground truth above eval_min_m, and on KITTI at most max_m."""
-    mask = valid_mask(gt, crop_mask(*gt.shape, kind, crop), depth_range.eval_min_m)
-    if kind == "kitti":
-        mask &= gt <= depth_range.max_m
+def evaluation_mask(gt, spec=NYU_SPEC, crop=None, valid=None):
+    """Pixels that count: inside the crop, ground truth above the spec's eval_min_m and at most its cap,
+    and inside `valid` (a reader's mask) where given."""
+    mask = valid_mask(gt, crop_mask(*gt.shape, spec, crop), spec.depth_range.eval_min_m)
+    if spec.eval_cap_m is not None:
+        mask &= gt <= spec.eval_cap_m
+    if valid is not None:
+        mask &= valid
     return mask
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Alignment: how zero-shot tables compare models whose scale (or shift) is not the data's
+# ---------------------------------------------------------------------------------------------------------
+
+ALIGNMENTS = ("none", "median", "scale-shift", "scale-shift-disparity")
+
+
+def aligned(gt, pred, mask, align="none", max_depth_m=None):
+    """The prediction aligned to the ground truth over mask, one image at a time.
+
+    none: as it is (metric). median: times median(gt) / median(pred) (Eigen-style median scaling).
+    scale-shift: s * pred + t with (s, t) the least-squares fit to gt in depth. scale-shift-disparity:
+    1 / (s / pred + t), the fit made in inverse depth (MiDaS-style); the fitted disparity is clamped
+    at 1 / max_depth_m (when given) so that no aligned depth is negative or beyond the cap.
+    """
+    if align == "none":
+        return pred
+    if align not in ALIGNMENTS:
+        raise InputError(f"unknown alignment '{align}': choose one of {', '.join(ALIGNMENTS)}")
+    pred = np.asarray(pred, dtype=np.float64)
+    g, p = np.asarray(gt, np.float64)[mask], pred[mask]
+    if align == "median":
+        return (pred * (np.median(g) / np.median(p))).astype(np.float32)
+    if align == "scale-shift":
+        s, t = least_squares_scale_shift(p, g)
+        return np.maximum(s * pred + t, 1e-3).astype(np.float32)
+    s, t = least_squares_scale_shift(1.0 / p, 1.0 / g)
+    floor = 1.0 / max_depth_m if max_depth_m else 1e-6
+    return (1.0 / np.maximum(s / pred + t, floor)).astype(np.float32)
+
+
+def least_squares_scale_shift(x, y):
+    """(s, t) minimising sum((s * x + t - y) ** 2): the closed form of the 2x2 normal equations."""
+    n, sx, sy = x.size, x.sum(), y.sum()
+    sxx, sxy = (x * x).sum(), (x * y).sum()
+    det = n * sxx - sx * sx
+    if det <= 0:  # a constant prediction: only a shift can be fitted
+        return 0.0, float(y.mean())
+    return float((n * sxy - sx * sy) / det), float((sxx * sy - sx * sxy) / det)
 
 
 def image_record(name, gt, pred, mask, box=None, depth_range=NYU, protocol="paper", camera=None):

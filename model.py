@@ -11,29 +11,45 @@ The network maps RGB in [0, 1] of any size to the normalised depth target at hal
 """
 import argparse
 import contextlib
+import functools
 import zipfile
 from pathlib import Path
 
-from utils import quiet_tensorflow
-
-quiet_tensorflow()  # before Keras imports TensorFlow: its start-up notices off the console
-
-import keras
 import numpy as np
-from keras import ops
 
-from legacy import (
-    BLOCK_CONVS,
-    BLOCK_NAMES,
-    ENCODER_CHANNELS,
-    LEAKY_RELU_SLOPE,
-    PAPER_LEAKY_RELU,
-    SKIP_LAYERS,
-    assign_weights_by_name,
-    encoder_of,
-    read_legacy_h5,
-)
-from utils import InputError, set_precision
+from utils import HeavyModule, InputError, set_precision
+
+# Keras (and TensorFlow under it) is imported on first use, so that settings.py and the scripts' --help
+# read this module's facts without waiting for it.
+keras = HeavyModule("keras")
+ops = HeavyModule("keras.ops")
+
+# ---------------------------------------------------------------------------------------------------------
+# The network's layout
+# ---------------------------------------------------------------------------------------------------------
+
+# Encoder feature maps the decoder concatenates with, from 1/16 to 1/2 of the input resolution.
+SKIP_LAYERS = ("pool3_pool", "pool2_pool", "pool1", "conv1_relu")
+BLOCK_NAMES = ("up1", "up2", "up3", "up4")
+BLOCK_CONVS = ("convA", "convB")
+LEAKY_RELU_SLOPE = 0.2
+# Which convolutions of each decoder block a LeakyReLU(0.2) follows. The paper's appendix table: convB only,
+# as the authors' model.py had it when nyu.h5 and kitti.h5 were trained (January 2019, 2124ac9). Their code
+# added one after convA on 2019-03-11 (ea4a455, "missing ReLU"): train.py --recipe reference builds that.
+PAPER_LEAKY_RELU = ("convB",)
+REFERENCE_LEAKY_RELU = ("convA", "convB")
+# Encoders and the channels of their last feature map. "tiny" is a four-stage DenseNet of two layers per
+# stage for tests and --smoke: the same skip connections and layer names.
+ENCODER_CHANNELS = {"densenet169": 1664, "densenet201": 1920, "tiny": 64}
+
+
+def encoder_of(layer_names):
+    """Which ENCODERS entry a network's layer names come from (DenseNet-201 has 48 layers in stage 4)."""
+    names = set(layer_names)
+    if "conv4_block48_concat" in names:
+        return "densenet201"
+    return "densenet169" if "conv4_block12_concat" in names else "tiny"
+
 
 # Tiny: DenseNet's own layers and names (conv1_relu, pool1, pool2_pool, pool3_pool, relu) at a few layers
 # per stage, so tests and --smoke run every code path that does not depend on DenseNet-169's size.
@@ -98,44 +114,57 @@ def _transition(x, name):
     return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
-ENCODERS = {"densenet169": keras.applications.DenseNet169, "densenet201": keras.applications.DenseNet201,
+ENCODERS = {"densenet169": lambda **kwargs: keras.applications.DenseNet169(**kwargs),
+            "densenet201": lambda **kwargs: keras.applications.DenseNet201(**kwargs),
             "tiny": tiny_densenet}
 
 
-@keras.saving.register_keras_serializable(package="densedepth")
-class ResizeToMatch(keras.layers.Layer):
-    """Bilinear resize of `x` to the height and width of `skip`: 2x up-sampling for sizes divisible by 32.
+@functools.cache
+def resize_layer():
+    """The ResizeToMatch layer class, defined (and registered for loading) when Keras is first needed."""
 
-    Taking the size from the skip tensor at run time lets any input size (250x333, say) and several sizes
-    in one process work. `convention` (UPSAMPLING_CONVENTIONS) says where source and target pixels sit:
-    the authors' layers.py called resize_images(..., align_corners=True) from its first commit (January
-    2019, when nyu.h5 and kitti.h5 were trained) until September 2020, when it became TF 2's resize.
+    @keras.saving.register_keras_serializable(package="densedepth")
+    class ResizeToMatch(keras.layers.Layer):
+        """Bilinear resize of `x` to the height and width of `skip`: 2x up-sampling for sizes divisible by 32.
 
-    The resize is resize_bilinear (keras.ops) on every backend but TensorFlow, which keeps its own
-    ResizeBilinear kernel: on a CPU the matrix products take 4.5x its time forward and backward
-    (tests/test_backends.py holds the two equal). Either keeps x's dtype, so mixed precision stays intact.
-    """
+        Taking the size from the skip tensor at run time lets any input size (250x333, say) and several sizes
+        in one process work. `convention` (UPSAMPLING_CONVENTIONS) says where source and target pixels sit:
+        the authors' layers.py called resize_images(..., align_corners=True) from its first commit (January
+        2019, when nyu.h5 and kitti.h5 were trained) until September 2020, when it became TF 2's resize.
 
-    def __init__(self, convention=DEFAULT_UPSAMPLING, half_pixel_centers=None, **kwargs):
-        super().__init__(**kwargs)
-        if half_pixel_centers is not None:  # files saved before conventions had names
-            convention = "half_pixel" if half_pixel_centers else "tf1_legacy"
-        if convention not in UPSAMPLING_CONVENTIONS:
-            raise InputError(f"unknown up-sampling convention '{convention}': choose one of "
-                             f"{', '.join(UPSAMPLING_CONVENTIONS)}")
-        self.convention = convention
+        The resize is resize_bilinear (keras.ops) on every backend but TensorFlow, which keeps its own
+        ResizeBilinear kernel: on a CPU the matrix products take 4.5x its time forward and backward
+        (tests/test_backends.py holds the two equal). Either keeps x's dtype, so mixed precision stays intact.
+        """
 
-    def call(self, x, skip):
-        if keras.backend.backend() == "tensorflow":
-            return _tensorflow_resize_bilinear(x, skip, self.convention)
-        _, height, width, _ = ops.shape(skip)
-        return resize_bilinear(x, height, width, self.convention)
+        def __init__(self, convention=DEFAULT_UPSAMPLING, half_pixel_centers=None, **kwargs):
+            super().__init__(**kwargs)
+            if half_pixel_centers is not None:  # files saved before conventions had names
+                convention = "half_pixel" if half_pixel_centers else "tf1_legacy"
+            if convention not in UPSAMPLING_CONVENTIONS:
+                raise InputError(f"unknown up-sampling convention '{convention}': choose one of "
+                                 f"{', '.join(UPSAMPLING_CONVENTIONS)}")
+            self.convention = convention
 
-    def compute_output_shape(self, x_shape, skip_shape):
-        return (x_shape[0], skip_shape[1], skip_shape[2], x_shape[3])
+        def call(self, x, skip):
+            if keras.backend.backend() == "tensorflow":
+                return _tensorflow_resize_bilinear(x, skip, self.convention)
+            _, height, width, _ = ops.shape(skip)
+            return resize_bilinear(x, height, width, self.convention)
 
-    def get_config(self):
-        return {**super().get_config(), "convention": self.convention}
+        def compute_output_shape(self, x_shape, skip_shape):
+            return (x_shape[0], skip_shape[1], skip_shape[2], x_shape[3])
+
+        def get_config(self):
+            return {**super().get_config(), "convention": self.convention}
+
+    return ResizeToMatch
+
+
+def __getattr__(name):  # model.ResizeToMatch, without importing Keras with this module
+    if name == "ResizeToMatch":
+        return resize_layer()
+    raise AttributeError(f"module 'model' has no attribute '{name}'")
 
 
 def resize_bilinear(x, height, width, convention=DEFAULT_UPSAMPLING):
@@ -253,7 +282,7 @@ def encoder_network(encoder, weights, input_tensor):
 
 def upsampling_block(x, skip, filters, name, leaky_relu_after=PAPER_LEAKY_RELU, upsampling=DEFAULT_UPSAMPLING):
     """Up-sample x to skip's size, concatenate them, then two 3x3 convolutions (LeakyReLU as asked)."""
-    x = ResizeToMatch(upsampling, name=f"{name}_upsampling2d")(x, skip)
+    x = resize_layer()(upsampling, name=f"{name}_upsampling2d")(x, skip)
     x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
     for conv in BLOCK_CONVS:
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_{conv}")(x)
@@ -276,7 +305,7 @@ def architecture(model):
     """The create_model arguments a built network has: encoder, decoder_width, leaky_relu_after, upsampling."""
     names = {layer.name for layer in model.layers}
     encoder = encoder_of(names)
-    conventions = {layer.convention for layer in model.layers if isinstance(layer, ResizeToMatch)}
+    conventions = {layer.convention for layer in model.layers if isinstance(layer, resize_layer())}
     return {"encoder": encoder, "decoder_width": model.get_layer("conv2").filters / ENCODER_CHANNELS[encoder],
             "leaky_relu_after": tuple(conv for conv in BLOCK_CONVS if f"up1_{conv}_leakyrelu" in names),
             "upsampling": conventions.pop() if conventions else None}
@@ -326,6 +355,8 @@ def load_model(path, precision=None):
         raise InputError(f"{path}: no such model file")
     with precision_scope(precision):
         if path.suffix in (".h5", ".hdf5"):
+            from legacy import assign_weights_by_name, read_legacy_h5  # legacy.py reads on top of this module
+
             architecture, weights = read_legacy_h5(path)
             model = create_model(weights=None, **architecture)
             assign_weights_by_name(model, weights, path)
@@ -333,6 +364,7 @@ def load_model(path, precision=None):
         if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
             raise InputError(f"{path}: not a readable Keras model file (not a complete .keras zip archive: "
                              "truncated or corrupt?)")
+        resize_layer()  # registered before Keras looks its name up
         try:
             model = keras.models.load_model(path, compile=False)
         except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as err:

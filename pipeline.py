@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from augment import PERMUTE_PROBABILITY
-from depth import KITTI_TRAIN_HW, depth_norm
+from depth import depth_norm
 from utils import InputError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,19 +184,16 @@ def _sample_reader(dataset, samples, skip_bad, errors, canonical_focal=None):
     """A tf function index -> (uint8 image, depth metres, ok) that reads one sample in Python."""
     import tensorflow as tf
 
-    from data import camera_of
-
     def read_numpy(index):
         sample = samples[int(index)]
         try:
-            rgb, depth = dataset.read(sample)
-            with np.errstate(invalid="ignore"):
-                if not np.any(np.isfinite(depth) & (depth > dataset.depth_range.eval_min_m)):
-                    # Holes become far targets: an all-hole map would train and score as a perfect wall.
-                    raise InputError(f"{dataset.name}:{sample.depth}: no valid depth (every pixel is zero, "
-                                     "negative or not finite)")
+            rgb, depth, valid, camera = dataset.read(sample)
+            if not np.any(valid & (depth > dataset.spec.depth_range.eval_min_m)):
+                # Holes become far targets: an all-hole map would train and score as a perfect wall.
+                raise InputError(f"{dataset.name}:{sample.depth}: no valid depth (every pixel is zero, "
+                                 "negative or not finite)")
             if canonical_focal:
-                depth = depth * np.float32(canonical_focal / camera_of(dataset, sample, rgb.shape[1]).fx)
+                depth = depth * np.float32(canonical_focal / (camera or dataset.camera).fx)
             return rgb, depth, True
         except InputError as err:
             errors.record(f"{err} ({sample.where})")
@@ -225,33 +222,36 @@ TARGETS = ("paper", "released")
 
 def network_pair(rgb, depth_m, input_hw, dataset, seed, training, target="paper"):
     """(image float32 (H, W, 3) in [0, 1], target (H/2, W/2, C)) at the network's input size, for training
-    and validation alike (KITTI: a random crop when training, the bottom-centre one otherwise)."""
+    and validation alike (a spec with train_crop, KITTI's: a random crop when training, the bottom-centre one
+    otherwise)."""
     import tensorflow as tf
 
     image = tf.image.convert_image_dtype(rgb, tf.float32)
     depth_m = depth_m[..., None]
-    if dataset.kind == "kitti":
-        image, depth_m = _kitti_crop(image, depth_m, seed, training)
+    spec = dataset.spec
+    if spec.train_crop:
+        image, depth_m = _fixed_crop(image, depth_m, spec.train_hw, seed, training)
     image = network_input(image, input_hw)
     out_hw = (input_hw[0] // 2, input_hw[1] // 2)
-    if dataset.sparse:
-        # LiDAR points must not be blended with holes: nearest keeps measured values only.
+    if spec.sparse:
+        # Measured points must not be blended with holes: nearest keeps measured values only.
         depth_m = tf.image.resize(depth_m, out_hw, method="nearest")
-        mask = tf.cast(depth_m > dataset.depth_range.eval_min_m, tf.float32)
-        return image, tf.concat([depth_norm(depth_m, dataset.depth_range), mask], axis=-1)
+        mask = tf.cast(depth_m > spec.depth_range.eval_min_m, tf.float32)
+        return image, tf.concat([depth_norm(depth_m, spec.depth_range), mask], axis=-1)
     if target == "released":
-        max_m = dataset.depth_range.max_m
+        max_m = spec.depth_range.max_m
         y = max_m / tf.maximum(depth_m, max_m / 255.0)
         return image, tf.image.resize(y, out_hw, method="bilinear", antialias=True)
     depth_m = tf.image.resize(depth_m, out_hw, method="area")
-    return image, depth_norm(depth_m, dataset.depth_range)
+    return image, depth_norm(depth_m, spec.depth_range)
 
 
-def _kitti_crop(image, depth_m, seed, training):
-    """The fixed KITTI training size: a random window when training, the bottom-centre one otherwise."""
+def _fixed_crop(image, depth_m, crop_hw, seed, training):
+    """A dataset's fixed training size (KITTI's): a random window when training, the bottom-centre one
+    otherwise."""
     import tensorflow as tf
 
-    crop_h, crop_w = KITTI_TRAIN_HW
+    crop_h, crop_w = crop_hw
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     if training:
         top = tf.random.stateless_uniform([], seed, 0, height - crop_h + 1, dtype=tf.int32)

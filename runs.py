@@ -11,6 +11,7 @@ A run stopped by Ctrl-C or SIGTERM saves a checkpoint where it stands and prints
 resumes it (exit 130).
 """
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -92,15 +93,37 @@ def saved_settings(run):
     return json.loads((run.path / "config.json").read_text())["settings"]
 
 
-def initial_state():
-    """Progress of a new run."""
-    return {"epoch": 0, "epoch_step": 0, "global_step": 0, "best_val_loss": float("inf"), "best_epoch": 0,
-            "checkpoint": None}
+@dataclass
+class TrainingState:
+    """A run's progress, as checkpoints/state.json stores it: epochs done, steps into the next one, steps in
+    all, the best validation so far, the newest checkpoint file, and the state of the one before it (the
+    fallback for a resume whose newest file is damaged)."""
+
+    epoch: int = 0
+    epoch_step: int = 0
+    global_step: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    best_val_a1: float | None = None
+    checkpoint: str | None = None
+    previous: "TrainingState | None" = None
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, content):
+        previous = content.get("previous")
+        return cls(**{**content, "previous": cls.from_dict(previous) if previous else None})
+
+    def alone(self):
+        """This state without the one before it."""
+        return dataclasses.replace(self, previous=None)
 
 
 def saved_state(run):
-    """Progress of the last checkpoint: epoch, step, best score, checkpoint file."""
-    return json.loads((run.path / "checkpoints" / "state.json").read_text())
+    """Progress of the last checkpoint."""
+    return TrainingState.from_dict(json.loads((run.path / "checkpoints" / "state.json").read_text()))
 
 
 def record_resume(run, state, epochs, lr):
@@ -112,13 +135,13 @@ def record_resume(run, state, epochs, lr):
     config = json.loads((run.folder / "config.json").read_text())
     config.setdefault("resumes", []).append(
         {"command": " ".join([sys.executable, *sys.argv]), "git_commit": git_commit(),
-         "time": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "global_step": state["global_step"],
+         "time": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "global_step": state.global_step,
          "epochs": epochs, "lr": lr})
     write_json(run.folder / "config.json", config)
     log = run.folder / "log.csv"
     if log.is_file():
         header, *rows = log.read_text().splitlines(keepends=True) or [""]  # empty if stopped in epoch 1
-        kept = [row for row in rows if int(row.split(",", 1)[0]) < state["epoch"]]
+        kept = [row for row in rows if int(row.split(",", 1)[0]) < state.epoch]
         with atomic_write(log) as partial:
             partial.write_text("".join([header, *kept]))
 
@@ -145,23 +168,23 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.diverged = None  # what went non-finite, and at which step
         self.interrupt = interrupt
         # The state of the newest checkpoint on disk: it becomes the fallback when the next one is written.
-        self.saved = {k: v for k, v in state.items() if k != "previous"} if state.get("checkpoint") else None
+        self.saved = state.alone() if state.checkpoint else None
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
-        self.state["global_step"] += 1
+        self.state.global_step += 1
         if not math.isfinite(loss):
             self.stop(f"loss became {loss}")
-        elif self.save_every and self.state["global_step"] % self.save_every == 0:
+        elif self.save_every and self.state.global_step % self.save_every == 0:
             self.save(epoch_done=False)
         # At an epoch's last step, on_epoch_end (after validation) saves and stops instead.
         if (self.interrupt and self.interrupt.signal and not self.diverged
-                and self.state["global_step"] - self.state["epoch"] * self.steps_per_epoch < self.steps_per_epoch):
+                and self.state.global_step - self.state.epoch * self.steps_per_epoch < self.steps_per_epoch):
             self.save(epoch_done=False)
             self.stop_interrupted()
 
     def stop(self, what):
-        self.diverged = f"{what} at step {self.state['global_step']}"
+        self.diverged = f"{what} at step {self.state.global_step}"
         self.model.stop_training = True
 
     def stop_interrupted(self):
@@ -176,10 +199,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             # A validation image without valid depth gives NaN: no epoch is chosen on a made-up score.
             return self.stop(f"validation loss became {val_loss} in epoch {epoch + 1} (a validation "
                              "image without valid depth?)")
-        self.state["epoch"] = epoch + 1
-        if val_loss is not None and val_loss < self.state["best_val_loss"]:
-            self.state.update(best_val_loss=float(val_loss), best_epoch=epoch + 1,
-                              best_val_a1=(logs or {}).get("val_a1"))
+        self.state.epoch = epoch + 1
+        if val_loss is not None and val_loss < self.state.best_val_loss:
+            a1 = (logs or {}).get("val_a1")
+            self.state.best_val_loss, self.state.best_epoch = float(val_loss), epoch + 1
+            self.state.best_val_a1 = None if a1 is None else float(a1)
             save_model(self.model, self.folder / "best.keras", self.contract(self.state))
         self.save(epoch_done=True)
         if self.interrupt and self.interrupt.signal:
@@ -191,15 +215,15 @@ class RunCheckpoint(keras.callbacks.Callback):
             return self.stop("weights became non-finite")
         ckpt_dir = self.folder / "checkpoints"
         ckpt_dir.mkdir(exist_ok=True)
-        name = f"ckpt-{self.state['global_step']:09d}.weights.h5"
+        name = f"ckpt-{self.state.global_step:09d}.weights.h5"
         self.model.save_weights(ckpt_dir / name)  # every worker must take part in reading variables
-        done_steps = self.state["global_step"] - self.state["epoch"] * self.steps_per_epoch
-        self.state.update(epoch_step=0 if epoch_done else done_steps, checkpoint=name)
-        if self.saved and self.saved["checkpoint"] != name:
-            self.state["previous"] = self.saved  # kept for a resume whose newest file turns out damaged
-        write_json(ckpt_dir / "state.json", self.state)
-        self.saved = {k: v for k, v in self.state.items() if k != "previous"}
-        keep = {name, (self.state.get("previous") or {}).get("checkpoint")}
+        done_steps = self.state.global_step - self.state.epoch * self.steps_per_epoch
+        self.state.epoch_step, self.state.checkpoint = 0 if epoch_done else done_steps, name
+        if self.saved and self.saved.checkpoint != name:
+            self.state.previous = self.saved  # kept for a resume whose newest file turns out damaged
+        write_json(ckpt_dir / "state.json", self.state.to_dict())
+        self.saved = self.state.alone()
+        keep = {name, self.state.previous.checkpoint if self.state.previous else None}
         for old in ckpt_dir.glob("ckpt-*.weights.h5"):  # older ones, and any a killed run left half-written
             if old.name not in keep:
                 old.unlink(missing_ok=True)
@@ -375,7 +399,7 @@ def interrupted_message(args, run, how, script="train.py"):
     state_file = run.folder / "checkpoints" / "state.json" if run else None
     if not state_file or not state_file.is_file():
         return f"interrupted ({how}) before training started: nothing to resume"
-    state = json.loads(state_file.read_text())
-    return (f"interrupted ({how}) at step {state['global_step']} (epoch {state['epoch'] + 1}, step "
-            f"{state['epoch_step']} of it): checkpoint {state['checkpoint']} kept in {run.folder / 'checkpoints'}; "
+    state = TrainingState.from_dict(json.loads(state_file.read_text()))
+    return (f"interrupted ({how}) at step {state.global_step} (epoch {state.epoch + 1}, step "
+            f"{state.epoch_step} of it): checkpoint {state.checkpoint} kept in {run.folder / 'checkpoints'}; "
             f"resume with: {resume_command(args, run, script)}")

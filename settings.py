@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from augment import PERMUTE_PROBABILITY, REFERENCE_PERMUTE_PROBABILITY
 from data import DEFAULT_TRAIN_DATA
-from legacy import PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
-from metrics import THETA
+from loss import THETA
+from model import PAPER_LEAKY_RELU, REFERENCE_LEAKY_RELU
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class TrainSettings:
     half-pixel bilinear up-sampling, colour permutation 0.25) and the reference code's 20 epochs."""
 
     data: str = DEFAULT_TRAIN_DATA
+    mix: tuple = ()  # further datasets trained on with data (train.py --data A --data B ...)
+    mix_weights: tuple = ()  # each dataset's share of the training samples, data's first (default: equal)
     epochs: int = 20
     bs: int = 8  # global, over all replicas
     lr: float = 1e-4  # Adam, beta1 0.9, beta2 0.999
@@ -66,7 +68,7 @@ class TrainSettings:
         unknown = sorted(set(content) - fields)
         if unknown:
             raise ValueError(f"unknown settings {', '.join(unknown)}")
-        tuples = {key: tuple(value) for key in ("input_size", "leaky_relu_after")
+        tuples = {key: tuple(value) for key in ("input_size", "leaky_relu_after", "mix", "mix_weights")
                   if isinstance(value := content.get(key), list)}
         return cls(**{**content, **tuples})
 

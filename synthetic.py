@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from camera import NYU_INTRINSICS, scaled_intrinsics
+from datasets import NYU_ENCODING
 from depth import NYU, NYU_IMAGE_HW
 from utils import InputError, atomic_write, check_writable
 
@@ -822,8 +823,6 @@ def _to_srgb8(scene, radiance):
 
 # The NYU Depth v2 zip layout (the authors' nyu_data.zip), which data.py reads and the rooms are written in.
 NYU_CSV = {"train": "data/nyu2_train.csv", "test": "data/nyu2_test.csv"}
-NYU_8BIT_FULL_SCALE_M = NYU.max_m  # NYU training depth PNGs: 8 bits, 255 = 10 m
-NYU_16BIT_UNITS_PER_M = 1000.0     # NYU test depth PNGs: 16 bits, millimetres
 SYNTHETIC_DEFAULT_COUNTS = (600, 100)  # (train, test) pairs of `--data synthetic`: about a minute to render
 SYNTHETIC_BYTES_PER_PAIR = 2**20  # about what one rendered 640x480 pair takes in the zip (a bound)
 SYNTHETIC_VERSION = 1  # bump when the renderer changes, so stale caches are not reused
@@ -927,10 +926,10 @@ def encoded_pair(job):
     rgb, depth_m = render_scene(seed, focal_scale=scale)
     if split == "train":
         stem = f"data/nyu2_train/synthetic_{i // 10:04d}/{i % 10}"
-        depth = np.round(np.clip(depth_m / NYU_8BIT_FULL_SCALE_M, 0, 1) * 255).astype(np.uint8)
+        depth = np.round(np.clip(depth_m / NYU_ENCODING.full_scale_8bit_m, 0, 1) * 255).astype(np.uint8)
         return split, i, {f"{stem}.jpg": encode_image(rgb, "JPEG"), f"{stem}.png": encode_image(depth, "PNG")}, scale
     stem = f"data/nyu2_test/{i:05d}"
-    depth = np.round(depth_m * NYU_16BIT_UNITS_PER_M).astype(np.uint16)
+    depth = np.round(depth_m * NYU_ENCODING.units_per_m).astype(np.uint16)
     files = {f"{stem}_colors.png": encode_image(rgb, "PNG"), f"{stem}_depth.png": encode_image(depth, "PNG")}
     return split, i, files, scale
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 # Nothing imported here loads TensorFlow: --help answers at once.
 from camera import NYU_CAMERA
-from legacy import ENCODER_CHANNELS
+from model import ENCODER_CHANNELS
 from settings import LR_SCHEDULE, PAPER, RECIPES, SMOKE, resumed_settings, train_settings
 from utils import PRECISION_POLICIES, InputError, check_writable, git_commit, parse_hw, quiet_tensorflow, write_json
 
@@ -40,7 +40,12 @@ def parse_flags(argv=None):
     """{setting: value} of the flags written on the command line, checked; flags not written are absent."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=argparse.SUPPRESS)
-    p.add_argument("--data", help=f"dataset: synthetic, nyu, a zip, folder or KITTI split (default {PAPER.data})")
+    p.add_argument("--data", action="append",
+                   help=f"dataset: synthetic, nyu, a zip, folder or KITTI split, or a benchmark as NAME:PATH (ibims1, "
+                        f"diode, eth3d, sunrgbd, scannet, sintel, tum; default {PAPER.data}); give it several times "
+                        "to train on a mixture (with --canonical-focal where their cameras differ)")
+    p.add_argument("--data-weights", type=weights_list, metavar="W1,W2,...",
+                   help="with several --data: each one's share of the training samples (default: equal shares)")
     p.add_argument("--epochs", type=int, help=f"epochs to train in all (default {PAPER.epochs})")
     p.add_argument("--bs", type=int, help=f"global batch size over all replicas (default {PAPER.bs})")
     p.add_argument("--lr", type=float,
@@ -101,7 +106,26 @@ def parse_flags(argv=None):
                         + " (flags you write win)")
     given = {key.replace("-", "_"): value for key, value in vars(p.parse_args(argv)).items()}
     check_flags(p, given)
+    if "data" in given:
+        given["data"], *mix = given["data"]
+        given["mix"] = tuple(mix)
+    if "data_weights" in given:
+        given["mix_weights"] = given.pop("data_weights")
+        if len(given["mix_weights"]) != 1 + len(given.get("mix", ())):
+            p.error(f"--data-weights gives {len(given['mix_weights'])} weights for "
+                    f"{1 + len(given.get('mix', ()))} --data")
     return given
+
+
+def weights_list(text):
+    """(w1, w2, ...) from 'W1,W2,...', each positive, for argparse."""
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 1,3, got {text!r}") from err
+    if not all(w > 0 and math.isfinite(w) for w in weights):
+        raise argparse.ArgumentTypeError(f"every weight must be positive, got {text!r}")
+    return weights
 
 
 def parse_args(argv=None):
@@ -192,7 +216,7 @@ class TrainingDiverged(Exception):
 
 def train(settings, run, interrupt=None, new_lr=None):
     """Train as settings say into run's folder; returns the folder. new_lr: a resumed run's new rate."""
-    from data import open_dataset
+    from data import open_training_data
     from distribute import (
         cluster_spec,
         is_tf_distribute,
@@ -202,7 +226,7 @@ def train(settings, run, interrupt=None, new_lr=None):
         training_precision,
     )
     from pipeline import PipelineSettings, SampleErrors, training_inputs, validation_shared_by
-    from runs import RUN_BYTES_PER_PARAM, bad_samples_reported, initial_state, record_resume, saved_state
+    from runs import RUN_BYTES_PER_PARAM, TrainingState, bad_samples_reported, record_resume, saved_state
 
     check_writable(run.folder, folder=True)  # now, not after the data and the model are ready
     resuming = settings.init == "resume"
@@ -210,8 +234,8 @@ def train(settings, run, interrupt=None, new_lr=None):
     precision = training_precision(settings.precision)
     if settings.bs % replicas(strategy):
         raise InputError(f"--bs {settings.bs} is not divisible by the {replicas(strategy)} replicas")
-    dataset = open_dataset(settings.data, validation=settings.validation, skip_bad=settings.skip_bad,
-                           seed=settings.seed)
+    dataset = open_training_data((settings.data, *settings.mix), settings.mix_weights, validation=settings.validation,
+                                 skip_bad=settings.skip_bad, seed=settings.seed)
     run.folder.mkdir(parents=True, exist_ok=True)
     if settings.val_samples:
         dataset.limit("val", settings.val_samples)
@@ -220,11 +244,11 @@ def train(settings, run, interrupt=None, new_lr=None):
         if kept < count:
             print(f"validating on the first {kept} of {count} pairs, a multiple of the {replicas(strategy)} devices",
                   flush=True)
-    input_hw = settings.input_size or dataset.train_hw
+    input_hw = settings.input_size or dataset.spec.train_hw
     steps = settings.steps_per_epoch or max(1, len(dataset.samples("train")) // settings.bs)
-    state = saved_state(run) if resuming else initial_state()
+    state = saved_state(run) if resuming else TrainingState()
     with strategy.scope():
-        model = build_model(settings, dataset.depth_range)
+        model = build_model(settings, dataset.spec.depth_range)
         if resuming:
             state = restore(model, run, state, new_lr)
     check_writable(run.folder, RUN_BYTES_PER_PARAM * model.count_params(), folder=True)
@@ -251,7 +275,7 @@ def train(settings, run, interrupt=None, new_lr=None):
     with bad_samples_reported(errors):
         fit(model, train_input, val_ds, callbacks, checkpoint, settings)
     if checkpoint.diverged:
-        kept = state.get("checkpoint") or "none yet"
+        kept = state.checkpoint or "none yet"
         raise TrainingDiverged(f"{checkpoint.diverged}: training stopped; the last good checkpoint ({kept}) is "
                                f"kept in {run.folder / 'checkpoints'}. Check the data, or resume with a lower --lr.")
     finish(run, model, contract(state), state, errors, dataset)
@@ -289,15 +313,15 @@ def restore(model, run, state, lr=None):
     model.optimizer.build(model.trainable_variables)
     folder = run.path / "checkpoints"
     try:
-        load_checkpoint(model, folder / state["checkpoint"])
+        load_checkpoint(model, folder / state.checkpoint)
     except InputError as err:
-        previous = state.get("previous")
-        if not previous or not (folder / previous["checkpoint"]).is_file():
+        previous = state.previous
+        if not previous or not (folder / previous.checkpoint).is_file():
             raise
-        print(f"warning: {err}; resuming from the checkpoint before it, {previous['checkpoint']} (step "
-              f"{previous['global_step']})", flush=True)
-        load_checkpoint(model, folder / previous["checkpoint"])
-        state = dict(previous)
+        print(f"warning: {err}; resuming from the checkpoint before it, {previous.checkpoint} (step "
+              f"{previous.global_step})", flush=True)
+        load_checkpoint(model, folder / previous.checkpoint)
+        state = previous
     if lr is not None:  # the checkpoint restored the run's rate along with Adam's moments
         model.optimizer.learning_rate = lr
     return state
@@ -360,7 +384,7 @@ def write_first_files(settings, setup, run, model, dataset, errors, val_ds):
               "replicas": replica_count, "global_batch": settings.bs, "per_replica_batch": settings.bs // replica_count,
               "precision": setup.precision, "target": recipe_target(settings, dataset), "steps_per_epoch": setup.steps,
               "input_hw": list(setup.input_hw), "train_pairs": len(dataset.samples("train")),
-              "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.depth_range)}
+              "val_pairs": len(dataset.samples("val")), "depth_range": vars(dataset.spec.depth_range)}
     write_json(run.folder / "config.json", config)
     with open(run.folder / "model_summary.txt", "w") as f:
         model.summary(print_fn=lambda line, **_: f.write(line + "\n"), line_length=120)
@@ -368,7 +392,7 @@ def write_first_files(settings, setup, run, model, dataset, errors, val_ds):
                            PipelineSettings(setup.input_hw, settings.seed, settings.skip_bad), training=False,
                            errors=errors)
     with bad_samples_reported(errors):
-        baseline = mean_depth_baseline(baseline_ds, val_ds, dataset.depth_range)
+        baseline = mean_depth_baseline(baseline_ds, val_ds, dataset.spec.depth_range)
     write_json(run.folder / "baseline.json", baseline)
     print("baseline, training-mean depth {mean_depth_m:.2f} m: val a1 {a1:.3f} abs_rel {abs_rel:.3f} "
           "rmse {rmse:.3f}".format(**baseline), flush=True)
@@ -388,7 +412,7 @@ def make_callbacks(settings, run, dataset, steps, val_ds, errors, checkpoint):
                  keras.callbacks.CSVLogger(str(run.folder / "log.csv"), append=settings.init == "resume"),
                  keras.callbacks.TensorBoard(str(run.folder / "tensorboard"), write_graph=False, profile_batch=0),
                  SamplePredictions(sample_images.numpy(), sample_targets.numpy(),
-                                   run.folder / "tensorboard" / "samples", dataset.depth_range),
+                                   run.folder / "tensorboard" / "samples", dataset.spec.depth_range),
                  checkpoint]
     return recipe_callbacks(settings) + callbacks
 
@@ -396,7 +420,7 @@ def make_callbacks(settings, run, dataset, steps, val_ds, errors, checkpoint):
 def recipe_target(settings, dataset):
     """How the recipe turns depth into targets on this dataset (pipeline.TARGETS): the released recipe's
     blurred inverse depth is for dense data only, sparse data keeps the paper's."""
-    return "paper" if dataset.sparse else settings.targets
+    return "paper" if dataset.spec.sparse else settings.targets
 
 
 def recipe_callbacks(settings):
@@ -410,16 +434,13 @@ def contract_maker(model, settings, dataset, input_hw):
     """A function of the training state giving the contract saved with best.keras and final.keras."""
     from contract import model_contract
 
-    label = "synthetic" if str(settings.data).startswith("synthetic") else dataset.kind
-
     def contract(state):
-        a1 = state.get("best_val_a1")
-        training = {"steps": state["global_step"], "epochs": state["epoch"], "global_batch": settings.bs,
-                    "best_epoch": state["best_epoch"], "best_val_delta1": None if a1 is None else float(a1),
+        training = {"steps": state.global_step, "epochs": state.epoch, "global_batch": settings.bs,
+                    "best_epoch": state.best_epoch, "best_val_delta1": state.best_val_a1,
                     "smoke": bool(settings.smoke), "recipe": settings.recipe,
                     "command": " ".join(["python", "train.py", *sys.argv[1:]])}
-        return model_contract(model, label, dataset.depth_range, input_hw, settings.input_size is not None, training,
-                              training_camera(settings, dataset, input_hw))
+        return model_contract(model, dataset.spec.name, dataset.spec.depth_range, input_hw,
+                              settings.input_size is not None, training, training_camera(settings, dataset, input_hw))
 
     return contract
 
@@ -439,10 +460,10 @@ def fit(model, train_input, val_ds, callbacks, checkpoint, settings):
     """Train from where the checkpoint's state stands to settings.epochs: an interrupted epoch is finished
     first."""
     state, steps, epochs, bs = checkpoint.state, checkpoint.steps_per_epoch, settings.epochs, settings.bs
-    first_epoch = state["epoch"]
-    if state["epoch_step"] and first_epoch < epochs:
-        model.fit(train_input(state["global_step"] * bs), validation_data=val_ds, epochs=first_epoch + 1,
-                  initial_epoch=first_epoch, steps_per_epoch=steps - state["epoch_step"], callbacks=callbacks,
+    first_epoch = state.epoch
+    if state.epoch_step and first_epoch < epochs:
+        model.fit(train_input(state.global_step * bs), validation_data=val_ds, epochs=first_epoch + 1,
+                  initial_epoch=first_epoch, steps_per_epoch=steps - state.epoch_step, callbacks=callbacks,
                   verbose=0, shuffle=False)
         first_epoch += 1
     if first_epoch < epochs and not checkpoint.diverged:
@@ -460,7 +481,7 @@ def finish(run, model, contract, state, errors, dataset):
     if getattr(dataset, "skipped", None):
         print(f"skipped {len(dataset.skipped)} listed pairs with missing files (first: {dataset.skipped[0]})")
     if run.is_chief:
-        best = (f"best.keras from epoch {state['best_epoch']}" if state["best_epoch"]
+        best = (f"best.keras from epoch {state.best_epoch}" if state.best_epoch
                 else "no best.keras (no validation)")
         print(f"done: {run.path} (final.keras, {best}, log.csv, tensorboard/)")
 

@@ -3,8 +3,10 @@ git, TensorFlow's quiet start, and writing files safely. Nothing here knows abou
 needs TensorFlow at import time.
 """
 import contextlib
+import importlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,25 @@ def quiet_tensorflow():
     shown = [line for line in lines if fell_back or not any(notice in line for notice in CPU_ONLY_NOTICES)]
     if shown:
         print("\n".join(shown), file=sys.stderr, flush=True)
+
+
+class HeavyModule:
+    """A module imported on its first attribute read: the one way heavy libraries load lazily here.
+
+    Keras (with TensorFlow) takes seconds to import. model.py and loss.py hold facts that TensorFlow-free
+    code needs (settings.py, every script's --help), so they reach Keras through this: TensorFlow is
+    imported, through quiet_tensorflow, only when something is built or computed.
+    """
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        module = sys.modules.get(self._name)
+        if module is None:
+            quiet_tensorflow()
+            module = importlib.import_module(self._name)
+        return getattr(module, attr)
 
 
 def set_precision(precision):

@@ -188,7 +188,7 @@ def pipeline_batches(zip_path, seed):
     from pipeline import PipelineSettings, pipeline
 
     dataset = open_dataset(zip_path)
-    ds = pipeline(dataset, "train", BATCH_SIZE, PipelineSettings(dataset.train_hw, seed=seed), training=True)
+    ds = pipeline(dataset, "train", BATCH_SIZE, PipelineSettings(dataset.spec.train_hw, seed=seed), training=True)
     return ((x.numpy(), y.numpy()) for x, y in ds)
 
 

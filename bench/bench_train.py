@@ -142,7 +142,7 @@ def run_child(args):
         from pipeline import pipeline
 
         dataset = open_dataset(args.data)
-        depth_range = dataset.depth_range
+        depth_range = dataset.spec.depth_range
         data = strategy.distribute_datasets_from_function(lambda context: pipeline(
             dataset, "train", context.get_per_replica_batch_size(args.bs), targs.input_size, training=True))
     else:

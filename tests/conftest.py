@@ -77,5 +77,13 @@ def script_env(synthetic_cache, tmp_path_factory):
 
 
 @pytest.fixture
+def nyu_zip(tmp_path):
+    """A small NYU Depth v2 zip (datagen.nyu_members: 3 training and 2 test pairs) in the test's tmp_path."""
+    from datagen import nyu_members, write_zip
+
+    return write_zip(tmp_path / "nyu_data.zip", nyu_members())
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -37,6 +37,16 @@ def compute_errors_per_image(gt, pred, mask=None, min_depth_m=0.0):
     return {k: float(np.mean([e[k] for e in per_image])) for k in METRIC_NAMES}
 
 
+def first_batch(dataset, split="test", batch_size=8, **kwargs):
+    """The first batch of pipeline.pipeline over a data.open_dataset dataset, in order and not augmented.
+    kwargs: input_hw (default 32x48), errors (a pipeline.SampleErrors), and any PipelineSettings field."""
+    from pipeline import PipelineSettings, pipeline
+
+    hw, errors = kwargs.pop("input_hw", (32, 48)), kwargs.pop("errors", None)
+    return next(iter(pipeline(dataset, split, batch_size, PipelineSettings(hw, **kwargs), training=False,
+                              errors=errors)))
+
+
 def varied_small_model(seed=0, **options):
     """A random DenseDepth on the tiny encoder whose output is scaled into the depth range (mostly 1-10 m),
     so depth varies and is not clipped: a flipped, shifted or half-size prediction shows. options go to

@@ -27,7 +27,6 @@ import train
 from datagen import eigen_members, encoded, npy_bytes, nyu_members, write_zip
 from helpers import load_test_script, requires
 from loss import training_metrics
-from runs import mean_depth_baseline
 
 test_script = load_test_script()
 
@@ -70,6 +69,12 @@ BAD_INPUTS = [
     ("data.py", ["--data", "{empty_dir}"], 1, ["not a dataset"]),
     ("data.py", ["--data", "{empty_csv_zip}"], 1, ["nyu2_train.csv: empty"]),
     ("data.py", ["--data", "{not_a_zip}"], 1, ["not a readable zip archive"]),
+    ("data.py", ["--data", "imagenet"], 1, ["unknown --data 'imagenet'"]),
+    ("data.py", ["--data", "synthetic:x:1"], 1, ["synthetic:TRAIN:TEST"]),
+    ("data.py", ["--data", "{other_crop_eigen_zip}"], 1,
+     ["eigen_test_crop.npy holds [0, 479, 0, 639], not the Eigen crop"]),
+    ("data.py", ["--data", "{wide_focal_zip}"], 1,
+     ["nyu2_train.csv row 1: the third field, the focal length in pixels, is 'wide'"]),
     ("data.py", [], 2, ["nothing to do"]),
     # test.py
     ("test.py", ["--input", "{picture}", "--model", "{model}", "--output", "{ro}"], 1, ["cannot write", "Read-only"]),
@@ -82,15 +87,26 @@ BAD_INPUTS = [
      ["truncated.keras: not a readable Keras model file", "truncated or corrupt"]),
     ("test.py", ["--input", "{picture}", "--model", "{not_a_model_h5}", "--output", "{tmp}/out"], 1,
      ["not_a_model.h5: no model_config"]),
+    ("test.py", ["--input", "{picture}", "--model", "{weights_only_h5}", "--output", "{tmp}/out"], 1,
+     ["weights_only.h5: no model_config"]),
+    ("test.py", ["--input", "{picture}", "--model", "{tmp}/nope.h5", "--output", "{tmp}/out"], 1,
+     ["nope.h5: no such model file"]),
+    ("test.py", ["--input", "{picture}", "--model", "{corrupt_h5}", "--output", "{tmp}/out"], 1,
+     ["corrupt.h5: not an HDF5 file"]),
+    ("test.py", ["--input", "{picture}", "--model", "{not_a_zip_keras}", "--output", "{tmp}/out"], 1,
+     ["not_a_zip.keras: not a readable Keras model file"]),
     ("test.py", ["--input", "{corrupt_png}", "--model", "{model}", "--output", "{tmp}/out_none"], 1,
      ["1 of 1 inputs could not be used", "corrupt.png: cannot read image"]),
-    ("test.py", ["--fx", "0"], 2, ["--fx must be positive"]),
+    ("test.py", ["--fx", "0"], 2, ["--fx must be positive, got 0.0"]),
+    ("test.py", ["--fy", "-3"], 2, ["--fy must be positive, got -3.0"]),
+    ("test.py", ["--depth-range", "moon"], 2, ["argument --depth-range: invalid choice: 'moon'"]),
     ("test.py", ["--fov", "190"], 2, ["--fov must be between 0 and 180 degrees"]),
-    ("test.py", ["--fx", "300", "--focal-35mm", "26"], 2, ["--fx and --focal-35mm each give the focal length"]),
+    ("test.py", ["--fx", "300", "--focal-35mm", "26"], 2,
+     ["--fx and --focal-35mm each give the focal length: pass one"]),
     ("test.py", ["--focal-35mm", "-3"], 2, ["--focal-35mm must be positive"]),
     ("evaluate.py", ["--data", "synthetic:2:2:fwide"], 1, ["expected :fSCALE or :fLOW-HIGH"]),
     ("train.py", ["--canonical-focal", "50"], 2, ["--canonical-focal is a focal length over the picture's width"]),
-    ("test.py", ["--max-side", "8"], 2, ["--max-side must be 0 or at least 32"]),
+    ("test.py", ["--max-side", "8"], 2, ["--max-side must be 0 or at least 32, got 8"]),
     # evaluate.py
     ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{model}", "--json", "{ro}/e.json"], 1,
      ["e.json: cannot write"]),
@@ -103,9 +119,18 @@ BAD_INPUTS = [
      ["none of the 2 images has valid ground truth"]),
     ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{truncated_keras}"], 1, ["not a complete .keras zip"]),
     ("evaluate.py", ["--data", "{good_zip}", "--model", "{model}", "--crop", "garg"], 1,
-     ["Garg crop is defined for KITTI"]),
+     ["the garg crop is not defined for NYU Depth v2: choose one of none, eigen"]),
     ("evaluate.py", ["--data", "nyu_test"], 1, ["nyu_test.zip: not found"]),
+    ("evaluate.py", ["--data", "missing.zip", "--model", "{model}"], 1, ["missing.zip"]),
+    ("evaluate.py", ["--data", "{eigen_zip}", "--model", "missing.keras"], 1, ["missing.keras: no such model file"]),
     ("evaluate.py", ["--bs", "0"], 2, ["--bs must be at least 1"]),
+    ("evaluate.py", ["--limit", "0"], 2, ["--limit must be at least 1"]),
+    ("evaluate.py", ["--samples", "0"], 2, ["--samples must be at least 1"]),
+    ("evaluate.py", ["--input-size", "96"], 2, ["--input-size"]),
+    ("evaluate.py", ["--input-size", "16x128"], 2, ["--input-size"]),
+    ("evaluate.py", ["--input-size", "axb"], 2, ["--input-size"]),
+    ("evaluate.py", ["--protocol", "reference", "--no-flip"], 2,
+     ["--protocol reference fixes flip on", "drop --no-flip"]),
     ("evaluate.py", ["--data", "{eigen_zip}", "--model", "{corrupt_onnx}"], 1,
      ["corrupt.onnx: not a readable ONNX model"]),
     ("evaluate.py", ["--threads", "0"], 2, ["--threads must be at least 1"]),
@@ -170,6 +195,14 @@ def places(tmp_path_factory, small_model_path):
     paths["empty_dir"].mkdir()
     paths["not_a_zip"] = tmp / "not_a.zip"
     paths["not_a_zip"].write_bytes(b"this is no zip archive")
+    members, _, _ = eigen_members()
+    members["eigen_test_crop.npy"] = npy_bytes(np.array([0, 479, 0, 639]))
+    (tmp / "other_crop").mkdir()
+    paths["other_crop_eigen_zip"] = write_zip(tmp / "other_crop" / "nyu_test.zip", members)
+    paths["wide_focal_zip"] = write_zip(tmp / "wide_focal.zip", {
+        "data/nyu2_train/a.png": encoded(np.zeros((8, 8, 3), np.uint8)),
+        "data/nyu2_train/a_d.png": encoded(np.full((8, 8), 30, np.uint8)),
+        "data/nyu2_train.csv": b"data/nyu2_train/a.png,data/nyu2_train/a_d.png,wide\n"})
     paths["picture"] = tmp / "picture.png"
     paths["picture"].write_bytes(encoded(np.full((64, 96, 3), 120, np.uint8)))
     paths["corrupt_png"] = tmp / "corrupt.png"
@@ -191,6 +224,13 @@ def places(tmp_path_factory, small_model_path):
     paths["not_a_model_h5"] = tmp / "not_a_model.h5"
     with h5py.File(paths["not_a_model_h5"], "w") as f:
         f.create_dataset("x", data=np.zeros(3))
+    paths["weights_only_h5"] = tmp / "weights_only.h5"
+    with h5py.File(paths["weights_only_h5"], "w") as f:
+        f.attrs["layer_names"] = [b"conv2"]
+    paths["corrupt_h5"] = tmp / "corrupt.h5"
+    paths["corrupt_h5"].write_bytes(b"\x89HDF\r\n junk" * 100)
+    paths["not_a_zip_keras"] = tmp / "not_a_zip.keras"
+    paths["not_a_zip_keras"].write_bytes(b"PK\x03\x04 not really a zip")
 
     paths["corrupt_tflite"] = tmp / "corrupt.tflite"
     paths["corrupt_tflite"].write_bytes(b"TFL3 but nothing after it" * 10)
@@ -259,6 +299,88 @@ def test_bad_input(script, argv, code, words, places, capsys, monkeypatch):
     assert not left, sorted(left)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Bad inputs a row cannot hold: a patched default, the environment, a function called directly
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_no_model_anywhere_is_a_one_line_error(places, tmp_path, monkeypatch):
+    import estimator
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimator, "BUILTIN_MODEL", tmp_path / "models" / "missing.keras")
+    with pytest.raises(SystemExit, match=r"^error: no model given.*pass --model nyu.*train\.py") as exit_info:
+        evaluate.main(["--data", str(places["eigen_zip"])])
+    assert "\n" not in str(exit_info.value)
+
+
+def test_model_by_name_offline_is_one_line_within_seconds(tmp_path, monkeypatch):
+    """Nothing listens on port 1: the same failure as no network, without reaching for one (an address that
+    does not answer at all waits legacy.DOWNLOAD_TIMEOUT_S, 15 s, at most)."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("DENSEDEPTH_MODEL_MIRROR", "http://127.0.0.1:1")
+    with pytest.raises(SystemExit) as exit_info:
+        test_script.main(["--input", str(REPO / "examples"), "--model", "nyu", "--output", str(tmp_path / "out")])
+    message = str(exit_info.value)
+    assert message.startswith("error: cannot fetch the authors' nyu.h5 from http://127.0.0.1:1/nyu.h5 (")
+    assert "\n" not in message and "put it at" in message and "--model PATH" in message
+
+
+def test_multi_worker_under_jax_is_one_line(script_env, tmp_path):
+    """TF_CONFIG under KERAS_BACKEND=jax (a real process: the backend is chosen at import): one line, and
+    nothing written."""
+    tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    env = {**script_env, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CONFIG": json.dumps(tf_config)}
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--smoke", "--run-dir", str(tmp_path)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error: " in last and "multi-worker training (TF_CONFIG) needs the TensorFlow backend" in last, last
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_model_arguments_give_clear_errors(tmp_path):
+    from model import create_model
+    from utils import InputError
+
+    with pytest.raises(InputError, match="unknown encoder 'resnet50'"):
+        create_model("resnet50", weights=None)
+    with pytest.raises(InputError, match="decoder_width"):
+        create_model(weights=None, decoder_width=0)
+    with pytest.raises(InputError, match="encoder weights file not found"):
+        create_model(weights=str(tmp_path / "missing.h5"))
+
+
+def test_load_images_reports_unreadable_files_by_name(tmp_path):
+    from PIL import Image
+
+    from helpers import load_images
+    from utils import InputError, load_image
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(good)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(InputError, match=r"broken\.png: cannot read image"):
+        load_images([good, bad])
+    with pytest.raises(InputError, match=r"absent\.jpg: no such file"):
+        load_image(tmp_path / "absent.jpg")
+    assert len(load_images([good, good])) == 2
+
+
+def test_predict_rejects_bad_images(small_model):
+    from estimator import DepthEstimator
+    from utils import InputError
+
+    estimator = DepthEstimator.from_keras(small_model)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        estimator.predict(np.full((1, 4, 4, 3), 3.0, np.float32))
+    with pytest.raises(InputError, match="RGB"):
+        estimator.predict(np.zeros((1, 4, 4), np.uint8))
+
+
 def test_eigen_image_without_valid_depth_is_skipped_and_counted(places, capsys, monkeypatch):
     monkeypatch.chdir(places["tmp"])
     out = places["tmp"] / "one_hole.json"
@@ -278,7 +400,6 @@ def test_metrics_and_losses_over_an_empty_mask_are_nan_never_a_score():
 
     from depth import NYU
     from loss import depth_loss_function
-    from utils import InputError
 
     target = np.full((2, 16, 16, 1), 2.0, np.float32)
     mask = np.ones_like(target)
@@ -291,14 +412,6 @@ def test_metrics_and_losses_over_an_empty_mask_are_nan_never_a_score():
     for name, perfect in (("a1", 1.0), ("abs_rel", 0.0), ("rmse", 0.0)):
         values = metrics[name](y_true, y_pred).numpy()
         assert values[0] == pytest.approx(perfect, abs=1e-6) and np.isnan(values[1]), name
-
-    empty = tf.data.Dataset.from_tensors((tf.zeros((1, 32, 32, 3)), tf.constant(np.concatenate(
-        [target[:1], np.zeros_like(target[:1])], axis=-1))))
-    with pytest.raises(InputError, match="no valid depth in the first 20 training batches"):
-        mean_depth_baseline(empty, empty, NYU)
-    full = tf.data.Dataset.from_tensors((tf.zeros((2, 32, 32, 3)), y_true))
-    baseline = mean_depth_baseline(full, full, NYU)  # the empty image is left out, not scored 1
-    assert baseline == pytest.approx({"mean_depth_m": 5.0, "a1": 1.0, "abs_rel": 0.0, "rmse": 0.0}, abs=1e-5)
 
 
 def test_write_json_is_atomic_and_check_writable_says_why(places, tmp_path):

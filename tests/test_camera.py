@@ -11,8 +11,9 @@ from PIL import Image
 
 from camera import NYU_CAMERA, Camera, exif_camera, flags_camera, picture_camera
 from contract import Contract, model_contract, read_contract, save_model
-from data import camera_of, open_dataset
+from data import open_dataset
 from datagen import encoded, write_zip
+from datasets import KITTI_SPEC, listed_camera
 from depth import NYU
 from estimator import DepthEstimator
 from helpers import constant_network, load_test_script
@@ -186,15 +187,6 @@ def test_test_py_reads_the_photos_exif(constant_model, tmp_path, capsys):
                                DEPTH_M * (26 / 36) / NYU_CAMERA.fx, rtol=1e-5)
 
 
-def test_camera_flags_that_contradict_each_other_are_one_line(constant_model, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        test_script.parse_args(["--fx", "300", "--focal-35mm", "26"])
-    assert exit_info.value.code == 2
-    assert "--fx and --focal-35mm each give the focal length: pass one" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        test_script.parse_args(["--fov", "190"])
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The training camera a model carries
 # ---------------------------------------------------------------------------------------------------------
@@ -236,7 +228,7 @@ def test_rooms_rendered_at_another_focal_length_list_it_and_keep_the_centre_ray(
     dataset = open_dataset("synthetic:2:2:f0.5")
     sample = dataset.samples("test")[0]
     assert sample.focal == pytest.approx(518.8579 * 0.5, abs=1e-3)
-    assert camera_of(dataset, sample, 640).fx == pytest.approx(NYU_CAMERA.fx * 0.5, rel=1e-6)
+    assert listed_camera(dataset.camera, sample, 640).fx == pytest.approx(NYU_CAMERA.fx * 0.5, rel=1e-6)
     assert dataset.camera.fx == pytest.approx(NYU_CAMERA.fx * 0.5)
     mixed = open_dataset("synthetic:2:2:f0.5-2")
     scales = [s.focal / 518.8579 for s in mixed.samples("train") + mixed.samples("test")]
@@ -287,17 +279,46 @@ def test_canonical_training_targets_are_depth_in_the_canonical_camera(tmp_path):
     np.testing.assert_allclose(np.asarray(plain), NYU.max_m / stored, rtol=1e-4)
 
 
-def test_a_listed_focal_length_that_is_not_a_number_is_named(tmp_path):
-    members = {"data/nyu2_train/a.png": encoded(np.zeros((8, 8, 3), np.uint8)),
-               "data/nyu2_train/a_d.png": encoded(np.full((8, 8), 30, np.uint8)),
-               "data/nyu2_train.csv": b"data/nyu2_train/a.png,data/nyu2_train/a_d.png,wide\n"}
-    write_zip(tmp_path / "bad.zip", members)
-    with pytest.raises(InputError, match=r"nyu2_train.csv row 1: the third field, the focal length in pixels, "
-                                         r"is 'wide'"):
-        open_dataset(tmp_path / "bad.zip")
+def one_focal_zip(path, focal_px, count, depth_m):
+    """An NYU-layout zip of `count` pairs at depth_m, every pair listed at focal_px (pictures 32x48)."""
+    rgb = np.random.default_rng(2).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    members, rows = {}, []
+    for i in range(count):
+        members[f"data/nyu2_train/{i}.png"] = encoded(rgb)
+        members[f"data/nyu2_train/{i}_d.png"] = encoded(np.full((32, 48), round(depth_m / 10 * 255), np.uint8))
+        rows.append(f"data/nyu2_train/{i}.png,data/nyu2_train/{i}_d.png,{focal_px}")
+    members["data/nyu2_train.csv"] = "\n".join(rows).encode()
+    members["data/nyu2_test.csv"] = rows[0].encode()
+    write_zip(path, members)
+    return path
 
 
-def test_train_py_records_the_canonical_camera(tmp_path):
+def test_a_mixture_of_two_cameras_trains_in_the_canonical_one_at_the_weights_shares(tmp_path):
+    """Two datasets of one focal length each (20 and 40 px at width 48), mixed 1:3: the training list holds
+    their samples in those shares, and every target is its depth x F / f in the canonical camera F."""
+    from data import Mixture, open_training_data
+
+    near, far = one_focal_zip(tmp_path / "a.zip", 20.0, 2, 2.0), one_focal_zip(tmp_path / "b.zip", 40.0, 6, 4.0)
+    mixture = open_training_data([near, far], (1, 3))
+    assert isinstance(mixture, Mixture) and mixture.spec.name == "nyu+nyu"
+    train = mixture.samples("train")
+    from_near = sum(sample.where.startswith(str(near)) for sample in train)
+    assert (from_near, len(train) - from_near) == (2, 6)  # 8 samples in all, shared 1:3
+    assert len(mixture.samples("val")) == 2  # each dataset's own test pair
+    canonical = 0.5
+    settings = PipelineSettings((32, 48), canonical_focal=canonical)
+    _, targets = next(iter(pipeline(mixture, "train", len(train), settings, training=False)))
+    for sample, target in zip(train, np.asarray(targets)):
+        focal_px, depth_m = (20.0, 2.0) if sample.where.startswith(str(near)) else (40.0, 4.0)
+        stored = round(depth_m / 10 * 255) / 255 * 10
+        np.testing.assert_allclose(target, NYU.max_m / (stored * canonical / (focal_px / 48)), rtol=1e-4)
+    kitti_like = open_dataset(one_focal_zip(tmp_path / "c.zip", 40.0, 1, 4.0))
+    kitti_like.spec = KITTI_SPEC  # data on KITTI's 80 m range
+    with pytest.raises(InputError, match="different depth ranges"):
+        Mixture([open_dataset(near), kitti_like])
+
+
+def test_train_py_records_the_canonical_camera():
     import train
 
     dataset = type("Dataset", (), {"camera": NYU_CAMERA})
@@ -317,4 +338,4 @@ def test_a_kitti_split_records_its_listed_focal_length_as_the_training_camera(tm
     assert dataset.camera.fx == pytest.approx(721.5377 / 1242, rel=1e-9)
     assert "721.538 px" in dataset.camera.source and dataset.camera.cx == pytest.approx(609.5593 / 1242)
     sample = dataset.samples("test")[0]
-    assert camera_of(dataset, sample, 1242).fx == pytest.approx(dataset.camera.fx, rel=1e-12)
+    assert listed_camera(dataset.camera, sample, 1242).fx == pytest.approx(dataset.camera.fx, rel=1e-12)

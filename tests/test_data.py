@@ -1,34 +1,23 @@
-"""Datasets in every format: decoded values and units, pipelines, errors, the synthetic dataset."""
+"""Datasets in every format: decoded values and units, errors, the synthetic dataset (the tf.data pipeline
+over them: test_pipeline.py)."""
 import zipfile
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from data import EigenArrays, open_dataset
-from datagen import eigen_members, encoded, kitti_folder, npy_bytes, nyu_members, write_folder, write_zip
-from pipeline import PipelineSettings, SampleErrors, pipeline
+from datagen import eigen_members, kitti_folder, nyu_members, write_folder, write_zip
+from helpers import first_batch
 from synthetic import synthetic_dataset_path
 from utils import InputError
-
-
-def first_batch(dataset, split="test", batch_size=8, **kwargs):
-    hw, errors = kwargs.pop("input_hw", (32, 48)), kwargs.pop("errors", None)
-    return next(iter(pipeline(dataset, split, batch_size, PipelineSettings(hw, **kwargs), training=False,
-                              errors=errors)))
-
-
-@pytest.fixture
-def nyu_zip(tmp_path):
-    return write_zip(tmp_path / "nyu_data.zip", nyu_members())
 
 
 def test_nyu_zip_units_and_targets(nyu_zip):
     dataset = open_dataset(nyu_zip)
     assert len(dataset.samples("train")) == 3 and len(dataset.samples("test")) == 2
-    _, depth = dataset.read(dataset.samples("train")[0])
+    _, depth = dataset.read(dataset.samples("train")[0])[:2]
     np.testing.assert_allclose(depth, 51 / 255 * 10, rtol=1e-6)   # 8-bit: 255 = 10 m -> 2 m
-    rgb, depth = dataset.read(dataset.samples("test")[0])
+    rgb, depth = dataset.read(dataset.samples("test")[0])[:2]
     assert rgb.dtype == np.uint8 and rgb.shape == (32, 48, 3)
     np.testing.assert_allclose(depth, 2.5, rtol=1e-6)             # 16-bit millimetres
     images, targets = first_batch(dataset, "test")
@@ -41,25 +30,11 @@ def test_nyu_zip_units_and_targets(nyu_zip):
 def test_nyu_folder_layout_reads_the_same(tmp_path):
     root = write_folder(tmp_path / "mydata", nyu_members())
     dataset = open_dataset(root)
-    _, depth = dataset.read(dataset.samples("test")[1])
+    _, depth = dataset.read(dataset.samples("test")[1])[:2]
     np.testing.assert_allclose(depth, 2.5, rtol=1e-6)
     images, targets = first_batch(dataset, "train")
     assert images.shape == (3, 32, 48, 3)
     np.testing.assert_allclose(targets, 5.0, rtol=1e-5)
-
-
-def test_images_are_scaled_to_unit_range(nyu_zip):
-    dataset = open_dataset(nyu_zip)
-    rgb, _ = dataset.read(dataset.samples("test")[0])
-    images, _ = first_batch(dataset, "test")
-    np.testing.assert_allclose(images[0].numpy(), rgb / 255.0, atol=1e-6)
-
-
-def test_eigen_arrays_with_another_crop_are_refused(tmp_path):
-    members, _, _ = eigen_members()
-    members["eigen_test_crop.npy"] = npy_bytes(np.array([0, 479, 0, 639]))
-    with pytest.raises(InputError, match=r"eigen_test_crop.npy holds \[0, 479, 0, 639\], not the Eigen crop"):
-        open_dataset(write_zip(tmp_path / "nyu_test.zip", members))
 
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
@@ -69,7 +44,7 @@ def test_eigen_arrays_zip(tmp_path, compression):
     assert isinstance(dataset, EigenArrays)
     if compression == zipfile.ZIP_STORED:
         assert isinstance(dataset.rgb, np.memmap)  # read in place, not loaded whole
-    got_rgb, got_depth = dataset.read(dataset.samples("test")[1])
+    got_rgb, got_depth = dataset.read(dataset.samples("test")[1])[:2]
     np.testing.assert_array_equal(got_rgb, rgb[1])
     np.testing.assert_array_equal(got_depth, depth[1])
     with pytest.raises(InputError, match="only a test split"):
@@ -78,9 +53,9 @@ def test_eigen_arrays_zip(tmp_path, compression):
 
 def test_kitti_sparse_depth_and_mask(tmp_path):
     dataset = open_dataset(kitti_folder(tmp_path / "kitti"))
-    assert dataset.kind == "kitti" and dataset.sparse
+    assert dataset.spec.name == "kitti" and dataset.spec.sparse
     assert len(dataset.samples("train")) == 2  # the 'None' line has no ground truth
-    _, depth = dataset.read(dataset.samples("test")[0])
+    _, depth = dataset.read(dataset.samples("test")[0])[:2]
     assert depth.shape == (375, 1242)
     np.testing.assert_allclose(depth.ravel()[::7], 20.0)     # metres x 256
     assert np.count_nonzero(depth) == depth.ravel()[::7].size
@@ -92,61 +67,6 @@ def test_kitti_sparse_depth_and_mask(tmp_path):
     assert np.all(np.isfinite(target))
 
 
-def test_kitti_training_crop_is_fixed_size(tmp_path):
-    dataset = open_dataset(kitti_folder(tmp_path / "kitti"))
-    images, targets = next(iter(pipeline(dataset, "train", 2, dataset.train_hw, training=True)))
-    assert images.shape == (2, 352, 1216, 3) and targets.shape == (2, 176, 608, 2)
-
-
-def test_depth_holes_never_become_inf_or_nan(tmp_path):
-    members = nyu_members(test_depth_mm=2500)
-    half = np.full((32, 48), 2500, np.uint16)
-    half[:, :24] = 0  # holes: the far limit, target 1; 2.5 m: target 4
-    members["data/nyu2_test/00000_depth.png"] = encoded(half)
-    dataset = open_dataset(write_zip(tmp_path / "holes.zip", members))
-    _, targets = first_batch(dataset, "test")
-    assert np.all(np.isfinite(targets)) and targets.numpy().min() == 1.0 and targets.numpy().max() == 4.0
-    # A map of holes only has no ground truth at all: a bad sample named by its file, not a perfect far wall.
-    members["data/nyu2_test/00000_depth.png"] = encoded(np.zeros((32, 48), np.uint16))
-    dataset = open_dataset(write_zip(tmp_path / "all_holes.zip", members))
-    with pytest.raises(Exception, match="00000_depth.png: no valid depth"):
-        first_batch(dataset, "test")
-
-
-def test_training_pipeline_is_seeded_and_resumable(nyu_zip):
-    dataset = open_dataset(nyu_zip)
-
-    def run(seed, start=0):
-        settings = PipelineSettings((32, 48), seed=seed)
-        return [b[0].numpy() for b in pipeline(dataset, "train", 2, settings, start_index=start).take(4)]
-
-    a, b, c = run(1), run(1), run(2)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
-    # Skipping 4 samples (2 batches) gives the third and fourth batches of the uninterrupted run.
-    resumed = run(1, start=4)
-    np.testing.assert_array_equal(resumed[0], a[2])
-    np.testing.assert_array_equal(resumed[1], a[3])
-
-
-def test_every_iterator_of_a_training_pipeline_sees_one_stream_of_whole_passes(nyu_zip):
-    """Keras makes an extra iterator when it first builds a model: a stream that changed with each iterator
-    would give a fresh run other batches than a resumed one. Each pass holds every sample once, in an order
-    of its own; a start inside a later pass continues that pass."""
-    dataset = open_dataset(nyu_zip)
-    settings = PipelineSettings((32, 48), seed=3, permute_probability=0.5)
-    ds = pipeline(dataset, "train", 1, settings)
-    # A picture's mean survives mirroring and channel permutation: it names the sample.
-    names = lambda batches: [round(float(b[0].numpy().mean()), 4) for b in batches]  # noqa: E731
-    first, second = names(ds.take(12)), names(ds.take(12))
-    assert first == second
-    passes = [first[i:i + 3] for i in range(0, 12, 3)]
-    assert all(sorted(p) == sorted(passes[0]) and len(set(p)) == 3 for p in passes)
-    assert len({tuple(p) for p in passes}) > 1  # reshuffled between passes
-    resumed = names(pipeline(dataset, "train", 1, settings, start_index=7).take(5))
-    assert resumed == first[7:12]
-
-
 def test_validation_holds_out_whole_training_scenes(nyu_zip):
     dataset = open_dataset(nyu_zip, validation="holdout")
     val_scenes = {s.scene for s in dataset.samples("val")}
@@ -154,20 +74,6 @@ def test_validation_holds_out_whole_training_scenes(nyu_zip):
     assert val_scenes and not val_scenes & train_scenes
     assert len(dataset.samples("val")) + len(dataset.samples("train")) == 3
     assert open_dataset(nyu_zip).samples("val") == open_dataset(nyu_zip).samples("test")
-
-
-def test_corrupt_image_in_zip_is_named_or_skipped_and_counted(tmp_path):
-    members = nyu_members()
-    members["data/nyu2_test/00001_colors.png"] = b"\x89PNG\r\n\x1a\n broken"
-    dataset = open_dataset(write_zip(tmp_path / "bad.zip", members))
-    errors = SampleErrors()
-    with pytest.raises(tf.errors.OpError):
-        first_batch(dataset, "test", errors=errors)
-    assert errors.first.startswith(f"{tmp_path / 'bad.zip'}:data/nyu2_test/00001_colors.png: cannot decode image")
-    assert "data/nyu2_test.csv row 2" in errors.first
-    errors = SampleErrors()
-    images, _ = first_batch(dataset, "test", errors=errors, skip_bad=True)
-    assert images.shape[0] == 1 and errors.count == 1
 
 
 def test_csv_row_naming_a_missing_file(tmp_path):
@@ -181,23 +87,6 @@ def test_csv_row_naming_a_missing_file(tmp_path):
     assert len(dataset.samples("train")) == 2 and len(dataset.skipped) == 1
 
 
-def test_bad_data_specs(tmp_path):
-    with pytest.raises(InputError, match="unknown --data 'imagenet'"):
-        open_dataset("imagenet")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="not a dataset"):
-        open_dataset(tmp_path / "empty")
-    members = nyu_members()
-    members["data/nyu2_train.csv"] = b"\n"
-    with pytest.raises(InputError, match=r"nyu2_train\.csv: empty"):
-        open_dataset(write_zip(tmp_path / "empty.zip", members))
-    (tmp_path / "fake.zip").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match=r"fake\.zip: not a readable zip"):
-        open_dataset(tmp_path / "fake.zip")
-    with pytest.raises(InputError, match="synthetic:TRAIN:TEST"):
-        open_dataset("synthetic:x:1")
-
-
 def test_synthetic_dataset_is_rendered_once_and_matches_the_renderer(tmp_path):
     import synthetic
 
@@ -207,11 +96,11 @@ def test_synthetic_dataset_is_rendered_once_and_matches_the_renderer(tmp_path):
     assert path.stat().st_mtime == mtime
     dataset = open_dataset("synthetic:2:1", cache_dir=tmp_path)
     assert len(dataset.samples("train")) == 2 and len(dataset.samples("test")) == 1
-    rgb, depth = dataset.read(dataset.samples("test")[0])
+    rgb, depth = dataset.read(dataset.samples("test")[0])[:2]
     expected_rgb, expected_depth = synthetic.render_scene(500_000)
     np.testing.assert_array_equal(rgb, expected_rgb)            # PNG: lossless
     np.testing.assert_allclose(depth, expected_depth, atol=0.0005 + 1e-6)  # millimetres
-    _, depth = dataset.read(dataset.samples("train")[1])
+    _, depth = dataset.read(dataset.samples("train")[1])[:2]
     _, expected_depth = synthetic.render_scene(1)
     np.testing.assert_allclose(depth, expected_depth, atol=10 / 255 / 2 + 1e-5)  # 8-bit steps of 3.9 cm
 
@@ -281,14 +170,15 @@ def test_velodyne_scans_project_to_the_pixels_and_depths_placed_by_hand(tmp_path
     depth; of two points on one pixel the nearer wins; points behind the scanner or outside the picture
     are dropped."""
     from data import open_dataset
-    from kitti import KITTI_RAW, velodyne_depth
+    from datasets import KITTI_RAW
+    from kitti import velodyne_depth
 
     points = [pixel_of(12.0, 101, 201), pixel_of(30.0, 801, 51), pixel_of(7.0, 801, 51),
               [-5.0, 0.0, 0.0, 0.5], pixel_of(10.0, 2000, 100)]
     split = write_raw_kitti(tmp_path, [points])
     dataset = open_dataset(split)
-    assert (dataset.kind, dataset.ground_truth, len(dataset.samples("test"))) == ("kitti", KITTI_RAW, 1)
-    rgb, depth = dataset.read(dataset.samples("test")[0])
+    assert (dataset.spec.name, dataset.ground_truth, len(dataset.samples("test"))) == ("kitti", KITTI_RAW, 1)
+    rgb, depth = dataset.read(dataset.samples("test")[0])[:2]
     assert rgb.shape == (*RAW_HW, 3) and depth.shape == RAW_HW
     assert depth[200, 100] == pytest.approx(12.0, abs=1e-4)
     assert depth[50, 800] == pytest.approx(7.0, abs=1e-4)  # the nearer of two
@@ -299,7 +189,7 @@ def test_velodyne_scans_project_to_the_pixels_and_depths_placed_by_hand(tmp_path
 
 def test_gt_depths_npz_is_read_in_the_split_files_order(tmp_path):
     from data import open_dataset
-    from kitti import KITTI_GT_NPZ
+    from datasets import KITTI_GT_NPZ
 
     split = write_raw_kitti(tmp_path, [[pixel_of(5.0, 11, 11)], [pixel_of(6.0, 11, 11)]])
     maps = np.empty(2, object)

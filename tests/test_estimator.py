@@ -14,7 +14,7 @@ import estimator
 import export
 from estimator import DepthEstimator
 from helpers import network_depth_m, requires
-from utils import InputError, cpu_cores, runtime_threads
+from utils import cpu_cores, runtime_threads
 
 HW = (65, 97)
 
@@ -151,7 +151,7 @@ def drive(small_model, tmp_path, monkeypatch):
     server.shutdown()
 
 
-def test_a_released_model_by_name_is_fetched_once_checked_and_kept(drive, small_model, tmp_path):
+def test_a_released_model_by_name_is_fetched_once_checked_and_kept(drive, tmp_path):
     from legacy import released_path
 
     depth_estimator = DepthEstimator.load("nyu")
@@ -164,7 +164,8 @@ def test_a_released_model_by_name_is_fetched_once_checked_and_kept(drive, small_
     assert len(drive) == 2
 
 
-def test_a_link_that_gives_no_file_leaves_nothing_and_says_where_to_put_it(drive, tmp_path):
+@pytest.mark.usefixtures("drive")  # the server and the environment that points at it
+def test_a_link_that_gives_no_file_leaves_nothing_and_says_where_to_put_it(tmp_path):
     from legacy import released_path
 
     with pytest.raises(estimator.InputError) as error:
@@ -173,22 +174,6 @@ def test_a_link_that_gives_no_file_leaves_nothing_and_says_where_to_put_it(drive
     assert message.startswith("cannot fetch the authors' kitti.h5 from http://127.0.0.1:")
     assert "web page that offers no download" in message and f"put it at {released_path('kitti')}" in message
     assert not any((tmp_path / "keras_home").rglob("*.h5"))
-
-
-def test_model_by_name_offline_is_one_line_within_seconds(tmp_path, monkeypatch):
-    """Nothing listens on port 1: the same failure as no network, without reaching for one (an address that
-    does not answer at all waits legacy.DOWNLOAD_TIMEOUT_S, 15 s, at most)."""
-    from helpers import load_test_script
-
-    test_script = load_test_script()
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setenv("DENSEDEPTH_MODEL_MIRROR", "http://127.0.0.1:1")
-    with pytest.raises(SystemExit) as exit_info:
-        test_script.main(["--input", "examples", "--model", "nyu", "--output", str(tmp_path / "out")])
-    message = str(exit_info.value)
-    assert message.startswith("error: cannot fetch the authors' nyu.h5 from http://127.0.0.1:1/nyu.h5 (")
-    assert "\n" not in message and "put it at" in message and "--model PATH" in message
 
 
 class ConstantTarget(tf.keras.layers.Layer):
@@ -212,11 +197,3 @@ def test_network_depth_is_metres_at_half_resolution_with_flip():
     flipped = estimator.network_depth(images, flip=True)
     # The mean in metres of the prediction and of the mirrored one: (5 + 2.5) / 2 everywhere.
     np.testing.assert_allclose(flipped, 3.75, rtol=1e-6)
-
-
-def test_predict_rejects_bad_images():
-    estimator = DepthEstimator.from_keras(tf.keras.Sequential([tf.keras.Input((None, None, 3)), ConstantTarget()]))
-    with pytest.raises(InputError, match=r"\[0, 1\]"):
-        estimator.predict(np.full((1, 4, 4, 3), 3.0, np.float32))
-    with pytest.raises(InputError, match="RGB"):
-        estimator.predict(np.zeros((1, 4, 4), np.uint8))

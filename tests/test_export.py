@@ -147,7 +147,7 @@ def test_evaluate_and_test_py_take_exported_models_and_give_keras_figures(keras_
     assert depth.shape == (80, 120) and NYU.min_m <= depth.min() < depth.max() <= NYU.max_m
 
 
-def test_an_export_refuses_another_size_with_one_line(exported, monkeypatch, tmp_path, capsys):
+def test_an_export_refuses_another_size_with_one_line(exported, monkeypatch, tmp_path):
     monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--model", str(exported["onnx"]), "--data", "synthetic:2:3", "--input-size", "64x96"])

@@ -131,13 +131,6 @@ def test_paper_protocol_differs_exactly_by_its_floor_and_denominator(tmp_path, e
     assert "pooled_reference_order" not in paper
 
 
-def test_reference_protocol_refuses_what_contradicts_it(tmp_path, eigen_fixture, capsys):
-    zip_path, model_path, _, _ = eigen_fixture
-    with pytest.raises(SystemExit):
-        evaluate.main(["--model", str(model_path), "--data", str(zip_path), "--protocol", "reference", "--no-flip"])
-    assert "--protocol reference fixes flip on" in capsys.readouterr().err
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The contract: saved with our models, inferred for the authors' files
 # ---------------------------------------------------------------------------------------------------------
@@ -301,7 +294,7 @@ def test_released_targets_are_inverted_before_a_blurred_down_sampling_and_not_cl
     assert paper[0, 1] == pytest.approx(10 / 2.1, rel=1e-3) and released[0, 1] > 20.0
 
 
-def test_reference_recipe_sets_the_authors_training(monkeypatch):
+def test_reference_recipe_sets_the_authors_training():
     import train
 
     args = train.parse_args(["--recipe", "reference"])

@@ -3,12 +3,10 @@ import numpy as np
 import pytest
 
 from camera import scaled_intrinsics
-from depth import KITTI
+from datasets import KITTI_SPEC, NYU_SPEC
 from helpers import compute_errors_per_image
 from metrics import (
-    EIGEN_CROP,
     compute_errors,
-    crop_box,
     crop_mask,
     depth_ssim,
     edge_f1,
@@ -165,21 +163,21 @@ def test_normal_distance_ignores_scale_and_counts_only_the_mask():
 
 
 def test_eigen_crop_is_rows_20_to_459_and_columns_24_to_615():
-    assert crop_box(480, 640) == (20, 460, 24, 616)
+    assert NYU_SPEC.crop_box(480, 640) == (20, 460, 24, 616)
     mask = crop_mask(480, 640)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     assert (rows[0], rows[-1], cols[0], cols[-1]) == (20, 459, 24, 615)
     assert mask.sum() == 440 * 592
-    assert crop_box(240, 320) == (10, 230, 12, 308)   # scaled with the image
+    assert NYU_SPEC.crop_box(240, 320) == (10, 230, 12, 308)   # scaled with the image
     assert crop_mask(480, 640, crop="none").all()
 
 
 def test_kitti_crops_are_fractions_of_the_frame():
     # The monodepth evaluation's numbers for a 375x1242 frame.
-    assert crop_box(375, 1242, "kitti", "garg") == (153, 371, 44, 1197)
-    assert crop_box(375, 1242, "kitti", "eigen") == (124, 342, 44, 1197)
-    with pytest.raises(InputError, match="Garg crop is defined for KITTI only"):
-        crop_box(480, 640, "nyu", "garg")
+    assert KITTI_SPEC.crop_box(375, 1242, "garg") == (153, 371, 44, 1197)
+    assert KITTI_SPEC.crop_box(375, 1242, "eigen") == (124, 342, 44, 1197)
+    with pytest.raises(InputError, match="garg crop is not defined for NYU Depth v2"):
+        NYU_SPEC.crop_box(480, 640, "garg")
 
 
 def test_evaluation_mask_drops_holes_and_kitti_beyond_80_m():
@@ -187,10 +185,10 @@ def test_evaluation_mask_drops_holes_and_kitti_beyond_80_m():
     gt[200, 100] = 0.0      # no LiDAR return
     gt[201, 100] = 90.0     # beyond KITTI's cap
     gt[202, 100] = 5e-4     # below the 1 mm minimum
-    mask = evaluation_mask(gt, "kitti", "garg", KITTI)
+    mask = evaluation_mask(gt, KITTI_SPEC, "garg")
     assert not mask[200:203, 100].any()
     assert mask.sum() == (371 - 153) * (1197 - 44) - 3
-    assert evaluation_mask(gt, "nyu", "none")[201, 100]  # NYU keeps far ground truth
+    assert evaluation_mask(gt, NYU_SPEC, "none")[201, 100]  # NYU keeps far ground truth
 
 
 def test_quality_measures_back_project_with_the_images_camera():
@@ -276,6 +274,57 @@ def test_metric_errors_on_bad_input():
         compute_errors(np.ones(3), np.array([1.0, 0.0, 1.0]))
 
 
-def test_eigen_crop_is_the_papers():
-    top, bottom, left, right = EIGEN_CROP
-    assert (bottom - top + 1, right - left + 1) == (440, 592)
+# ---------------------------------------------------------------------------------------------------------
+# Alignment
+# ---------------------------------------------------------------------------------------------------------
+
+
+def ramp_scene():
+    """A depth ramp 1-5 m with holes, and a mask over its valid pixels."""
+    gt = np.tile(np.linspace(1.0, 5.0, W), (H, 1)) + np.linspace(0, 0.5, H)[:, None]
+    mask = np.ones((H, W), bool)
+    mask[::7, ::5] = False
+    return gt, mask
+
+
+def test_median_alignment_scales_by_the_ratio_of_medians():
+    from metrics import aligned
+
+    gt, mask = ramp_scene()
+    pred = 0.5 * gt ** 1.1  # wrong scale and a little wrong shape
+    out = aligned(gt, pred, mask, "median")
+    expected = pred * np.median(gt[mask]) / np.median(pred[mask])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    np.testing.assert_allclose(aligned(gt, 3.0 * gt, mask, "median"), gt, rtol=1e-6)
+    assert aligned(gt, pred, mask, "none") is pred
+
+
+def test_scale_shift_alignment_is_the_least_squares_fit_in_depth():
+    from metrics import aligned
+
+    gt, mask = ramp_scene()
+    np.testing.assert_allclose(aligned(gt, (gt - 0.7) / 2.5, mask, "scale-shift"), gt, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    pred = gt * 0.8 + 0.3 + rng.normal(0, 0.05, gt.shape)
+    design = np.stack([pred[mask], np.ones(mask.sum())], axis=1)
+    (s, t), *_ = np.linalg.lstsq(design, gt[mask], rcond=None)
+    np.testing.assert_allclose(aligned(gt, pred, mask, "scale-shift"), s * pred + t, rtol=1e-5)
+
+
+def test_disparity_alignment_fits_inverse_depth_and_respects_the_cap():
+    from metrics import aligned
+
+    gt, mask = ramp_scene()
+    disparity = 1.0 / gt
+    pred = 1.0 / (0.4 * disparity + 0.05)  # an affine error in inverse depth
+    np.testing.assert_allclose(aligned(gt, pred, mask, "scale-shift-disparity"), gt, rtol=1e-5)
+    rng = np.random.default_rng(1)
+    noisy = 1.0 / (disparity * 2.0 + 0.1 + rng.normal(0, 0.01, gt.shape))
+    design = np.stack([1.0 / noisy[mask], np.ones(mask.sum())], axis=1)
+    (s, t), *_ = np.linalg.lstsq(design, disparity[mask], rcond=None)
+    expected = 1.0 / np.maximum(s / noisy + t, 1.0 / 10.0)
+    np.testing.assert_allclose(aligned(gt, noisy, mask, "scale-shift-disparity", 10.0), expected, rtol=1e-5)
+    # A fitted disparity that would go negative is clamped at the cap's: no depth beyond it.
+    assert aligned(gt, pred, mask, "scale-shift-disparity", 2.0).max() <= 2.0 + 1e-6
+    with pytest.raises(InputError, match="unknown alignment 'affine'"):
+        aligned(gt, pred, mask, "affine")

@@ -144,28 +144,6 @@ def test_same_names_from_two_folders_do_not_overwrite(tmp_path):
     assert test_script.output_stems(paths) == ["x", "x_2", "y"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--input", "nowhere/*.png"], "no images found in nowhere/"),
-    (["--model", "missing.keras"], "missing.keras: no such model file"),
-])
-def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, pictures, argv, message):
-    monkeypatch.chdir(tmp_path)
-    argv = argv if "--input" in argv else argv + ["--input", str(pictures / "rgb.png")]
-    with pytest.raises(SystemExit, match=f"^error: {message}"):
-        test_script.main(argv)
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--fx", "0"], "--fx must be positive, got 0.0"), (["--fy", "-3"], "--fy must be positive, got -3.0"),
-    (["--max-side", "8"], "--max-side must be 0 or at least 32, got 8"),
-    (["--depth-range", "moon"], "argument --depth-range: invalid choice: 'moon'")])
-def test_impossible_flag_values_are_refused(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        test_script.parse_args(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_network_sizes():
     assert estimator.network_size(480, 640, 640) == (480, 640)
     assert estimator.network_size(3000, 4000, 640) == (480, 640)
