@@ -1,7 +1,9 @@
-"""Datasets: NYU Depth v2, the Eigen test arrays, KITTI, and the synthetic rooms, read without TensorFlow.
+"""Opening a --data value: NYU Depth v2, the Eigen test arrays, KITTI, your own folder, the synthetic rooms,
+the field's benchmarks (NAME:PATH), and mixtures of them, read without TensorFlow.
 
-Each dataset lists its samples per split and reads one as (uint8 RGB, depth in metres); pipeline.py turns
-them into tf.data batches, kitti.py projects KITTI's raw LiDAR scans.
+Each reader lists its samples per split and reads one as a datasets.Pair (uint8 RGB, metres, valid mask,
+camera); what is true of each dataset is its datasets.DatasetSpec. pipeline.py turns them into tf.data
+batches; kitti.py projects KITTI's raw LiDAR scans; benchmarks.py and sequences.py read the zero-shot sets.
 
 `--data` takes, in every script, one of:
     synthetic            the built-in procedural dataset (rendered and cached on first use, no download);
@@ -9,8 +11,13 @@ them into tf.data batches, kitti.py projects KITTI's raw LiDAR scans.
     nyu / nyu_test       nyu_data.zip / nyu_test.zip in the current folder
     path/to/file.zip     an NYU-format zip (data/nyu2_train.csv, data/nyu2_test.csv), read in place,
                          or the Eigen test arrays zip (eigen_test_rgb.npy, eigen_test_depth.npy, ...)
-    path/to/folder       the same NYU layout unpacked (your own RGB-D data: CSVs plus images), or a
-                         folder holding the Eigen .npy arrays, or a KITTI root with its split files
+    path/to/folder       the same NYU layout unpacked (your own RGB-D data: CSVs plus images; a
+                         data/depth_units.json such as {"units_per_m": 5000} declares how its 16-bit depth
+                         maps store metres, else NYU's millimetres), or a folder holding the Eigen .npy
+                         arrays, or a KITTI root with its split files
+    NAME:PATH            a benchmark in its distributor's layout: ibims1, diode, diode-indoors,
+                         diode-outdoor, eth3d, sunrgbd (benchmarks.py), scannet, sintel, sintel-clean, tum
+                         (sequences.py)
     path/to/split.txt    a KITTI split file: lines "rgb.png depth.png [focal]" relative to its folder (the
                          annotated depth maps of the BTS split files), or lines "left.png [right.png]" of
                          the raw data (Eigen's eigen_test_files.txt): ground truth is then each frame's
@@ -181,7 +188,7 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
     gt_depths: a gt_depths.npz holding the ground truth of a raw KITTI split file's frames, in its order.
     """
     spec = str(spec)
-    if spec == "synthetic" or spec.startswith("synthetic:"):
+    if spec.partition(":")[0] == SYNTHETIC_SPEC.name:
         return _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir)
     prefix, _, rest = spec.partition(":")
     readers = benchmark_readers()

@@ -29,8 +29,14 @@ The depth range, dataset and training size come from the model's saved contract 
     python evaluate.py --model runs/kitti/final.keras --data kitti/eigen_test_files_with_gt.txt --crop eigen
 
 --data takes nyu_test.zip (the Eigen arrays), an NYU-format zip or folder (its data/nyu2_test.csv pairs,
-e.g. nyu_data.zip), a KITTI split file, or `synthetic`. With no --model: nyu.h5 here if present, else the
-newest model under runs/.
+e.g. nyu_data.zip), a KITTI split file, `synthetic`, or a benchmark as NAME:PATH; given several times, each
+dataset is evaluated with its own protocol (crop, cap, camera) and one table puts them side by side with
+their mean, as zero-shot comparisons do (--align median, scale-shift, scale-shift-disparity for models
+without metric scale; published rows appear only beside figures made the same way). With no --model:
+nyu.h5 here if present, else the newest model under runs/, else the built-in model.
+
+    python evaluate.py --model nyu.h5 --data ibims1:ibims1 --data diode-indoors:diode/val --data sunrgbd:SUNRGBD
+    python evaluate.py --model nyu.h5 --data ibims1:ibims1 --align median --camera-scale both
 """
 import argparse
 import csv
@@ -275,6 +281,9 @@ def parse_args(argv=None):
                         help="with a raw KITTI split file (eigen_test_files.txt): read each frame's ground truth from "
                              "this gt_depths.npz (the export of the common KITTI evaluation scripts, in the split "
                              "file's order) instead of projecting its velodyne scan")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out samples whose files are missing or unreadable (each named, their count "
+                             "reported) instead of stopping at the first")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="which split of --data to evaluate (default test)")
     parser.add_argument("--protocol", default="paper", choices=PROTOCOLS,
@@ -361,7 +370,7 @@ def protocol_settings(estimator, dataset, args):
 
 def checked_inputs(args, data):
     """(dataset, samples, crop) once the data and its crop are known to work."""
-    dataset = open_dataset(data, gt_depths=args.gt_depths)
+    dataset = open_dataset(data, skip_bad=args.skip_bad, gt_depths=args.gt_depths)
     spec = dataset.spec
     if args.protocol == "reference" and not spec.reference_protocol:
         raise InputError(f"{dataset.name}: --protocol reference is the authors' NYU evaluation; "
@@ -425,7 +434,8 @@ def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
     for warning in warnings:
         print(f"warning: {warning}")
     spec = dataset.spec
-    pairs = ((s.name, dataset.read(s)) for s in samples)
+    bad = list(dataset.skipped)
+    pairs = readable_pairs(dataset, samples, bad if args.skip_bad else None)
     predictions = [] if args.save_predictions else None
     skipped = []
     settings = EvalSettings(spec, crop, args.flip, args.bs, args.quality, args.samples if args.save_samples else 0,
@@ -437,6 +447,8 @@ def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
     if skipped:
         print(f"skipped {len(skipped)} of {len(samples)} images without valid ground truth inside the {crop} crop "
               f"(first: {skipped[0]}); the figures are over the other {len(records)}")
+    if bad:
+        print(f"skipped {len(bad)} bad samples of {dataset.name} (--skip-bad; first: {bad[0]})")
     results = {**summary(records, args.quality, args.protocol), "align": args.align}
     results["camera"] = camera_summary(records, estimator.camera, dataset.camera, camera_scale)
     size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
@@ -452,8 +464,20 @@ def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
                 "prediction_clip_m": [estimator.depth_range.min_m, estimator.depth_range.max_m],
                 "depth_range_m": [spec.depth_range.min_m, spec.depth_range.max_m],
                 "eval_min_depth_m": spec.depth_range.eval_min_m, "eval_cap_m": spec.eval_cap_m,
-                "skipped_images": len(skipped)}
+                "skipped_images": len(skipped), "bad_samples": len(bad)}
     return {**settings, **results, **published_results(spec, dataset.ground_truth, args)}, records, kept, predictions
+
+
+def readable_pairs(dataset, samples, bad=None):
+    """(name, Pair) of each sample; with a list `bad`, an unreadable one is named there and left out."""
+    for sample in samples:
+        try:
+            yield sample.name, dataset.read(sample)
+        except InputError as err:
+            if bad is None:
+                raise
+            tqdm.write(f"skipped: {err}", file=sys.stderr)
+            bad.append(str(err))
 
 
 def published_results(spec, ground_truth, args):

@@ -1,12 +1,13 @@
 """Datasets in every format: decoded values and units, errors, the synthetic dataset (the tf.data pipeline
 over them: test_pipeline.py)."""
+import json
 import zipfile
 
 import numpy as np
 import pytest
 
 from data import EigenArrays, open_dataset
-from datagen import eigen_members, kitti_folder, nyu_members, write_folder, write_zip
+from datagen import eigen_members, encoded, kitti_folder, nyu_members, write_folder, write_zip
 from helpers import first_batch
 from synthetic import synthetic_dataset_path
 from utils import InputError
@@ -203,3 +204,38 @@ def test_gt_depths_npz_is_read_in_the_split_files_order(tmp_path):
         open_dataset(split, gt_depths=tmp_path / "short.npz")
     with pytest.raises(InputError, match="ground truth for a raw KITTI split file.*is not one"):
         open_dataset(tmp_path / "2011_09_26" / "calib_cam_to_cam.txt", gt_depths=tmp_path / "gt_depths.npz")
+
+
+def tum_scaled_folder(root, declared=None):
+    """Your own RGB-D folder in NYU's layout whose 16-bit depth maps store metres x 5000 (TUM's encoding): a
+    ramp 1.5-3.5 m, a hole at the corner; with `declared`, data/depth_units.json says so."""
+    depth_m = np.tile(np.linspace(1.5, 3.5, 48), (32, 1))
+    raw = np.round(depth_m * 5000).astype(np.uint16)
+    raw[0, 0] = 0
+    row = b"data/own/0.png,data/own/0_d.png"
+    members = {"data/own/0.png": encoded(np.zeros((32, 48, 3), np.uint8)), "data/own/0_d.png": encoded(raw),
+               "data/nyu2_train.csv": row, "data/nyu2_test.csv": row}
+    if declared:
+        members["data/depth_units.json"] = json.dumps(declared).encode()
+    write_folder(root, members)
+    return depth_m
+
+
+def test_own_folder_reads_the_depth_units_it_declares(tmp_path):
+    depth_m = tum_scaled_folder(tmp_path, {"units_per_m": 5000})
+    dataset = open_dataset(tmp_path)
+    assert dataset.spec.name == "folder" and dataset.encoding.units_per_m == 5000
+    _, depth, valid, _ = dataset.read(dataset.samples("test")[0])
+    assert not valid[0, 0] and valid.sum() == 32 * 48 - 1
+    np.testing.assert_allclose(depth[valid], depth_m[valid], atol=1e-4)
+
+
+def test_own_folder_read_at_the_wrong_units_is_refused_naming_the_plausible_ones(tmp_path):
+    depth_m = tum_scaled_folder(tmp_path)  # read as NYU's millimetres: 7.5-17.5 m, mostly beyond NYU's 10 m
+    dataset = open_dataset(tmp_path)
+    with pytest.raises(InputError) as caught:
+        dataset.read(dataset.samples("test")[0])
+    message = str(caught.value)
+    assert "0_d.png: read at 1000 values per metre" in message and "beyond 10 m" in message
+    assert f"stored at 5000 values per metre, its median would be {np.median(depth_m.ravel()[1:]):.2f} m" in message
+    assert 'data/depth_units.json ({"units_per_m": 5000})' in message

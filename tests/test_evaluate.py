@@ -275,7 +275,7 @@ def test_json_has_every_field(tmp_path, constant_model_path, banded_eigen_zip):
                            "input_size", "precision", "batch_size", "limit", "prediction_clip_m", "depth_range_m",
                            "eval_min_depth_m", "protocol", "pooled", "per_image", "quality", "paper",
                            "paper_computed", "ground_truth", "comparable_with_paper", "skipped_images", "camera",
-                           "align", "eval_cap_m", "published"}
+                           "align", "eval_cap_m", "published", "bad_samples"}
     assert set(result["pooled"]) == set(result["per_image"]) == metrics
     # NYU's protocol rescales nothing unless asked (--camera-scale on).
     assert not result["camera"]["applied"] and not result["camera"]["rescaled"] and result["camera"]["scale_max"] == 1
@@ -449,3 +449,67 @@ def test_the_sample_output_in_the_docs_is_what_evaluate_prints(tmp_path, monkeyp
     printed = capsys.readouterr().out.splitlines()
     first = next(i for i, line in enumerate(printed) if line.strip().startswith("a1"))
     assert printed[first:first + len(block)] == block
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The zero-shot table: several benchmarks, alignment
+# ---------------------------------------------------------------------------------------------------------
+
+
+def reader_metrics(reader, prediction_of):
+    """Per-image means of delta1 and abs rel over each sample's valid pixels within the spec's cap, with
+    the prediction prediction_of(ground truth there) gives: what evaluate.py must print, by hand."""
+    a1, rel = [], []
+    for sample in reader.samples("test"):
+        _, gt, valid, _ = reader.read(sample)
+        valid = valid & (gt <= reader.spec.eval_cap_m)
+        g = gt[valid].astype(np.float64)
+        p = prediction_of(g)
+        a1.append(np.mean(np.maximum(g / p, p / g) < 1.25))
+        rel.append(np.mean(np.abs(g - p) / g))
+    return float(np.mean(a1)), float(np.mean(rel))
+
+
+@pytest.mark.parametrize("align", ["none", "median"])
+def test_one_table_over_two_benchmarks_matches_hand_computed_metrics(tmp_path, constant_model_path, capsys, align):
+    """iBims-1 and DIODE in their own layouts, a network that says 2.5 m everywhere: each dataset's row (and
+    the mean row) is what the metrics of a constant prediction are, computed by hand from the files."""
+    from test_benchmarks import write_diode, write_ibims1_png
+
+    from benchmarks import READERS
+
+    write_ibims1_png(tmp_path / "ibims", ["corridor_01", "office_02"])
+    write_diode(tmp_path / "diode")
+    out = tmp_path / "table.json"
+    result = evaluate.main(["--model", str(constant_model_path), "--data", f"ibims1:{tmp_path / 'ibims'}",
+                            "--data", f"diode-indoors:{tmp_path / 'diode'}", "--input-size", "32x32",
+                            "--align", align, "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["align"] == align and [d["kind"] for d in saved["datasets"]] == ["ibims1", "diode-indoors"]
+
+    def predicted(g):  # the constant, or its median scaling: the ground truth's median everywhere
+        return np.full_like(g, CONSTANT_DEPTH_M if align == "none" else np.median(g))
+
+    for entry, name in zip(saved["datasets"], ("ibims1", "diode-indoors")):
+        a1, rel = reader_metrics(READERS[name](entry["data"]), predicted)
+        assert entry["per_image"]["a1"] == pytest.approx(a1, abs=1e-6)
+        assert entry["per_image"]["abs_rel"] == pytest.approx(rel, rel=1e-5)
+        shown = [row["model"] for row in entry["published"]]
+        assert entry["images"] == 2 and shown == (["ZoeDepth M12-N", "ZoeDepth M12-NK"] if align == "none" else [])
+    assert result["mean"]["abs_rel"] == pytest.approx(np.mean([d["per_image"]["abs_rel"] for d in saved["datasets"]]))
+    assert saved["mean_usual_names"]["delta1"] == saved["mean"]["a1"]
+    table = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("mean") for line in table) and f"alignment: {align}" in "\n".join(table)
+
+
+def test_skip_bad_leaves_out_a_missing_benchmark_file_and_counts_it(tmp_path, constant_model_path, capsys):
+    from test_benchmarks import write_ibims1_png
+
+    write_ibims1_png(tmp_path, ["corridor_01", "office_02", "kitchen_03"])
+    (tmp_path / "depth" / "office_02.png").unlink()
+    argv = ["--model", str(constant_model_path), "--data", f"ibims1:{tmp_path}", "--input-size", "32x32"]
+    with pytest.raises(SystemExit, match="office_02.png"):
+        evaluate.main(argv)
+    result = evaluate.main([*argv, "--skip-bad"])
+    assert (result["images"], result["bad_samples"]) == (2, 1)
+    assert "skipped 1 bad samples" in capsys.readouterr().out
