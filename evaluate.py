@@ -221,8 +221,10 @@ def combined_table(rows, align):
         for row in spec.published_rows(align):
             lines.append(f"{'  ' + published_label(row, spec):<{width}}{'':>8}"
                          + "".join(f"{row.metrics[k]:>9.3f}" if k in row.metrics else f"{'-':>9}" for k in names))
-    mean = mean_row([result for _, _, result in rows])
-    lines.append(f"{'mean':<{width}}{'':>8}" + "".join(f"{mean[k]:>9.3f}" for k in names))
+    for scaled in sorted({result["camera"]["applied"] for _, _, result in rows}):
+        mean = mean_row([result for _, _, result in rows if result["camera"]["applied"] == scaled])
+        label = "mean (camera-scaled)" if scaled else "mean"
+        lines.append(f"{label:<{width}}{'':>8}" + "".join(f"{mean[k]:>9.3f}" for k in names))
     lines.append(f"alignment: {align}; per-image means; published rows only where made with the same alignment")
     return "\n".join(lines)
 
@@ -244,7 +246,8 @@ def camera_line(camera):
     """The table's line on cameras."""
     model, data = camera["model_camera"]["source"], camera["data_camera"]["source"]
     if not camera["applied"]:
-        return f"camera: not rescaled (--no-camera-scale): the data's camera ({data}) taken as the model's ({model})"
+        return (f"camera: not rescaled (--camera-scale on rescales): the data's camera ({data}) taken as the model's "
+                f"({model})")
     if not camera["rescaled"]:
         return f"camera: not rescaled: the data's camera is the model's ({model})"
     spread = (f"x {camera['scale_min']:.3f}" if camera["scale_min"] == camera["scale_max"]
@@ -417,12 +420,13 @@ def main(argv=None):
         result, records, kept, predictions = outcomes[0]
         write_outputs(args, result, records, kept, predictions)
         return result
-    rows = [(f"{result['data']}" + (" (camera-scaled)" if result["camera"]["applied"] else ""), SPECS[result["kind"]],
+    rows = [(f"{result['kind']}" + (" (camera-scaled)" if result["camera"]["applied"] else ""), SPECS[result["kind"]],
              result) for result, *_ in outcomes]
     print()
     print(combined_table(rows, args.align))
-    combined = {"model": outcomes[0][0]["model"], "align": args.align, "datasets": [result for result, *_ in outcomes],
-                "mean": mean_row([result for result, *_ in outcomes])}
+    results = [result for result, *_ in outcomes]
+    combined = {"model": results[0]["model"], "align": args.align, "datasets": results,
+                "mean": mean_row([r for r in results if r["camera"]["applied"] == results[0]["camera"]["applied"]])}
     combined["mean_usual_names"] = {USUAL_NAMES.get(k, k): v for k, v in combined["mean"].items()}
     write_outputs(args, combined, [], [], None)
     return combined

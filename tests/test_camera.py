@@ -248,7 +248,7 @@ def test_evaluation_rescales_by_the_datas_camera_and_says_so(constant_model, tmp
     assert rescaled["camera"]["rescaled"] and rescaled["camera"]["scale_min"] == pytest.approx(0.5)
     np.testing.assert_allclose(np.load(tmp_path / "p.npz")["00000"], DEPTH_M / 2, rtol=1e-5)
     kept = evaluate.main(["--model", str(constant_model[0]), "--data", "synthetic:2:2:f0.5", "--no-camera-scale"])
-    assert not kept["camera"]["applied"] and "not rescaled (--no-camera-scale)" in capsys.readouterr().out
+    assert not kept["camera"]["applied"] and "not rescaled (--camera-scale on rescales)" in capsys.readouterr().out
     same = evaluate.main(["--model", str(constant_model[0]), "--data", "synthetic:2:2"])
     assert not same["camera"]["rescaled"] and same["camera"]["scale_max"] == 1.0
     assert "camera: not rescaled: the data's camera is the model's" in capsys.readouterr().out
