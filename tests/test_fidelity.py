@@ -23,6 +23,7 @@ from augment import REFERENCE_PERMUTE_PROBABILITY
 from contract import Contract, model_contract, read_contract, save_model
 from data import open_dataset
 from datagen import encoded, npy_bytes, write_zip
+from datasets import NYU_SPEC, pair
 from depth import KITTI, NYU, NYU_REFERENCE
 from estimator import DepthEstimator
 from helpers import constant_network, load_test_script, network_depth_m
@@ -279,7 +280,7 @@ def test_released_targets_are_inverted_before_a_blurred_down_sampling_and_not_cl
     from pipeline import network_pair
 
     class Dense:
-        kind, sparse, depth_range = "nyu", False, NYU
+        spec = NYU_SPEC
 
     depth = np.full((8, 8), 4.0, np.float32)
     depth[:, :3] = 0.2
@@ -398,7 +399,7 @@ def test_evaluation_crop_keeps_prediction_and_ground_truth_registered():
     depth_m = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant([[[[SPAN_M], [SPAN_M], [0.0]]]]),
                                   bias_initializer=keras.initializers.Constant(NEAR_M))(half)
     model = DepthEstimator.from_keras(keras.Model(image, keras.layers.Lambda(lambda d: NYU.max_m / d)(depth_m)))
-    pairs = [("position", rgb, ground_truth)]
+    pairs = [("position", pair(rgb, ground_truth))]
     records, _ = evaluate.evaluate(model, pairs, evaluate.EvalSettings(flip=False))
     assert records[0]["pixels"] == 440 * 592
     assert records[0]["a1"] == 1.0 and records[0]["abs_rel"] < 0.005
@@ -406,6 +407,6 @@ def test_evaluation_crop_keeps_prediction_and_ground_truth_registered():
     flipped, _ = evaluate.evaluate(model, pairs, evaluate.EvalSettings(flip=True))
     assert flipped[0]["abs_rel"] < 0.005
     # The ground truth one pixel to the right is measurably worse: the check can fail.
-    shifted, _ = evaluate.evaluate(model, [("shifted", rgb, np.roll(ground_truth, 1, axis=1))],
+    shifted, _ = evaluate.evaluate(model, [("shifted", pair(rgb, np.roll(ground_truth, 1, axis=1)))],
                                    evaluate.EvalSettings(flip=False))
     assert shifted[0]["abs_rel"] > 1.5 * records[0]["abs_rel"]

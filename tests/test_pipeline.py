@@ -84,3 +84,25 @@ def test_corrupt_image_in_zip_is_named_or_skipped_and_counted(tmp_path):
     errors = SampleErrors()
     images, _ = first_batch(dataset, "test", errors=errors, skip_bad=True)
     assert images.shape[0] == 1 and errors.count == 1
+
+
+def test_a_benchmark_trains_with_its_holes_masked(tmp_path):
+    """iBims-1 read for fine-tuning: its invalid and transparent pixels travel as a mask channel (the loss
+    then ignores them), and the target elsewhere is the depth's, on the spec's range."""
+    from test_benchmarks import ibims1_masks, write_ibims1_png
+
+    from datasets import spec_named
+    from depth import depth_norm
+
+    write_ibims1_png(tmp_path, ["a", "b"])
+    dataset = open_dataset(f"ibims1:{tmp_path}")
+    assert dataset.spec is spec_named("ibims1") and len(dataset.samples("train")) == 2
+    _, targets = next(iter(pipeline(dataset, "train", 2, (12, 16), training=False)))
+    targets = np.asarray(targets)
+    assert targets.shape == (2, 6, 8, 2)
+    _, depth, valid, _ = dataset.read(dataset.samples("train")[0])
+    half_valid = valid[1::2, 1::2]  # a nearest resize of 12x16 to 6x8 takes every other pixel, from the second
+    assert not ibims1_masks()[1][1::2, 1::2][half_valid].any() and not half_valid.all()  # holes are masked
+    np.testing.assert_array_equal(targets[0, ..., 1], half_valid.astype(np.float32))
+    expected = np.asarray(depth_norm(depth[1::2, 1::2][half_valid], dataset.spec.depth_range))
+    np.testing.assert_allclose(targets[0, ..., 0][half_valid], expected, rtol=1e-5)
