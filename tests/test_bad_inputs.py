@@ -435,6 +435,7 @@ def test_write_json_is_atomic_and_check_writable_says_why(places, tmp_path):
         check_writable(places["ro"] / "deep" / "a.json")
 
 
+@pytest.mark.slow  # a training run (tens of seconds): the full suite runs it
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before_it(synthetic_cache, tmp_path, capsys, monkeypatch):
     """A resume whose newest checkpoint was cut short says so in one line and resumes from the one before
     it; with no checkpoint before it, the resume ends in one error line naming the file, losing nothing."""

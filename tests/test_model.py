@@ -81,6 +81,7 @@ def test_resize_layer_matches_skip_size_and_is_bilinear():
     assert odd.shape == (1, 3, 3, 1)
 
 
+@pytest.mark.slow  # a training run (tens of seconds): the full suite runs it
 def test_compiled_train_step_accepts_several_input_sizes():
     keras.utils.set_random_seed(1)
     net = create_model("tiny", weights=None)
