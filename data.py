@@ -8,6 +8,8 @@ batches; kitti.py projects KITTI's raw LiDAR scans; benchmarks.py and sequences.
 `--data` takes, in every script, one of:
     synthetic            the built-in procedural dataset (rendered and cached on first use, no download);
                          synthetic:N:M renders N training and M test pairs
+    synthetic-video:N    N clips of a camera moving through a room (walk, pan, dolly), exact depth and pose
+                         per frame (synthetic-video:N:F: F frames each), rendered and cached likewise
     nyu / nyu_test       nyu_data.zip / nyu_test.zip in the current folder
     path/to/file.zip     an NYU-format zip (data/nyu2_train.csv, data/nyu2_test.csv), read in place,
                          or the Eigen test arrays zip (eigen_test_rgb.npy, eigen_test_depth.npy, ...)
@@ -54,6 +56,7 @@ from datasets import (
 )
 from depth import NYU_IMAGE_HW
 from kitti import KittiRaw, is_raw_kitti_list
+from sequences import SYNTHETIC_VIDEO_SPEC, open_synthetic_video
 from synthetic import (
     NYU_CSV,
     SYNTHETIC_BYTES_PER_PAIR,
@@ -188,9 +191,11 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
     gt_depths: a gt_depths.npz holding the ground truth of a raw KITTI split file's frames, in its order.
     """
     spec = str(spec)
-    if spec.partition(":")[0] == SYNTHETIC_SPEC.name:
-        return _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir)
     prefix, _, rest = spec.partition(":")
+    if prefix == SYNTHETIC_SPEC.name:
+        return _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir)
+    if prefix == SYNTHETIC_VIDEO_SPEC.name:
+        return open_synthetic_video(spec, cache_dir)
     readers = benchmark_readers()
     if rest and prefix in readers:
         if not Path(rest).exists():
@@ -201,7 +206,7 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
         if spec in NAMED_DATA or spec in NAMED_DATA.values():
             raise InputError(f"{path}: not found. Download it from the DenseDepth authors "
                              "(github.com/ialhashim/DenseDepth), or use --data synthetic to work offline")
-        known = ", ".join(["synthetic", *NAMED_DATA, *(f"{name}:PATH" for name in readers)])
+        known = ", ".join(["synthetic", "synthetic-video:N", *NAMED_DATA, *(f"{name}:PATH" for name in readers)])
         raise InputError(f"unknown --data '{spec}': not a dataset name ({known}) and no such file or folder")
     if path.suffix == ".txt" and is_raw_kitti_list(path):
         return KittiRaw(path, gt_depths)

@@ -289,3 +289,104 @@ def quality_measures(gt, pred, box, mask, depth_range=NYU, camera=None):
     return {"mssim": depth_ssim(gt[crop], pred[crop], depth_range.max_m, mask[crop]),
             "edge_f1": edge_f1(gt[crop], pred[crop], mask=mask[crop]),
             "normal_distance": normal_distance(gt[crop], pred[crop], intrinsics, mask[crop])}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Temporal consistency of a video's depth: TAE
+# ---------------------------------------------------------------------------------------------------------
+
+
+def per_pair_tae(depths, poses, intrinsics, valid=None, splat="last"):
+    """The TAE of each consecutive pair of frames (N - 1 values, in percent): the mean of the two directions'
+    reprojection errors (tae_direction), t to t + 1 and t + 1 to t.
+
+    depths: (N, H, W) metres; poses: (N, 4, 4) camera-to-world; intrinsics: (fx, fy, cx, cy) in pixels (or
+    a dict with those keys, as camera.Camera.pixels gives), one for every frame or a sequence of N, in this
+    project's convention: pixel (v, u) is the ray through (u + 0.5, v + 0.5); valid: (N, H, W) masks or None.
+    """
+    depths = np.asarray(depths, dtype=np.float64)
+    poses = np.asarray(poses, dtype=np.float64)
+    if depths.ndim != 3 or len(depths) < 2:
+        raise ValueError(f"TAE needs depths of shape (N, H, W) with N >= 2, got {depths.shape}")
+    if poses.shape != (len(depths), 4, 4):
+        raise ValueError(f"TAE needs one 4x4 pose per frame: {len(depths)} frames, poses {poses.shape}")
+    cameras = _frame_intrinsics(intrinsics, len(depths))
+    masks = [None] * len(depths) if valid is None else np.asarray(valid, dtype=bool)
+    errors = []
+    for t in range(len(depths) - 1):
+        forward = np.linalg.inv(poses[t + 1]) @ poses[t]  # frame t's camera coordinates to frame t + 1's
+        there = tae_direction(depths[t], depths[t + 1], forward, cameras[t], cameras[t + 1], masks[t],
+                              masks[t + 1], splat)
+        back = tae_direction(depths[t + 1], depths[t], np.linalg.inv(forward), cameras[t + 1], cameras[t],
+                             masks[t + 1], masks[t], splat)
+        errors.append(50.0 * (there + back))
+    return np.asarray(errors)
+
+
+def temporal_alignment_error(depths, poses, intrinsics, valid=None, splat="last"):
+    """TAE, the temporal alignment error of Video Depth Anything (Chen et al. 2025; their
+    benchmark/eval/eval_tae.py), in percent: the mean over consecutive pairs of per_pair_tae.
+
+    Each frame's depth, back-projected and moved by the known camera motion into the next frame (and the
+    next into it), should land on that frame's depth there; the abs rel of the mismatch measures flicker,
+    not accuracy (one scale for the whole clip gives 0). eval_tae.py first aligns the predictions of the
+    whole clip to the ground truth (one least-squares scale and shift in disparity); pass depths already
+    aligned so, or metric ones.
+    """
+    return float(np.mean(per_pair_tae(depths, poses, intrinsics, valid, splat)))
+
+
+def tae_direction(depth_src, depth_dst, src_to_dst, k_src, k_dst, valid_src=None, valid_dst=None, splat="last"):
+    """Mean |z' - d| / d (a fraction) of one frame's depth reprojected into another (eval_tae.py's tae_torch).
+
+    Every valid source pixel is back-projected (k_src), moved by src_to_dst (4x4) and projected (k_dst);
+    those landing in the image with positive depth z' are splatted at their pixel: where several land on one
+    pixel, splat="last" keeps the last in raster order (eval_tae.py's scatter on a CPU), "nearest" the
+    nearest. d: the destination's depth at the splatted pixels where it is valid. 0.0 where no pixel is
+    compared, as eval_tae.py returns.
+    """
+    depth_src, depth_dst = np.asarray(depth_src, dtype=np.float64), np.asarray(depth_dst, dtype=np.float64)
+    height, width = depth_dst.shape
+    fx, fy, cx, cy = k_src
+    rows, cols = np.nonzero(valid_mask(depth_src, valid_src))
+    z = depth_src[rows, cols]
+    points = np.stack([(cols + 0.5 - cx) / fx * z, (rows + 0.5 - cy) / fy * z, z])
+    moved = np.asarray(src_to_dst)[:3, :3] @ points + np.asarray(src_to_dst)[:3, 3:4]
+    fx, fy, cx, cy = k_dst
+    ahead = moved[2] > 0
+    moved = moved[:, ahead]
+    u = np.floor(fx * moved[0] / moved[2] + cx)  # the pixel whose square [u, u + 1) holds the projection
+    v = np.floor(fy * moved[1] / moved[2] + cy)
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    index, z_new = (v[inside] * width + u[inside]).astype(np.int64), moved[2, inside]
+    if splat == "nearest":  # farthest first, so that the nearest is written last
+        order = np.argsort(-z_new, kind="stable")
+        index, z_new = index[order], z_new[order]
+    elif splat != "last":
+        raise ValueError(f"splat must be 'last' or 'nearest', got {splat!r}")
+    # The last write of each pixel, made explicit: NumPy leaves repeated fancy-index assignment unordered.
+    pixels, first_from_end = np.unique(index[::-1], return_index=True)
+    projected = np.zeros(height * width)
+    projected[pixels] = z_new[len(z_new) - 1 - first_from_end]
+    compared = (projected > 0) & valid_mask(depth_dst, valid_dst).ravel()
+    if not np.any(compared):
+        return 0.0
+    target = depth_dst.ravel()[compared]
+    return float(np.mean(np.abs(target - projected[compared]) / target))
+
+
+def _frame_intrinsics(intrinsics, count):
+    """[(fx, fy, cx, cy)] * count of one camera's intrinsics (a 4-sequence or a dict) or of count of them."""
+    def one(k):
+        if isinstance(k, dict):
+            return tuple(float(k[name]) for name in ("fx", "fy", "cx", "cy"))
+        values = tuple(float(value) for value in np.asarray(k, dtype=np.float64).ravel())
+        if len(values) != 4:
+            raise ValueError(f"intrinsics must be (fx, fy, cx, cy), got {k!r}")
+        return values
+
+    if isinstance(intrinsics, dict) or np.ndim(intrinsics) == 1:
+        return [one(intrinsics)] * count
+    if len(intrinsics) != count:
+        raise ValueError(f"{len(intrinsics)} intrinsics for {count} frames")
+    return [one(k) for k in intrinsics]

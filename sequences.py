@@ -12,6 +12,9 @@ zero-shot evaluation, fine-tuning and video depth evaluation.
 Each reader has the datasets.py interface (spec, name, skipped, samples(split), read(sample)) plus pose()
 and sequences(). None of these benchmarks has a training split of its own: every split is every sample.
 Their specs are registered with datasets.py on import. Nothing here imports TensorFlow.
+
+Beside them, synthetic.py's clips (exact depth and poses, rendered into the cache on first use):
+open_synthetic_video("synthetic-video:6:32") is a reader of the same kind.
 """
 import math
 import re
@@ -20,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 import datasets
-from camera import Camera
+from camera import NYU_CAMERA, Camera
 from datafiles import Sample, decode_rgb
-from depth import DepthRange
+from depth import NYU, DepthRange
 from utils import InputError, picture_errors
 
 SPLITS = ("train", "val", "test")
@@ -61,6 +64,14 @@ TUM_SPEC = datasets.register(datasets.DatasetSpec(
     crops={}, default_crop="none", reported=METRICS, published=(),
     layout="rgbd_dataset_*/{rgb.txt, depth.txt, groundtruth.txt, rgb/*.png, depth/*.png (value / 5000 m)}",
     source="Sturm et al. 2012, TUM RGB-D benchmark (cvg.cit.tum.de)"))
+# Clips of synthetic.py's rooms: exact depth and poses, rendered on first use (synthetic.synthetic_video_path).
+SYNTHETIC_VIDEO_SPEC = datasets.register(datasets.DatasetSpec(
+    name="synthetic-video", title="synthetic clips", depth_range=NYU, eval_cap_m=None, train_hw=(480, 640),
+    camera=NYU_CAMERA, sparse=False, crops={}, default_crop="none", reported=METRICS, published=(),
+    camera_scale=False,
+    layout="clip_XX/{rgb/NNNNNN.png, depth/NNNNNN.png (mm), poses.txt (camera-to-world, 16 numbers a line), "
+           "camera.txt (fx fy cx cy height width)}, rendered on first use into the cache folder",
+    source="synthetic.py (render_clip)"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -535,6 +546,79 @@ def open_tum(path, skip_bad=False):
     frames = [frame for sequence_dir in tum_sequence_dirs(path) for frame in tum_frames(sequence_dir)]
     frames, skipped = keep_present(frames, skip_bad)
     return Tum(TUM_SPEC, path, frames, skipped)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Synthetic clips (synthetic.py)
+# ---------------------------------------------------------------------------------------------------------
+
+SYNTHETIC_CLIP_SOURCE = "the synthetic clips' camera"
+
+
+class SyntheticClips(SequenceReader):
+    """The clips synthetic.synthetic_video_path renders. Sample.extra: (camera.txt, poses.txt, frame number)."""
+
+    def __init__(self, spec, name, frames, skipped):
+        super().__init__(spec, name, frames, skipped)
+        self._cameras, self._poses = {}, {}
+
+    def read(self, sample):
+        rgb = read_rgb(sample.rgb)
+        depth = self.spec.encoding.metres(read_png_values(sample.depth))
+        check_same_size(rgb, depth, sample.depth)
+        path = sample.extra[0]
+        if path not in self._cameras:
+            self._cameras[path] = read_clip_camera(path)
+        return datasets.pair(rgb, depth, None, self._cameras[path])
+
+    def pose(self, sample):
+        """The 4x4 camera-to-world of the frame: its line of poses.txt."""
+        path, number = sample.extra[1], int(sample.extra[2])
+        if path not in self._poses:
+            self._poses[path] = load_matrix_rows(path, 16)
+        poses = self._poses[path]
+        if number >= len(poses):
+            raise InputError(f"{path}: no pose for {sample.where} (it has {len(poses)} lines)")
+        return poses[number].reshape(4, 4).copy()
+
+
+def read_clip_camera(path):
+    """The Camera of a clip's camera.txt: "fx fy cx cy height width" in pixels."""
+    values = load_matrix(path, (1, 6))[0]
+    fx, fy, cx, cy, height, width = values
+    return Camera.from_pixels(fx, fy, cx, cy, int(height), int(width), SYNTHETIC_CLIP_SOURCE)
+
+
+def load_matrix_rows(path, columns):
+    """(rows, columns) numbers of a text file with `columns` numbers a line."""
+    try:
+        rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read lines of {columns} numbers ({err})") from err
+    if rows.shape[1] != columns:
+        raise InputError(f"{path}: expected {columns} numbers a line, found {rows.shape[1]}")
+    return rows
+
+
+def synthetic_clip_frames(root):
+    """(clip name, Sample) of every frame of every clip_XX folder under root, clips then frames in order."""
+    frames = []
+    for clip in sorted(child for child in Path(root).glob("clip_*") if child.is_dir()):
+        for number, picture in sorted(numbered_files(clip / "rgb", ".png").items()):
+            sample = Sample(str(picture), str(clip / "depth" / picture.name), f"{clip.name} frame {number}",
+                            extra=(str(clip / "camera.txt"), str(clip / "poses.txt"), number))
+            frames.append((clip.name, sample))
+    return frames
+
+
+def open_synthetic_video(spec="synthetic-video", cache_dir=None, size=None):
+    """The clips of a spec "synthetic-video[:CLIPS[:FRAMES]]", rendered into the cache on first use (frames
+    of size (height, width); None: synthetic.SYNTHETIC_VIDEO_HW)."""
+    import synthetic
+
+    path = synthetic.synthetic_video_path(spec, cache_dir, size or synthetic.SYNTHETIC_VIDEO_HW)
+    frames, skipped = keep_present(synthetic_clip_frames(path), skip_bad=False, extra_needed=2)
+    return SyntheticClips(SYNTHETIC_VIDEO_SPEC, path, frames, skipped)
 
 
 READERS = {"scannet": open_scannet, "sintel": open_sintel, "sintel-clean": open_sintel_clean, "tum": open_tum}

@@ -12,6 +12,8 @@ Everything follows from a seed, so a data set is a range of seeds. NumPy only.
     rgb, depth_m = synthetic.render_scene(seed=0)          # uint8 (480, 640, 3), float32 (480, 640)
     scene = synthetic.sample_scene(np.random.default_rng(0))   # a plain description, editable by hand
     rgb, depth_m = synthetic.render(scene, height=240, width=320)
+    for rgb, depth_m, camera_to_world in synthetic.render_clip(seed=0, frames=24, path="walk"):  # a moving camera
+        ...
 
     python bench/bench_synthetic.py --n 20 --save /tmp/synthetic_montage.png   # speed, and a look
 
@@ -942,3 +944,197 @@ def encode_image(array, image_format):
     Image.fromarray(array).save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
     return buffer.getvalue()
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Clips: one room seen by a camera moving along a smooth path, with exact depth and poses
+# ---------------------------------------------------------------------------------------------------------
+
+CLIP_PATHS = ("walk", "pan", "dolly")
+WALK_M = 0.6  # forward, along the horizontal heading of the optical axis
+WALK_SWAY_M = (0.02, 0.01)  # sideways and vertical amplitude of the sway: two steps of a walk
+PAN_RAD = np.radians(25.0)  # counter-clockwise (to the left), about the world vertical
+DOLLY_M = 0.5  # sideways, along the camera's horizontal right
+# Along the whole path the camera keeps this horizontal gap to the walls and to every shape's bounding circle:
+# as WALL_CLEARANCE_M argues, every visible point is then farther than MIN_DEPTH_M, so no depth is clipped.
+CLIP_CLEARANCE_M = WALL_CLEARANCE_M
+CLIP_FARTHEST_M = MAX_DEPTH_M - 0.05  # and every room corner stays nearer than this: no depth is clipped far
+# Each path is tried at these fractions of its length (longest first), starting at the scene's camera, ending
+# at it, or centred on it, until every point of it is clear; a room with no room for any stands still.
+CLIP_AMPLITUDES = (1.0, 0.75, 0.5, 0.25)
+CLIP_ANCHORS = (0.0, 1.0, 0.5)  # where along the path the scene's own camera position lies
+CLIP_CHECKS = 49  # points along a path checked for clearance (the frames in between are covered too)
+
+
+def clip_intrinsics(height, width):
+    """(fx, fy, cx, cy) in pixels of a clip's height x width frames: NYU's Kinect scaled to the frame, in
+    this module's convention (pixel (v, u) is the ray through (u + 0.5, v + 0.5)), which camera.back_project
+    and metrics.temporal_alignment_error share."""
+    return intrinsics(Camera(position=(0.0, 0.0, 0.0)), height, width)
+
+
+def camera_to_world(camera):
+    """4x4 float64 taking camera coordinates (x right, y down, z forward, metres) to world coordinates: the
+    transform under which render()'s rays leave camera.position, so a pixel back-projected from its z-depth
+    (camera.back_project with the same intrinsics) lands on the surface point the pixel sees."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = camera_rotation(camera)
+    matrix[:3, 3] = camera.position
+    return matrix
+
+
+def ease(t):
+    """Cosine ease from 0 at t = 0 to 1 at t = 1, with zero speed at both ends."""
+    return 0.5 - 0.5 * np.cos(np.pi * np.asarray(t, dtype=np.float64))
+
+
+def clip_cameras(scene, frames, path="walk"):
+    """The camera at each of `frames` evenly spaced times t in [0, 1] along the path (CLIP_PATHS) through
+    the scene's room: the scene's camera moved smoothly ("walk": WALK_M forward with a slight sway; "pan":
+    PAN_RAD of yaw, standing still; "dolly": DOLLY_M sideways), shortened or shifted so that it stays clear
+    of walls and furniture (CLIP_CLEARANCE_M)."""
+    if path not in CLIP_PATHS:
+        raise ValueError(f"unknown clip path {path!r} (choose one of {', '.join(CLIP_PATHS)})")
+    if frames < 1:
+        raise ValueError(f"a clip needs at least one frame, got {frames}")
+    times = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+    start = scene.camera
+    if path == "pan":  # turning about the vertical in place never moves the camera towards anything
+        return [replace(start, yaw=float(start.yaw + PAN_RAD * ease(t))) for t in times]
+    heading = np.array([np.cos(start.yaw), np.sin(start.yaw), 0.0])
+    right = np.array([np.sin(start.yaw), -np.cos(start.yaw), 0.0])  # the camera's x axis at zero roll
+    up = np.array([0.0, 0.0, 1.0])
+    if path == "walk":
+        def offset(t, amplitude, anchor):
+            sway = WALK_SWAY_M[0] * np.sin(4 * np.pi * t) * right + WALK_SWAY_M[1] * np.sin(8 * np.pi * t) * up
+            return amplitude * (WALK_M * (ease(t) - anchor) * heading + sway)
+    else:
+        def offset(t, amplitude, anchor):
+            return amplitude * DOLLY_M * (ease(t) - anchor) * right
+    origin = np.asarray(start.position, dtype=np.float64)
+    checks = np.linspace(0.0, 1.0, CLIP_CHECKS)
+    chosen = (0.0, 0.0)  # standing still: the scene's camera is clear by construction
+    for amplitude in CLIP_AMPLITUDES:
+        anchor = next((a for a in CLIP_ANCHORS if all(_clip_clear(scene, origin + offset(t, amplitude, a))
+                                                      for t in checks)), None)
+        if anchor is not None:
+            chosen = (amplitude, anchor)
+            break
+    return [replace(start, position=tuple(float(c) for c in origin + offset(t, *chosen))) for t in times]
+
+
+def _clip_clear(scene, position):
+    """Whether a camera at position is CLIP_CLEARANCE_M clear (horizontally) of the walls and of every
+    shape's bounding circle, and within CLIP_FARTHEST_M of every room corner."""
+    size = scene.room.size_m
+    x, y, _ = position
+    margin = CLIP_CLEARANCE_M
+    if not (margin <= x <= size[0] - margin and margin <= y <= size[1] - margin):
+        return False
+    for shape in scene.shapes:
+        reach = np.hypot(*shape.half_size[:2]) if shape.kind == "box" else shape.half_size[0]
+        if np.hypot(x - shape.center[0], y - shape.center[1]) < reach + CLIP_CLEARANCE_M:
+            return False
+    corners = np.array([[cx, cy, cz] for cx in (0, size[0]) for cy in (0, size[1]) for cz in (0, size[2])])
+    return bool(np.max(np.linalg.norm(corners - np.asarray(position), axis=1)) <= CLIP_FARTHEST_M)
+
+
+def render_clip(seed, frames=24, path="walk", height=240, width=320):
+    """Yield (rgb uint8 (H, W, 3), depth_m float32 (H, W), camera_to_world float64 4x4) for each frame of
+    one room (the scene render_scene(seed) draws) seen by a camera moving along a path (clip_cameras).
+
+    Depth is exact: back-projecting frame t's depth with clip_intrinsics(height, width) and mapping it by
+    frame t's camera_to_world gives the world points frame t sees. Each frame has its own sensor noise.
+    """
+    scene = sample_scene(np.random.default_rng(seed))
+    for index, camera in enumerate(clip_cameras(scene, frames, path)):
+        rgb, depth = render(replace(scene, camera=camera, noise_seed=scene.noise_seed + index), height, width)
+        yield rgb, depth, camera_to_world(camera)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The synthetic video set: clips written as frame folders, cached
+# ---------------------------------------------------------------------------------------------------------
+
+SYNTHETIC_VIDEO_DEFAULTS = (4, 24)  # (clips, frames per clip) of `--data synthetic-video`
+SYNTHETIC_VIDEO_HW = (240, 320)
+SYNTHETIC_VIDEO_SEED = 5000  # clip i is the room of seed SYNTHETIC_VIDEO_SEED + i
+SYNTHETIC_VIDEO_VERSION = 1  # bump when the renderer or the paths change, so stale caches are not reused
+SYNTHETIC_VIDEO_BYTES_PER_FRAME = 2**19  # a bound on one 320x240 frame's two PNGs
+
+
+def synthetic_video_counts(spec):
+    """(clips, frames per clip) of 'synthetic-video', 'synthetic-video:N' or 'synthetic-video:N:F'."""
+    name, *parts = str(spec).split(":")
+    usage = "expected synthetic-video[:CLIPS[:FRAMES]] with whole numbers, e.g. synthetic-video:6:32"
+    if name != "synthetic-video" or len(parts) > 2:
+        raise InputError(f"--data {spec}: {usage}")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"--data {spec}: {usage}") from None
+    clips, frames = (values + list(SYNTHETIC_VIDEO_DEFAULTS)[len(values):])[:2]
+    if clips < 1 or frames < 2:
+        raise InputError(f"--data {spec}: needs at least one clip of at least two frames")
+    return clips, frames
+
+
+def clip_path_kind(index):
+    """The path of clip index: walk, pan, dolly, walk, ..."""
+    return CLIP_PATHS[index % len(CLIP_PATHS)]
+
+
+def synthetic_video_path(spec="synthetic-video", cache_dir=None, size=SYNTHETIC_VIDEO_HW):
+    """The cached folder of the clips of spec, rendered on first use: clip_XX/{rgb/NNNNNN.png,
+    depth/NNNNNN.png (16-bit mm), poses.txt (a row-major 4x4 camera_to_world a line), camera.txt ("fx fy cx
+    cy height width")}. Under the cache synthetic_dataset_path uses (DENSEDEPTH_CACHE, or cache_dir)."""
+    clips, frames = synthetic_video_counts(spec)
+    height, width = (int(s) for s in size)
+    cache = Path(cache_dir or os.environ.get("DENSEDEPTH_CACHE", Path.home() / ".cache" / "densedepth"))
+    path = cache / f"synthetic_video_v{SYNTHETIC_VIDEO_VERSION}_{clips}x{frames}_{height}x{width}"
+    if not path.is_dir():
+        check_writable(path, clips * frames * SYNTHETIC_VIDEO_BYTES_PER_FRAME * height * width // (240 * 320),
+                       folder=True)
+        print(f"Rendering the synthetic video set ({clips} clips of {frames} frames) into {path}", file=sys.stderr)
+        make_synthetic_video(path, clips, frames, height, width)
+    return path
+
+
+def make_synthetic_video(path, clips, frames, height=SYNTHETIC_VIDEO_HW[0], width=SYNTHETIC_VIDEO_HW[1]):
+    """Render the clips into a temporary folder beside path, then rename it to path: an interrupted render
+    leaves no folder at path (a later call renders again)."""
+    import shutil
+    import tempfile
+
+    from tqdm import tqdm
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    fx, fy, cx, cy = clip_intrinsics(height, width)
+    try:
+        with tqdm(total=clips * frames, desc="rendering clips", unit="frame") as progress:
+            for i in range(clips):
+                folder = partial / f"clip_{i:02d}"
+                (folder / "rgb").mkdir(parents=True)
+                (folder / "depth").mkdir()
+                poses = []
+                for k, (rgb, depth_m, pose) in enumerate(render_clip(SYNTHETIC_VIDEO_SEED + i, frames,
+                                                                    clip_path_kind(i), height, width)):
+                    (folder / "rgb" / f"{k:06d}.png").write_bytes(encode_image(rgb, "PNG"))
+                    millimetres = np.round(depth_m * NYU_ENCODING.units_per_m).astype(np.uint16)
+                    (folder / "depth" / f"{k:06d}.png").write_bytes(encode_image(millimetres, "PNG"))
+                    poses.append(" ".join(f"{v:.17g}" for v in pose.ravel()))
+                    progress.update()
+                (folder / "poses.txt").write_text("\n".join(poses) + "\n")
+                (folder / "camera.txt").write_text(f"{fx:.17g} {fy:.17g} {cx:.17g} {cy:.17g} {height} {width}\n")
+        partial.chmod(0o755)  # mkdtemp's folder is private; the cache is not
+        try:
+            os.rename(partial, path)
+        except OSError:
+            if not path.is_dir():  # another process may have finished the same render first: keep its folder
+                raise
+    except OSError as err:
+        raise InputError(f"{path}: cannot write ({err.strerror or err})") from err
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return path

@@ -1,0 +1,603 @@
+"""Depth on clips: reading video files and folders of frames, writing depth as video, .npy and 16-bit PNGs,
+and steadying a stream of per-frame predictions (DepthStabiliser).
+
+    from video import open_clip, batches, DepthVideoWriter
+    with open_clip("walk.mp4") as clip, DepthVideoWriter("walk_depth.mp4", clip.fps, clip.height, clip.width,
+                                                         (0.5, 10.0)) as out:
+        for group in batches(clip.frames(), 8):          # upright uint8 RGB (H, W, 3), decoded one at a time
+            for depth_m in predict(group):
+                out.write(depth_m)
+
+Clips are decoded with PyAV (FFmpeg in its wheel); frame_folder_clip gives a folder or glob of pictures the
+same interface. Every writer streams (nothing is kept per frame) and its close() leaves a valid file, also
+after an interruption: use them in `with` or try/finally. Errors a user can fix are utils.InputError, one line
+naming the file. Nothing here imports TensorFlow.
+"""
+import glob
+import io
+import itertools
+import os
+import re
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from outputs import colorize, depth_mm_image
+from utils import InputError, atomic_write, picture_errors, pil_rgb
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+DEFAULT_FPS = 10.0  # a GIF whose frames say no duration plays at this rate (what browsers do for delay 0-1)
+DEFAULT_COLORMAP = "plasma"  # colorize's, so a clip's depth looks like the pictures' _depth_color.png
+# A container's frame count (the mp4 sample table) can exceed the frames decoded by the ones an edit list
+# hides (a phone's first frame, B-frame delay): a clip ending this many frames short still counts as whole.
+EDIT_LIST_SLACK = 2
+
+
+def is_video(path):
+    """True for a path whose suffix is a video container's (VIDEO_SUFFIXES), whatever the case."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def batches(frames, size):
+    """Lists of up to size consecutive items of frames, drawn lazily (at most one list alive at a time)."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    frames = iter(frames)
+    while batch := list(itertools.islice(frames, size)):
+        yield batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clips in
+# ---------------------------------------------------------------------------------------------------------
+
+
+def ffmpeg_reason(err):
+    """'InvalidDataError: Invalid data found when processing input': PyAV's message without errno and path."""
+    return f"{err.__class__.__name__}: {getattr(err, 'strerror', None) or err}"
+
+
+def upright(rgb, rotation):
+    """The picture turned clockwise by rotation degrees (0/90/180/270), contiguous."""
+    # np.rot90 turns counter-clockwise for positive k; a copy so callers get an ordinary C-ordered array.
+    return np.ascontiguousarray(np.rot90(rgb, k=-(rotation // 90))) if rotation else rgb
+
+
+class Clip:
+    """A video file opened for reading; use open_clip(). Attributes: path, fps, frame_count (None when the
+    container does not say), height and width as displayed (after rotation), rotation (degrees clockwise the
+    stored frames are turned to be upright), has_audio. frames() yields upright uint8 RGB (H, W, 3)."""
+
+    def __init__(self, path):
+        import av
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such file")
+        self._av = av
+        self._container = self._open()
+        try:
+            streams = self._container.streams
+            if not streams.video:
+                raise InputError(f"{self.path}: no video stream (streams: "
+                                 f"{', '.join(s.type for s in streams) or 'none'})")
+            stream = streams.video[0]
+            self.has_audio = bool(streams.audio)
+            self.frame_count = int(stream.frames) or None  # 0: the container does not say (mkv, webm)
+            # The first frame is decoded now: it carries the display matrix (rotation), and a clip without
+            # frames fails here rather than after the caller has set up its outputs.
+            self._decoded = self._decode(self._container)
+            first = next(self._decoded, None)
+            if first is None:
+                raise InputError(f"{self.path}: no frames")
+            self._first = first
+            # VideoFrame.rotation is counter-clockwise in [-180, 180]; clockwise 0-359 is the classic
+            # "rotate" tag a phone writes (90 for a portrait clip).
+            self.rotation = int(round(-first.rotation / 90.0)) % 4 * 90
+            stored = (first.height, first.width)
+            self.height, self.width = stored[::-1] if self.rotation in (90, 270) else stored
+            self.fps = self._rate(stream, first)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self):
+        """The PyAV container, or an InputError saying this file is not a video FFmpeg can read."""
+        try:
+            return self._av.open(str(self.path))
+        except (self._av.FFmpegError, OSError) as err:
+            raise InputError(f"{self.path}: not a video PyAV can read ({ffmpeg_reason(err)})") from err
+
+    @staticmethod
+    def _rate(stream, first):
+        """Frames per second: the stream's average rate, else one over the first frame's duration (a GIF's
+        delay), else DEFAULT_FPS."""
+        rate = stream.average_rate or stream.guessed_rate
+        if rate and rate > 0:
+            return float(rate)
+        if first.duration and first.time_base:
+            return float(1 / (first.duration * first.time_base))
+        return DEFAULT_FPS
+
+    def _decode(self, container):
+        """PyAV VideoFrames of the first video stream, a decoding failure as an InputError with the count."""
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads: FFmpeg decodes ahead on the other cores
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                yield frame
+        except self._av.FFmpegError as err:
+            raise InputError(f"{self.path}: corrupt or truncated after frame {count} ({ffmpeg_reason(err)})") from err
+        # FFmpeg mostly stops at a cut file without an error; where the container lists its frames, a clip
+        # that ends short is reported here, after its frames were served (the caller's outputs are kept).
+        listed = int(stream.frames)
+        if listed and count < listed - EDIT_LIST_SLACK:
+            raise InputError(f"{self.path}: corrupt or truncated after frame {count} (the container lists {listed})")
+
+    def frames(self):
+        """Upright uint8 RGB (H, W, 3) frames in order, decoded one at a time. A second call decodes again."""
+        if self._container is None:
+            raise ValueError(f"{self.path}: the clip is closed")
+        if self._first is not None:
+            decoded, first, self._first = self._decoded, self._first, None
+            decoded = itertools.chain([first], decoded)
+            container = None
+        else:  # the first pass consumed the shared decoder: read the file from the start in a fresh one
+            container = self._open()
+            decoded = self._decode(container)
+        try:
+            for frame in decoded:
+                yield upright(frame.to_ndarray(format="rgb24"), self.rotation)
+        finally:
+            if container is not None:
+                container.close()
+
+    def close(self):
+        """Release the file (also safe twice)."""
+        if getattr(self, "_container", None) is not None:
+            self._container.close()
+        self._container = None
+        self._first = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return (f"Clip({str(self.path)!r}, {self.width}x{self.height} at {self.fps:g} fps, "
+                f"frames={self.frame_count}, rotation={self.rotation}, audio={self.has_audio})")
+
+
+def open_clip(path):
+    """A Clip of the video file at path (a context manager); InputError if it is not a readable video."""
+    return Clip(path)
+
+
+def natural_key(path):
+    """Sort key putting frame_2.png before frame_10.png (digits compared as numbers)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def frame_paths(source):
+    """The picture files of a folder, a glob pattern or a list of paths, in natural order."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            found = [p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()]
+        else:
+            found = [Path(p) for p in glob.glob(str(source)) if Path(p).is_file()]
+    else:
+        found = [Path(p) for p in source]
+    return sorted(found, key=natural_key)
+
+
+class FrameFolderClip:
+    """Pictures as a clip, with Clip's attributes and frames(); use frame_folder_clip()."""
+
+    rotation = 0
+    has_audio = False
+
+    def __init__(self, paths, fps=30.0):
+        self.paths = frame_paths(paths)
+        if not self.paths:
+            raise InputError(f"{paths}: no frames (no picture files)")
+        self.path = self.paths[0].parent
+        self.fps = float(fps)
+        self.frame_count = len(self.paths)
+        self.height, self.width = self._read(self.paths[0]).shape[:2]
+
+    @staticmethod
+    def _read(path):
+        """One upright uint8 RGB picture (EXIF orientation applied), or an InputError naming the file."""
+        from PIL import Image, ImageOps
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return pil_rgb(ImageOps.exif_transpose(im))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except picture_errors() as err:
+            raise InputError(f"{path}: cannot read image ({err.__class__.__name__}: {err})") from err
+
+    def frames(self):
+        """Upright uint8 RGB (H, W, 3) frames in path order, read one at a time."""
+        for path in self.paths:
+            rgb = self._read(path)
+            if rgb.shape[:2] != (self.height, self.width):
+                raise InputError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} frame in a sequence of "
+                                 f"{self.width}x{self.height} frames (from {self.paths[0].name})")
+            yield rgb
+
+    def close(self):
+        """Nothing to release (frames are opened one at a time); here for Clip's interface."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def frame_folder_clip(paths, fps=30.0):
+    """A FrameFolderClip over picture files (a list, a folder or a glob), sorted naturally, at fps."""
+    return FrameFolderClip(paths, fps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Depth out
+# ---------------------------------------------------------------------------------------------------------
+
+
+def finite_depth(depth_m, height, width):
+    """depth_m as float32 (H, W), checked against the size the writer was made for."""
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    if depth_m.ndim == 3 and depth_m.shape[-1] == 1:
+        depth_m = depth_m[..., 0]
+    if depth_m.shape != (height, width):
+        raise ValueError(f"depth of shape {depth_m.shape}, expected ({height}, {width})")
+    return depth_m
+
+
+def rgb_uint8(rgb):
+    """uint8 RGB from uint8 or float [0, 1] pictures."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        return rgb
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colour_table(near, far, colormap):
+    """(256, 3) uint8 colours of colorize from near to far: one table, so every frame uses the same scale."""
+    return colorize(np.linspace(near, far, 256)[None], vmin=near, vmax=far, cmap=colormap)[0]
+
+
+def bar_ticks(near, far, steps):
+    """Round values (1, 2, 2.5, 5 times a power of ten) from near to far, about steps apart; the two ends
+    where fewer than two round ones fall inside."""
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = [float(v) for v in MaxNLocator(steps).tick_values(near, far) if near - 1e-9 <= v <= far + 1e-9]
+    return ticks if len(ticks) >= 2 else [near, far]
+
+
+def colour_bar(table, near, far, height):
+    """uint8 RGB (height, w, 3): the table as a vertical strip (far at the top) with a few metre labels."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    values = bar_ticks(near, far, int(np.clip(height // 40, 1, 5)))  # labels about 40 px apart
+    labels = [f"{v:.3g} m" for v in values]
+    text_width = max(int(np.ceil(font.getlength(label))) for label in labels)
+    strip, gap = 10, 4
+    bar = Image.new("RGB", (gap + strip + gap + text_width + gap, height))
+    rows = np.linspace(255, 0, height).round().astype(int)  # top row far, bottom row near
+    column = np.repeat(table[rows][:, None], strip, axis=1)
+    bar.paste(Image.fromarray(column), (gap, 0))
+    draw = ImageDraw.Draw(bar)
+    for value, label in zip(values, labels):
+        y = (far - value) / max(far - near, 1e-12) * (height - 1)
+        top, bottom = draw.textbbox((0, 0), label, font=font)[1::2]
+        y = float(np.clip(y - (top + bottom) / 2, -top, height - bottom))  # centred on its row, kept inside
+        draw.text((gap + strip + gap, y), label, fill=(255, 255, 255), font=font)
+    return np.asarray(bar)
+
+
+class DepthVideoWriter:
+    """An H.264 mp4 of depth maps coloured on one fixed scale, with a colour bar in metres on the right
+    (and the picture on the left with side_by_side). write(depth_m, rgb=None) per frame; close() finishes
+    the file. Frames are padded to even sides (yuv420p halves the chroma). Attributes: height, width (the
+    encoded size), bar_width, frames (written so far)."""
+
+    def __init__(self, path, fps, height, width, depth_range_m, side_by_side=False, colormap=DEFAULT_COLORMAP):
+        import av
+
+        near, far = (float(v) for v in depth_range_m)
+        if not far > near:
+            raise ValueError(f"depth_range_m must be (near, far) with far > near, got {depth_range_m}")
+        self.path = Path(path)
+        self.depth_height, self.depth_width = int(height), int(width)
+        self.near, self.far, self.side_by_side = near, far, side_by_side
+        self._table = colour_table(near, far, colormap)
+        self._bar = colour_bar(self._table, near, far, self.depth_height)  # drawn once, pasted on every frame
+        self.bar_width = self._bar.shape[1]
+        content_width = self.depth_width * (2 if side_by_side else 1) + self.bar_width
+        self.height, self.width = self.depth_height + self.depth_height % 2, content_width + content_width % 2
+        self._canvas = np.zeros((self.height, self.width, 3), np.uint8)
+        self._canvas[:self.depth_height, content_width - self.bar_width:content_width] = self._bar
+        self.frames = 0
+        # Written beside the target and renamed at close(): a reader never sees an mp4 without its index.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._container = av.open(str(self._partial), "w", format="mp4")
+        try:
+            self._rate = Fraction(fps).limit_denominator(1001000)  # NTSC's float 29.97003 -> 30000/1001
+            self._stream = self._container.add_stream("libx264", rate=self._rate, options={"crf": "20"})
+            self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
+            self._stream.thread_type = "AUTO"
+        except BaseException:
+            self._container.close()
+            self._partial.unlink(missing_ok=True)
+            raise
+
+    def colour(self, depth_m):
+        """uint8 RGB of depth on the writer's fixed scale (outside it clipped, NaN and inf black)."""
+        finite = np.isfinite(depth_m)
+        scaled = (np.where(finite, depth_m, self.near) - self.near) / (self.far - self.near)
+        rgb = self._table[np.clip(np.round(scaled * 255), 0, 255).astype(np.intp)]
+        rgb[~finite] = 0
+        return rgb
+
+    def write(self, depth_m, rgb=None):
+        """Encode one frame: depth_m in metres at the source's size; rgb (uint8 or float [0, 1]) with
+        side_by_side."""
+        import av
+
+        depth_m = finite_depth(depth_m, self.depth_height, self.depth_width)
+        h, w = self.depth_height, self.depth_width
+        left = 0
+        if self.side_by_side:
+            if rgb is None:
+                raise ValueError("side_by_side needs the picture: write(depth_m, rgb)")
+            rgb = rgb_uint8(rgb)
+            if rgb.shape != (h, w, 3):
+                raise ValueError(f"picture of shape {rgb.shape}, expected ({h}, {w}, 3)")
+            self._canvas[:h, :w] = rgb
+            left = w
+        self._canvas[:h, left:left + w] = self.colour(depth_m)
+        frame = av.VideoFrame.from_ndarray(self._canvas, format="rgb24")
+        frame.pts = self.frames  # one tick of 1/fps per frame: the time base add_stream set from rate
+        frame.time_base = 1 / self._rate
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self):
+        """Flush the encoder and finish the mp4 (whatever was written so far); safe twice."""
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        try:
+            for packet in self._stream.encode():
+                container.mux(packet)
+        finally:
+            container.close()
+        if self.frames:
+            os.replace(self._partial, self.path)
+        else:  # FFmpeg writes no header without a packet: there is no file to keep
+            self._partial.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def npy_header(count, height, width, length=None):
+    """The .npy version 1.0 header of float32 (count, height, width), padded with spaces to length bytes."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                 "shape": (count, height, width)})
+    header = buffer.getvalue()
+    if length is None:
+        return header
+    # The format allows spaces before the closing newline; the 2-byte length after the magic says where
+    # the data starts, so the data offset (and its 64-byte alignment) stays where the placeholder put it.
+    text = header[10:].rstrip(b"\n").ljust(length - 11) + b"\n"
+    if len(text) + 10 != length:
+        raise ValueError(f"a header for {count} frames does not fit in {length} bytes")
+    return header[:8] + struct.pack("<H", len(text)) + text
+
+
+class NpyFramesWriter:
+    """Depth in metres as one float32 .npy of shape (frames, H, W), written frame by frame; close()
+    writes the real frame count into the header (np.load(path, mmap_mode="r") reads it without loading)."""
+
+    PLACEHOLDER_COUNT = 10 ** 12  # more digits than any clip's count: the final header is never longer
+
+    def __init__(self, path, height, width):
+        self.path = Path(path)
+        self.height, self.width = int(height), int(width)
+        self.frames = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._file = open(self._partial, "wb")
+        self._header_length = len(npy_header(self.PLACEHOLDER_COUNT, self.height, self.width))
+        self._file.write(npy_header(self.PLACEHOLDER_COUNT, self.height, self.width, self._header_length))
+
+    def write(self, depth_m):
+        """Append one (H, W) depth map in metres."""
+        depth_m = finite_depth(depth_m, self.height, self.width)
+        self._file.write(np.ascontiguousarray(depth_m, dtype="<f4").data)
+        self.frames += 1
+
+    def close(self):
+        """Write the frame count into the header and move the file into place; safe twice."""
+        if self._file is None:
+            return
+        f, self._file = self._file, None
+        try:
+            f.seek(0)
+            f.write(npy_header(self.frames, self.height, self.width, self._header_length))
+        finally:
+            f.close()
+        os.replace(self._partial, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Png16FramesWriter:
+    """Depth as 16-bit PNGs in millimetres (0 where there is no depth), frame i as folder/000000.png on."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.frames = 0
+
+    def write(self, depth_m):
+        """Write the next frame's PNG (each file complete before the next: nothing to finish at close)."""
+        from PIL import Image
+
+        depth_m = np.asarray(depth_m, dtype=np.float32)
+        if depth_m.ndim == 3 and depth_m.shape[-1] == 1:
+            depth_m = depth_m[..., 0]
+        depth_m = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, 0.0)  # NaN would cast to garbage
+        with atomic_write(self.folder / f"{self.frames:06d}.png") as partial:
+            Image.fromarray(depth_mm_image(depth_m)).save(partial)
+        self.frames += 1
+
+    def close(self):
+        """Nothing buffered: every frame's file is complete once written. Here for the writers' interface."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+# ---------------------------------------------------------------------------------------------------------
+# Steady depth: a causal, motion-compensated filter over the per-frame predictions
+# ---------------------------------------------------------------------------------------------------------
+
+
+TEMPORAL_MODES = ("flow", "none")
+FLOW_SIDE = 160  # optical flow is computed on frames shrunk to this longer side: its cost, not its use
+
+
+@dataclass(frozen=True)
+class StabiliserSettings:
+    """How much of the previous steady depth each frame keeps (`memory`), where the frames agree: the
+    photometric residual after motion compensation under `photometric` (grey levels in [0, 1]) and the
+    depths within `agreement` (relative). `ratio_window`: frames over which the motion's depth change is
+    taken as the median ratio, so that one frame's scale jitter is not carried forward."""
+
+    memory: float = 0.7
+    photometric: float = 0.08
+    agreement: float = 0.15
+    ratio_window: int = 5
+
+
+class DepthStabiliser:
+    """Steady metric depth for a stream of frames, without retraining, one frame at a time.
+
+    A metric network's flicker is a frame-to-frame jitter of its scale and of local detail. Each frame's
+    steady depth is a blend of its own prediction and the previous steady depth carried to it along the
+    optical flow (scikit-image's iterative Lucas-Kanade, between the pictures): S_t = (1 - m) D_t +
+    m rho_t warp(S_t-1), with m = `memory` where the warped picture matches and the depths agree, 0 where
+    they do not (occlusions, new content, flow failures). rho_t, the median depth ratio between consecutive
+    predictions over the last few frames, carries the camera's own motion (walking towards a wall shrinks
+    its depth) without carrying one frame's jitter. Every frame keeps 1 - m of its own prediction, so
+    errors fade geometrically and nothing drifts: the scale stays the network's, metric, and a still scene
+    seen by a moving camera stays where it is. Causal: it runs on a live camera as on a file.
+
+    Video Depth Anything aligns overlapping windows of a relative-depth model by least-squares scale and
+    shift to keyframes; for a metric model the scale is already the answer, and what flickers is left:
+    the residual jitter this filter averages along the motion, as NVDS does with flow.
+    """
+
+    def __init__(self, settings=StabiliserSettings()):
+        self.settings = settings
+        self._grey = self._steady = self._raw = None
+        self._ratios = []
+
+    def __call__(self, rgb, depth_m):
+        """The steady depth (float32, depth_m's shape) of the next frame."""
+        depth_m = np.asarray(depth_m, np.float32)
+        grey = _small_grey(rgb, depth_m.shape)
+        if self._steady is None or self._steady.shape != depth_m.shape:
+            steady = depth_m
+        else:
+            steady = self._blend(grey, depth_m)
+        self._grey, self._raw, self._steady = grey, depth_m, steady
+        return steady
+
+    def _blend(self, grey, depth_m):
+        settings = self.settings
+        rows, cols = _flow_to_previous(grey, self._grey, depth_m.shape)
+        warped_steady = _sample(self._steady, rows, cols)
+        warped_raw = _sample(self._raw, rows, cols)
+        warped_grey = _sample(_resized(self._grey, depth_m.shape), rows, cols)
+        inside = (rows >= 0) & (rows <= depth_m.shape[0] - 1) & (cols >= 0) & (cols <= depth_m.shape[1] - 1)
+        photometric = np.abs(_resized(grey, depth_m.shape) - warped_grey) < settings.photometric
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = depth_m / warped_raw
+        usable = inside & photometric & np.isfinite(ratio) & (warped_raw > 0)
+        if usable.mean() < 0.2:  # a cut, or nothing recognisable: start again from this frame
+            self._ratios = []
+            return depth_m
+        self._ratios = (self._ratios + [float(np.median(ratio[usable]))])[-settings.ratio_window:]
+        carried = warped_steady * np.float32(np.median(self._ratios))
+        agree = usable & (np.abs(carried - depth_m) < settings.agreement * depth_m)
+        memory = np.where(agree, np.float32(settings.memory), np.float32(0))
+        return (1 - memory) * depth_m + memory * carried
+
+
+def _small_grey(rgb, shape):
+    """The picture as grey levels in [0, 1] at the flow's working size."""
+    from PIL import Image
+
+    height, width = shape
+    scale = min(1.0, FLOW_SIDE / max(height, width))
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    image = Image.fromarray(np.asarray(rgb, np.uint8)).convert("L").resize(size, Image.BILINEAR)
+    return np.asarray(image, np.float32) / 255.0
+
+
+def _resized(grey, shape):
+    """A grey image at shape (bilinear)."""
+    from skimage.transform import resize
+
+    return grey if grey.shape == tuple(shape) else resize(grey, shape, order=1, preserve_range=True,
+                                                          anti_aliasing=False).astype(np.float32)
+
+
+def _flow_to_previous(grey, previous, shape):
+    """(rows, cols) at shape: where each pixel of this frame was in the previous one."""
+    from skimage.registration import optical_flow_ilk
+
+    v, u = optical_flow_ilk(grey, previous, radius=5, num_warp=5)
+    sy, sx = shape[0] / grey.shape[0], shape[1] / grey.shape[1]
+    v, u = _resized(v, shape) * sy, _resized(u, shape) * sx
+    rows, cols = np.meshgrid(np.arange(shape[0], dtype=np.float32), np.arange(shape[1], dtype=np.float32),
+                             indexing="ij")
+    return rows + v, cols + u
+
+
+def _sample(image, rows, cols):
+    """image at fractional (rows, cols), bilinear, the border repeated."""
+    from scipy.ndimage import map_coordinates
+
+    return map_coordinates(image, [rows, cols], order=1, mode="nearest").astype(np.float32)
