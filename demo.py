@@ -15,6 +15,12 @@ nyu.h5 here if present, else the newest model under runs/. A model that fails to
 a picture or one that is too large shows a message on the page; the server keeps serving. The picture's
 camera (a 35 mm-equivalent focal length typed on the page, else the upload's EXIF, else the model's
 training camera) scales its depth and shapes the 3D view, as in test.py.
+
+A short clip (up to MAX_CLIP_FRAMES frames and MAX_CLIP_SECONDS seconds) dropped in the clip box goes
+through the same model frame by frame, steadied along the optical flow (DepthEstimator.video_depths,
+temporal "flow", as test.py's clips), and plays back as an mp4 of each frame beside its depth, on one
+colour scale for the whole clip (its first frames' 2nd to 98th percentile) with a bar in metres. A longer
+clip, or a file that is not a video, shows a one-line message; test.py takes clips of any length.
 """
 import argparse
 import os
@@ -36,6 +42,13 @@ DEFAULT_PORT = 7860
 MAX_PICTURE_PIXELS = 40_000_000  # test.py takes any size; a page upload this large would stall the server
 MAX_UPLOAD = "50mb"
 KEEP_RESULTS = 8  # result folders kept on disk; older ones are deleted (Gradio keeps its own copies)
+# A clip holds the one model (and the page) for all its frames: on two CPU cores the built-in model with the
+# flow steadying and the H.264 encoding of picture + depth takes of the order of a tenth of a second per
+# 640x480 frame, so 300 frames (10 s at 30 fps) is already most of a minute of waiting. Longer: test.py.
+MAX_CLIP_FRAMES = 300
+MAX_CLIP_SECONDS = 20.0  # the same bound for slow frame rates (a 15 fps phone clip, a GIF)
+MAX_CLIP_FRAME_PIXELS = 1920 * 1088  # 1080p; a 4K frame twice over (picture + depth) is slow to encode here
+COLOUR_SCALE_FRAMES = 8  # the clip's colour scale comes from its first frames' depth (as test.py's clips)
 
 
 def parse_args(argv=None):
@@ -125,6 +138,59 @@ class DepthDemo:
         order = [files[1], files[2], files[3], files[0]]  # millimetre PNG, metres .npy, .ply, colour PNG
         return depth_view(depth_m), str(folder / f"{stem}_mesh.glb"), [str(p) for p in order], summary
 
+    def predict_clip(self, clip_path, focal_35mm=None):
+        """(path of an mp4 of each frame beside its depth, summary) for a video file; InputError for a file
+        that is not a readable video or a clip over MAX_CLIP_FRAMES frames / MAX_CLIP_SECONDS seconds.
+
+        Frames go through DepthEstimator.video_depths (temporal "flow") as they are decoded; the colour
+        scale is fixed from the first COLOUR_SCALE_FRAMES frames' depth (clip_colour_range).
+        focal_35mm: the clip's 35 mm-equivalent focal length; None: the model's training camera.
+        """
+        from camera import picture_camera
+        from utils import InputError
+        from video import VIDEO_SUFFIXES, DepthVideoWriter, is_video, open_clip
+
+        start = time.perf_counter()
+        path = Path(clip_path)
+        if not is_video(path):
+            raise InputError(f"{path.name} is not a video file this demo takes ({', '.join(VIDEO_SUFFIXES)})")
+        with self.lock, open_clip(path) as clip:
+            check_clip_size(clip)
+            if self.load():
+                raise InputError(f"the model could not be loaded: {self.error}")
+            target = self.new_folder() / f"{path.stem or 'clip'}_depth.mp4"
+            camera, line = picture_camera(None, clip.height, clip.width, self.estimator.camera, use_exif=False,
+                                          focal_35mm=focal_35mm or None)
+            frames = self.estimator.video_depths(clip.frames(), "flow", max_side=self.max_side, camera=camera)
+            writer, pending, near_far = None, [], None
+            try:
+                for index, frame, depth_m in frames:
+                    if index >= MAX_CLIP_FRAMES:  # a container that does not list its frames (mkv, webm)
+                        raise InputError(clip_too_long(path.name, f"more than {MAX_CLIP_FRAMES} frames"))
+                    pending.append((frame, depth_m))
+                    if writer is None and len(pending) < COLOUR_SCALE_FRAMES:
+                        continue
+                    if writer is None:
+                        near_far = clip_colour_range([d for _, d in pending], self.estimator.depth_range)
+                        writer = DepthVideoWriter(target, clip.fps, clip.height, clip.width, near_far,
+                                                  side_by_side=True)
+                    for rgb, depth in pending:
+                        writer.write(depth, rgb)
+                    pending = []
+                if pending:  # a clip shorter than COLOUR_SCALE_FRAMES
+                    near_far = clip_colour_range([d for _, d in pending], self.estimator.depth_range)
+                    writer = DepthVideoWriter(target, clip.fps, clip.height, clip.width, near_far, side_by_side=True)
+                    for rgb, depth in pending:
+                        writer.write(depth, rgb)
+            finally:
+                if writer is not None:
+                    writer.close()
+            count, fps, width, height = writer.frames, clip.fps, clip.width, clip.height
+        summary = (f"**{path.name}**: {count} frames at {fps:g} fps, {width}x{height}, colour scale "
+                   f"{near_far[0]:.2f} - {near_far[1]:.2f} m, steadied along the optical flow, "
+                   f"{time.perf_counter() - start:.1f} s  \n{line}: depth x {self.estimator.depth_scale(camera):.3f}")
+        return str(target), summary
+
     def new_folder(self):
         """A fresh folder for one picture's files; the oldest beyond KEEP_RESULTS are deleted."""
         self.count += 1
@@ -151,6 +217,64 @@ def check_picture_size(path):
                          f"takes up to {MAX_PICTURE_PIXELS / 1e6:.0f}; scale it down, or use test.py")
 
 
+def check_clip_size(clip):
+    """InputError for a clip over MAX_CLIP_FRAMES frames, MAX_CLIP_SECONDS seconds or MAX_CLIP_FRAME_PIXELS
+    per frame, from its header (only the first frame decoded); a clip that does not list its frames is
+    counted as it plays (predict_clip)."""
+    from utils import InputError
+
+    name = clip.path.name
+    if clip.height * clip.width > MAX_CLIP_FRAME_PIXELS:
+        raise InputError(f"{name} is {clip.width}x{clip.height}: the demo takes clips up to 1920x1080; "
+                         f"scale it down, or use test.py")
+    if clip.frame_count is None:
+        return
+    if clip.frame_count > MAX_CLIP_FRAMES:
+        raise InputError(clip_too_long(name, f"{clip.frame_count} frames"))
+    if clip.frame_count / clip.fps > MAX_CLIP_SECONDS:
+        raise InputError(clip_too_long(name, f"{clip.frame_count / clip.fps:.0f} s"))
+
+
+def clip_too_long(name, length):
+    return (f"{name} is too long for this demo ({length}): it takes clips up to {MAX_CLIP_FRAMES} frames and "
+            f"{MAX_CLIP_SECONDS:g} s; cut it, or use test.py")
+
+
+def clip_colour_range(depths, depth_range):
+    """(near, far) metres of a clip's colour scale: the 2nd and 98th percentiles of its first frames' depth,
+    else (no finite depth) the model's depth range."""
+    values = np.concatenate([d[np.isfinite(d) & (d > 0)].ravel() for d in depths])
+    if not values.size:
+        return float(depth_range.min_m), float(depth_range.max_m)
+    near, far = (float(v) for v in np.percentile(values, (2, 98)))
+    return near, max(far, near * 1.05, near + 1e-3)  # a flat clip (one depth) still gets a scale
+
+
+def page_error(message):
+    """The message for the page (a script gets it as an AppError), and one line on the console, no traceback."""
+    import gradio as gr
+
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
+def run_clip(demo, clip_path, focal_35mm=None):
+    """The clip box's step: (depth video path, summary), or a page error of one line."""
+    from utils import InputError
+
+    if not clip_path:
+        return None, ""
+    focal_35mm = focal_35mm or None
+    if focal_35mm is not None and not 0 < focal_35mm < 10_000:
+        raise page_error(f"the 35 mm-equivalent focal length must be a positive number of mm, got {focal_35mm}")
+    try:
+        return demo.predict_clip(clip_path, focal_35mm)
+    except InputError as err:  # named as uploaded, not by the server's upload folder
+        raise page_error(str(err).replace(str(clip_path), Path(clip_path).name)) from err
+    except Exception as err:  # noqa: BLE001 - the page says what failed; the server keeps serving
+        raise page_error(f"prediction failed: {type(err).__name__}: {err}") from err
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------------------
@@ -162,11 +286,6 @@ def build_page(demo):
     from PIL import Image, UnidentifiedImageError
 
     from utils import InputError
-
-    def page_error(message):
-        """The message for the page (a script gets it as an AppError), and one line on the console, no traceback."""
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        return gr.Error(message, print_exception=False)
 
     def one_line_errors(preprocess):
         """Gradio's upload step, saying in one line that a file is not a picture instead of a bare 'Error'.
@@ -224,6 +343,17 @@ def build_page(demo):
                                 "camera; a phone's main camera: about 26)", value=None, elem_id="focal")
         picture.change(run, [picture, focal], [depth, scene, files, summary], api_name="predict")
         focal.submit(run, [picture, focal], [depth, scene, files, summary], api_name=False)
+        gr.Markdown(f"### A short clip\nDrop a video (up to {MAX_CLIP_FRAMES} frames and {MAX_CLIP_SECONDS:g} s): "
+                    "each frame plays beside its depth, steadied along the optical flow, on one colour scale.")
+        with gr.Row():
+            # format=None, include_audio=True: the upload reaches open_clip as it is (no FFmpeg conversion)
+            clip = gr.Video(label="clip", sources=["upload"], format=None, include_audio=True, elem_id="clip",
+                            height=360)
+            clip_depth = gr.Video(label="picture and depth (m)", interactive=False, elem_id="clip-depth",
+                                  height=360, loop=True, autoplay=True)
+        clip_summary = gr.Markdown(elem_id="clip-summary")
+        clip.change(lambda path, focal: run_clip(demo, path, focal), [clip, focal], [clip_depth, clip_summary],
+                    api_name="predict_clip")
         page.load(lambda: demo.status(), None, status, api_name=False)  # a retried model load shows on reload
     return page
 

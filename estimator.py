@@ -36,7 +36,7 @@ from contract import (
     tflite_metadata,
 )
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, inverse_depth_norm, resize_depth
-from utils import InputError, load_image, optional_module, pil_rgb, runtime_threads
+from utils import InputError, load_image, optional_module, pil_rgb, quiet_tensorflow, runtime_threads
 
 AUTHORS_MODEL = "nyu.h5"  # the authors' released NYU model, looked for in the current folder
 # A small model trained here on the synthetic rooms, shipped so that everything runs on a fresh clone (how
@@ -133,6 +133,7 @@ class DepthEstimator:
         "float32", "bfloat16" or "float16" for Keras files (an export computes at the precision it was
         exported at). threads: the runtime's CPU threads.
         """
+        quiet_tensorflow()  # a library caller too is spared TensorFlow's start-up notices
         default = path is None
         path = model_path(path)
         if not path.exists():
@@ -224,6 +225,31 @@ class DepthEstimator:
         depth = resize_depth(depth, *(output_hw or (height, width)))
         return depth[0].astype(np.float32) if single else depth.astype(np.float32)
 
+    def predict_video(self, source, temporal="flow", batch_size=BATCH_SIZE, max_side=None, camera=None):
+        """(frame index, depth in metres (H, W) float32) for each frame of a clip, lazily, in order.
+
+        source: a video file or a folder or glob of frames (video.py), or any iterable of uint8 RGB frames
+        (a camera's, say). temporal: "flow" steadies each frame's depth with the ones before it
+        (video.DepthStabiliser: causal, metric, no drift), "none" predicts each frame alone. Frames are
+        predicted batch_size at a time; nothing grows with the clip's length. camera, max_side: as predict.
+        """
+        for index, _, depth in self.video_depths(source, temporal, batch_size, max_side, camera):
+            yield index, depth
+
+    def video_depths(self, source, temporal="flow", batch_size=BATCH_SIZE, max_side=None, camera=None):
+        """(frame index, frame, steady depth) of each frame: predict_video with the frames (test.py writes both)."""
+        from video import DepthStabiliser, frames_of
+
+        if temporal not in ("flow", "none"):
+            raise InputError(f"unknown temporal mode '{temporal}': choose flow or none")
+        steady = DepthStabiliser() if temporal == "flow" else None
+        index = 0
+        for group in same_size_groups(frames_of(source), batch_size):
+            depths = self.predict(np.stack(group), max_side=max_side, batch_size=batch_size, camera=camera)
+            for frame, depth in zip(group, depths):
+                yield index, frame, steady(frame, depth) if steady else depth
+                index += 1
+
     def depth_scale(self, camera):
         """What this model's depth is multiplied by for a picture taken with camera: its focal length over
         the training camera's, both relative to the picture's width (camera.py). Cameras equal to rounding
@@ -257,6 +283,19 @@ class DepthEstimator:
         # Depth s * max_m / y is max_m / (y / s): scaling the output keeps the clip to the range exact (and a
         # scale of 1 leaves every value as it was: division by 1 is exact).
         return inverse_depth_norm(output[..., 0] / scales[:, None, None].astype(np.float32), self.depth_range)
+
+
+def same_size_groups(frames, size):
+    """Lists of up to size consecutive frames of one size (a batch the network takes at once), lazily."""
+    group = []
+    for frame in frames:
+        frame = np.asarray(frame)
+        if group and (len(group) == size or frame.shape != group[0].shape):
+            yield group
+            group = []
+        group.append(frame)
+    if group:
+        yield group
 
 
 def use_threads(threads):

@@ -51,7 +51,7 @@ from data import DEFAULT_EVAL_DATA, open_dataset
 from datasets import AUTHORS_SCRIPT_RERUN, NYU_SPEC, PAPER, SPECS, DatasetSpec, trained_elsewhere
 from depth import NYU_IMAGE_HW, NYU_REFERENCE, DepthRange
 from estimator import DepthEstimator
-from metrics import ALIGNMENTS, METRIC_NAMES, aligned, evaluation_mask, image_record, summary
+from metrics import ALIGNMENTS, METRIC_NAMES, aligned, clip_tae, evaluation_mask, image_record, summary
 from outputs import save_sample_montages
 from settings import add_model_flags, check_model_flags
 from utils import InputError, check_writable, image_size, quiet_tensorflow, write_json
@@ -90,7 +90,8 @@ class EvalSettings:
     of its crops (None: its protocol's). flip: the paper's mirror average. input_hw: the network's input
     size, if not each image's own. protocol "reference" adds abs rel in the authors' order. camera_scale:
     scale each prediction by its picture's camera over the model's training camera. align: metrics.aligned's
-    mode. quality: the paper's quality measures too. keep: how many best and worst images to keep."""
+    mode. quality: the paper's quality measures too. keep: how many best and worst images to keep.
+    temporal: on clips, "flow" steadies each prediction (video.DepthStabiliser), "none" keeps it per frame."""
 
     spec: DatasetSpec = NYU_SPEC
     crop: str | None = None
@@ -102,6 +103,7 @@ class EvalSettings:
     protocol: str = "paper"
     camera_scale: bool = True
     align: str = "none"
+    temporal: str = "flow"
 
 
 def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=None, skipped=None):
@@ -144,6 +146,48 @@ def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=
                     kept = with_extremes(kept, item, keep)
             bar.update(len(batch))
     return records, kept
+
+
+def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
+    """(records, tae) over a reader of clips with poses (sequences.py), each clip in time order.
+
+    Each frame is predicted as evaluate() predicts an image, steadied as settings.temporal says, and scored
+    as an image; tae: the temporal alignment error of each clip (metrics.clip_tae, as Video Depth
+    Anything's eval_tae.py computes it), the mean over clips. limit: at most this many frames of each clip.
+    A clip's predictions are kept until its TAE is taken: evaluate long sequences a part at a time.
+    """
+    from video import DepthStabiliser, batches
+
+    spec, crop = settings.spec, settings.crop
+    cap = spec.eval_cap_m or estimator.depth_range.max_m
+    clips = {name: samples[:limit] for name, samples in dataset.sequences().items()}
+    records, taes = [], []
+    with tqdm(total=sum(map(len, clips.values())), desc="evaluating", unit="frame") as bar:
+        for name, samples in clips.items():
+            steady = DepthStabiliser() if settings.temporal == "flow" else None
+            kept = {"depth": [], "gt": [], "mask": [], "pose": []}
+            for group in batches(iter(samples), settings.batch_size):
+                pairs = [dataset.read(sample) for sample in group]
+                cameras = [pair.camera for pair in pairs] if settings.camera_scale else None
+                preds = estimator.predict(np.stack([pair.rgb for pair in pairs]), settings.flip, max_side=0,
+                                          input_hw=settings.input_hw, output_hw=pairs[0].depth.shape,
+                                          batch_size=settings.batch_size, camera=cameras)
+                scales = estimator.depth_scales(cameras, len(pairs))
+                for sample, pair, pred, scale in zip(group, pairs, preds, scales):
+                    pred = steady(pair.rgb, pred) if steady else pred
+                    mask = evaluation_mask(pair.depth, spec, crop, pair.valid)
+                    if mask.any():
+                        scored = aligned(pair.depth, pred, mask, settings.align, cap)
+                        records.append({**image_record(sample.name, pair.depth, scored, mask, None, spec.depth_range,
+                                                       settings.protocol, pair.camera),
+                                        "camera_scale": float(scale), "clip": name})
+                    for key, value in zip(kept, (pred, pair.depth, mask, dataset.pose(sample))):
+                        kept[key].append(value)
+                bar.update(len(group))
+            if len(kept["depth"]) > 1:
+                intrinsics = pairs[0].camera.pixels(*pairs[0].depth.shape)
+                taes.append(clip_tae(kept["depth"], kept["gt"], kept["mask"], kept["pose"], intrinsics, cap))
+    return records, float(np.mean(taes)) if taes else None
 
 
 def with_extremes(kept, item, keep):
@@ -287,6 +331,10 @@ def parse_args(argv=None):
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out samples whose files are missing or unreadable (each named, their count "
                              "reported) instead of stopping at the first")
+    parser.add_argument("--temporal", default="flow", choices=("flow", "none"),
+                        help="on clips (synthetic-video, scannet, sintel, tum): flow (default) steadies each frame's "
+                             "depth with the previous ones along the optical flow, as test.py does for videos; "
+                             "none: per-frame prediction. Either way the temporal alignment error (TAE) is reported")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="which split of --data to evaluate (default test)")
     parser.add_argument("--protocol", default="paper", choices=PROTOCOLS,
@@ -443,8 +491,13 @@ def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
     predictions = [] if args.save_predictions else None
     skipped = []
     settings = EvalSettings(spec, crop, args.flip, args.bs, args.quality, args.samples if args.save_samples else 0,
-                            input_hw, args.protocol, camera_scale, args.align)
-    records, kept = evaluate(estimator, pairs, settings, len(samples), predictions, skipped)
+                            input_hw, args.protocol, camera_scale, args.align, args.temporal)
+    tae = None
+    if is_clips(dataset):
+        records, tae = evaluate_clips(estimator, dataset, settings, args.limit)
+        kept = []
+    else:
+        records, kept = evaluate(estimator, pairs, settings, len(samples), predictions, skipped)
     if not records:
         raise InputError(f"{dataset.name}: none of the {len(samples)} images has valid ground truth inside "
                          f"the {crop} crop: nothing to evaluate")
@@ -454,6 +507,8 @@ def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
     if bad:
         print(f"skipped {len(bad)} bad samples of {dataset.name} (--skip-bad; first: {bad[0]})")
     results = {**summary(records, args.quality, args.protocol), "align": args.align}
+    if tae is not None:
+        results.update(tae=tae, temporal=args.temporal)
     results["camera"] = camera_summary(records, estimator.camera, dataset.camera, camera_scale)
     size = f", network input {input_hw[0]}x{input_hw[1]}" if input_hw else ""
     aligned_by = f", aligned: {args.align}" if args.align != "none" else ""
@@ -461,6 +516,9 @@ def evaluate_dataset(estimator, dataset, samples, crop, camera_scale, args):
           f"crop, flip {'on' if args.flip else 'off'}, predictions clipped to {estimator.depth_range.min_m:g}-"
           f"{estimator.depth_range.max_m:g} m{aligned_by}, {args.precision}{size})")
     print(results_table(results, spec, dataset.ground_truth))
+    if tae is not None:
+        print(f"temporal alignment error (TAE x 100, each clip aligned in disparity as eval_tae.py does): {tae:.3f} "
+              f"over {len(dataset.sequences())} clips, temporal {args.temporal}")
     settings = {"model": str(estimator.path), "contract": estimator.contract.to_dict(), "data": dataset.name,
                 "kind": spec.name, "split": args.split, "images": len(records),
                 "pixels": int(sum(r["pixels"] for r in records)), "crop": crop, "flip": args.flip,
@@ -482,6 +540,13 @@ def readable_pairs(dataset, samples, bad=None):
                 raise
             tqdm.write(f"skipped: {err}", file=sys.stderr)
             bad.append(str(err))
+
+
+def is_clips(dataset):
+    """Whether a reader holds clips with camera poses, whose frames are evaluated in time order with TAE."""
+    from sequences import SequenceReader
+
+    return isinstance(dataset, SequenceReader)
 
 
 def published_results(spec, ground_truth, args):

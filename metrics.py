@@ -390,3 +390,14 @@ def _frame_intrinsics(intrinsics, count):
     if len(intrinsics) != count:
         raise ValueError(f"{len(intrinsics)} intrinsics for {count} frames")
     return [one(k) for k in intrinsics]
+
+
+def clip_tae(depths, ground_truth, valid, poses, intrinsics, max_depth_m):
+    """TAE of one clip's predictions as eval_tae.py scores them: first aligned to the ground truth by one
+    least-squares scale and shift in disparity over the whole clip (valid pixels), clipped to
+    [1e-3, max_depth_m], then temporal_alignment_error. A metric model's steadiness, not its scale."""
+    depths = np.asarray(depths, np.float64)
+    valid = np.asarray(valid, bool) & (np.asarray(ground_truth) > 0) & (depths > 0)
+    s, t = least_squares_scale_shift(1.0 / depths[valid], 1.0 / np.asarray(ground_truth, np.float64)[valid])
+    disparity = np.maximum(s / np.maximum(depths, 1e-6) + t, 1.0 / max_depth_m)
+    return temporal_alignment_error(np.clip(1.0 / disparity, 1e-3, max_depth_m), poses, intrinsics, valid)

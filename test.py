@@ -22,6 +22,19 @@ A network answers depth for the camera it was trained with: each picture's camer
 --focal-35mm, else its EXIF focal length, else the model's training camera) scales its depth by its focal
 length over the training camera's, both relative to the picture's width, and shapes the point cloud.
 
+Clips (.mp4, .mov, .mkv, .webm, .avi, animated .gif; or, with --sequence, the pictures given taken as the
+frames of one clip) are decoded, predicted a few frames at a time, steadied (--temporal flow: each frame's
+depth blended with the ones before it along the optical flow, metric and without drift) and written as they
+come, so memory does not grow with the clip's length. For an input NAME.mp4:
+
+    NAME_depth.mp4        the colour-mapped depth at the clip's frame rate and size (its rotation applied),
+                          on one colour scale for the whole clip (set from its first frames), with a colour
+                          bar; --side-by-side puts the picture beside it. The audio is not carried over.
+    NAME_depth_m.npy      float32 metres of every frame, shape (frames, H, W), written frame by frame (--npy)
+    NAME_depth_mm/        16-bit millimetre PNGs, one per frame (--png16)
+
+Ctrl-C stops cleanly: what was written stays playable, and the line says how many frames it holds.
+
 An unreadable file is reported by name and the others are still processed; the script then exits with an
 error that lists the files it skipped. With no --model: nyu.h5 here if present, else the newest model
 under runs/.
@@ -40,8 +53,18 @@ from estimator import DepthEstimator
 from outputs import save_depth_montage, write_outputs
 from settings import add_model_flags, check_model_flags
 from utils import InputError, check_writable, load_image, quiet_tensorflow
+from video import (
+    VIDEO_SUFFIXES,
+    DepthVideoWriter,
+    NpyFramesWriter,
+    Png16FramesWriter,
+    frame_folder_clip,
+    is_video,
+    open_clip,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+COLOUR_SCALE_FRAMES = 8  # a clip's colour scale is set from its first frames' depth (2nd-98th percentile)
 MONTAGE_MAX_ROWS = 12
 MONTAGE_SIDE = 480  # the montage's pictures are kept at most this large
 
@@ -57,7 +80,8 @@ def expand_inputs(patterns):
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES | set(VIDEO_SUFFIXES) and p.is_file())
         elif path.exists():
             found = [path]
         else:
@@ -90,6 +114,16 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="outputs", help="folder for the results (default: outputs)")
     parser.add_argument("--npy", action="store_true", help="also write float32 depth in metres as .npy")
     parser.add_argument("--ply", action="store_true", help="also write a coloured point cloud as .ply")
+    clips = parser.add_argument_group("clips", "Video files, animated GIFs, or with --sequence the pictures as frames.")
+    clips.add_argument("--sequence", action="store_true",
+                       help="take the pictures given (a folder or glob of frames, in name order) as one clip")
+    clips.add_argument("--fps", type=float, default=30.0, help="the frame rate of a --sequence clip (default 30)")
+    clips.add_argument("--temporal", default="flow", choices=("flow", "none"),
+                       help="flow (default): steady depth, each frame blended with the ones before it along the "
+                            "optical flow; none: each frame predicted alone")
+    clips.add_argument("--side-by-side", action="store_true", help="the picture beside its depth in NAME_depth.mp4")
+    clips.add_argument("--png16", action="store_true",
+                       help="also write each frame's depth as a 16-bit millimetre PNG in NAME_depth_mm/")
     camera = parser.add_argument_group(
         "camera", "The pictures' camera: flags, else each picture's EXIF focal length, else the model's training "
                   "camera (one line per picture says which). Depth is scaled by its focal length over the training "
@@ -114,6 +148,8 @@ def parse_args(argv=None):
     for key in ("fx", "fy", "focal_35mm"):
         if getattr(args, key) is not None and getattr(args, key) <= 0:
             parser.error(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if not args.fps > 0:
+        parser.error(f"--fps must be positive, got {args.fps}")
     if args.fov is not None and not 0 < args.fov < 180:
         parser.error(f"--fov must be between 0 and 180 degrees, got {args.fov}")
     focal_flags = [flag for flag in ("fx", "fov", "focal_35mm") if getattr(args, flag) is not None]
@@ -133,6 +169,86 @@ def montage_row(name, image, depth_m, side=MONTAGE_SIDE):
     return name, resize_depth(np.moveaxis(image, -1, 0), *hw).transpose(1, 2, 0), resize_depth(depth_m, *hw)
 
 
+def is_clip(path):
+    """Whether an input is a clip: a video file, or a GIF of more than one frame."""
+    if path.suffix.lower() != ".gif":
+        return is_video(path)
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1) > 1
+    except OSError:
+        return False  # load_image names the problem
+
+
+def colour_range(depths):
+    """(near, far) metres of a clip's colour scale: its first frames' 2nd and 98th percentiles."""
+    values = np.concatenate([d[np.isfinite(d) & (d > 0)] for d in depths])
+    near, far = (np.percentile(values, (2, 98)) if values.size else (0.5, 10.0))
+    return float(near), float(max(far, near * 1.05))
+
+
+def write_clip(estimator, clip, stem, folder, args):
+    """Predict and write every frame of an open clip as it comes; (frames, files written, first frame's
+    montage row). On an error or an interruption, what was written is closed into playable files and the
+    exception carries on, its `frames_written` set."""
+    camera, line = picture_camera(None, clip.height, clip.width, estimator.camera, use_exif=False, fx=args.fx,
+                                  fy=args.fy, cx=args.cx, cy=args.cy, fov=args.fov, focal_35mm=args.focal_35mm)
+    tqdm.write(f"{clip.path.name}: {line}: depth x {estimator.depth_scale(camera):.3f}")
+    writers, first, pending = [], None, []  # pending: the first frames, until the colour scale is set
+    frames = estimator.video_depths(clip.frames(), args.temporal, max_side=args.max_side,
+                                    camera=None if args.no_camera_scale else camera)
+    bar = tqdm(total=clip.frame_count, desc=clip.path.name, unit="frame", leave=False)
+    try:
+        for index, frame, depth in frames:
+            first = first or montage_row(clip.path.name, frame, depth)
+            pending.append((frame, depth))
+            if writers or len(pending) == COLOUR_SCALE_FRAMES:
+                writers = writers or clip_writers(folder, stem, clip, colour_range([d for _, d in pending]), args)
+                pending = written_frames(writers, pending)
+            bar.update(index + 1 - bar.n)
+        if pending:  # a clip shorter than the colour scale's frames
+            writers = clip_writers(folder, stem, clip, colour_range([d for _, d in pending]), args)
+            written_frames(writers, pending)
+    except BaseException as err:
+        err.frames_written = writers[0].frames if writers else 0
+        raise
+    finally:
+        bar.close()
+        for writer in writers:
+            writer.close()
+    return (writers[0].frames if writers else 0), len(writers), first
+
+
+def written_frames(writers, frames):
+    """Every (frame, depth) handed to every writer; what is left of frames (nothing)."""
+    for frame, depth in frames:
+        for writer in writers:
+            writer.write(depth, frame)
+    return []
+
+
+def clip_writers(folder, stem, clip, depth_range_m, args):
+    """The writers of a clip's outputs: NAME_depth.mp4, and NAME_depth_m.npy / NAME_depth_mm/ if asked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writers = [DepthVideoWriter(folder / f"{stem}_depth.mp4", clip.fps, clip.height, clip.width, depth_range_m,
+                                side_by_side=args.side_by_side)]
+    if args.npy:
+        writers.append(NpyFramesWriter(folder / f"{stem}_depth_m.npy", clip.height, clip.width))
+    if args.png16:
+        writers.append(Png16FramesWriter(folder / f"{stem}_depth_mm"))
+    return writers
+
+
+def clip_summary(clip, frames, files):
+    """One line on what a clip gave."""
+    turned = f", turned {clip.rotation} degrees upright" if clip.rotation else ""
+    audio = "; its audio is not carried over" if clip.has_audio else ""
+    return (f"{clip.path.name}: {frames} frames at {clip.fps:g} fps, {clip.width}x{clip.height}{turned}: "
+            f"{files} outputs{audio}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
@@ -149,8 +265,33 @@ def main(argv=None):
         print(f"warning: {warning}")
     folder = Path(args.output)  # made at the first picture that works: no empty folder when none does
     failed = [f"{pattern}: no such file" for pattern in unmatched]
-    shown, written, done = [], 0, 0  # shown: the montage's rows only, downsized; nothing else is kept
-    for path, stem in tqdm(list(zip(paths, output_stems(paths))), desc="predicting", unit="image"):
+    shown, written, done, clips = [], 0, 0, 0  # shown: the montage's rows only, downsized; nothing else is kept
+    if args.sequence:
+        inputs = [(Path(args.input[0].rstrip("/")), output_stems([Path(args.input[0].rstrip("/"))])[0], paths)]
+    else:
+        inputs = [(path, stem, None) for path, stem in zip(paths, output_stems(paths))]
+    for path, stem, frames in tqdm(inputs, desc="predicting", unit="input"):
+        if frames is not None or is_clip(path):
+            try:
+                clip = frame_folder_clip(frames, args.fps) if frames is not None else open_clip(path)
+                with clip:
+                    count, files, first = write_clip(estimator, clip, stem, folder, args)
+                tqdm.write(clip_summary(clip, count, files))
+            except InputError as err:
+                kept = getattr(err, "frames_written", 0)
+                tqdm.write(f"skipped {err}" + (f" ({kept} frames written before it)" if kept else ""), file=sys.stderr)
+                failed.append(str(err))
+                continue
+            except KeyboardInterrupt as err:
+                sys.exit(f"interrupted at frame {getattr(err, 'frames_written', 0)} of {path.name}: its outputs in "
+                         f"{folder} hold the frames written, and play")
+            except OSError as err:
+                sys.exit(f"error: {err.filename or folder}: cannot write ({err.strerror or err})")
+            written += files
+            done, clips = done + 1, clips + 1
+            if first and len(shown) < MONTAGE_MAX_ROWS:
+                shown.append(first)
+            continue
         try:
             image = load_image(path)
         except InputError as err:
@@ -181,9 +322,9 @@ def main(argv=None):
             save_depth_montage(shown, folder / "montage.png")
         except OSError as err:
             sys.exit(f"error: {folder / 'montage.png'}: cannot write ({err.strerror or err})")
-        print(f"wrote {written} files for {done} images and montage.png to {folder}")
+        print(f"wrote {written} files for {done} {'inputs' if clips else 'images'} and montage.png to {folder}")
     if failed:
-        sys.exit(f"error: {len(failed)} of {len(paths) + len(unmatched)} inputs could not be used: "
+        sys.exit(f"error: {len(failed)} of {len(inputs) + len(unmatched)} inputs could not be used: "
                  + "; ".join(failed))
 
 

@@ -56,6 +56,25 @@ def batches(frames, size):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def frames_of(source):
+    """Upright uint8 RGB frames from a video file, a folder or glob of frames, or an iterable of frames."""
+    if isinstance(source, (str, Path)):
+        clip = open_clip(source) if is_video(source) else frame_folder_clip(source)
+        with clip:
+            yield from clip.frames()
+    else:
+        for frame in source:
+            yield pil_rgb_array(frame)
+
+
+def pil_rgb_array(frame):
+    """A frame as uint8 RGB (H, W, 3) (grey frames repeated, alpha dropped)."""
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=-1)
+    return np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+
+
 def ffmpeg_reason(err):
     """'InvalidDataError: Invalid data found when processing input': PyAV's message without errno and path."""
     return f"{err.__class__.__name__}: {getattr(err, 'strerror', None) or err}"
@@ -435,8 +454,8 @@ class NpyFramesWriter:
         self._header_length = len(npy_header(self.PLACEHOLDER_COUNT, self.height, self.width))
         self._file.write(npy_header(self.PLACEHOLDER_COUNT, self.height, self.width, self._header_length))
 
-    def write(self, depth_m):
-        """Append one (H, W) depth map in metres."""
+    def write(self, depth_m, rgb=None):
+        """Append one (H, W) depth map in metres (rgb: unused, as every writer takes it)."""
         depth_m = finite_depth(depth_m, self.height, self.width)
         self._file.write(np.ascontiguousarray(depth_m, dtype="<f4").data)
         self.frames += 1
@@ -468,8 +487,9 @@ class Png16FramesWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.frames = 0
 
-    def write(self, depth_m):
-        """Write the next frame's PNG (each file complete before the next: nothing to finish at close)."""
+    def write(self, depth_m, rgb=None):
+        """Write the next frame's PNG (each file complete before the next: nothing to finish at close; rgb:
+        unused, as every writer takes it)."""
         from PIL import Image
 
         depth_m = np.asarray(depth_m, dtype=np.float32)
@@ -501,13 +521,13 @@ FLOW_SIDE = 160  # optical flow is computed on frames shrunk to this longer side
 class StabiliserSettings:
     """How much of the previous steady depth each frame keeps (`memory`), where the frames agree: the
     photometric residual after motion compensation under `photometric` (grey levels in [0, 1]) and the
-    depths within `agreement` (relative). `ratio_window`: frames over which the motion's depth change is
-    taken as the median ratio, so that one frame's scale jitter is not carried forward."""
+    depths within `agreement` (relative). `ratio_window`: frames over which the level of the motion's depth
+    change is taken as a median, so that one frame's scale jitter is not carried forward."""
 
-    memory: float = 0.7
+    memory: float = 0.8
     photometric: float = 0.08
-    agreement: float = 0.15
-    ratio_window: int = 5
+    agreement: float = 0.3
+    ratio_window: int = 8
 
 
 class DepthStabiliser:
@@ -516,10 +536,10 @@ class DepthStabiliser:
     A metric network's flicker is a frame-to-frame jitter of its scale and of local detail. Each frame's
     steady depth is a blend of its own prediction and the previous steady depth carried to it along the
     optical flow (scikit-image's iterative Lucas-Kanade, between the pictures): S_t = (1 - m) D_t +
-    m rho_t warp(S_t-1), with m = `memory` where the warped picture matches and the depths agree, 0 where
-    they do not (occlusions, new content, flow failures). rho_t, the median depth ratio between consecutive
-    predictions over the last few frames, carries the camera's own motion (walking towards a wall shrinks
-    its depth) without carrying one frame's jitter. Every frame keeps 1 - m of its own prediction, so
+    m c_t warp(S_t-1), with m = `memory` where the warped picture matches and the depths agree, 0 where
+    they do not (occlusions, new content, flow failures). c_t, the change the camera's own motion made to
+    depth (walking towards a wall shrinks it), is read from consecutive predictions as a median over the
+    last few frames, so that one frame's scale jitter is not carried forward. Every frame keeps 1 - m of its own prediction, so
     errors fade geometrically and nothing drifts: the scale stays the network's, metric, and a still scene
     seen by a moving camera stays where it is. Causal: it runs on a live camera as on a file.
 
@@ -531,7 +551,7 @@ class DepthStabiliser:
     def __init__(self, settings=StabiliserSettings()):
         self.settings = settings
         self._grey = self._steady = self._raw = None
-        self._ratios = []
+        self._changes = []
 
     def __call__(self, rgb, depth_m):
         """The steady depth (float32, depth_m's shape) of the next frame."""
@@ -552,17 +572,23 @@ class DepthStabiliser:
         warped_grey = _sample(_resized(self._grey, depth_m.shape), rows, cols)
         inside = (rows >= 0) & (rows <= depth_m.shape[0] - 1) & (cols >= 0) & (cols <= depth_m.shape[1] - 1)
         photometric = np.abs(_resized(grey, depth_m.shape) - warped_grey) < settings.photometric
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = depth_m / warped_raw
-        usable = inside & photometric & np.isfinite(ratio) & (warped_raw > 0)
+        usable = inside & photometric & (warped_raw > 0) & (depth_m > 0)
         if usable.mean() < 0.2:  # a cut, or nothing recognisable: start again from this frame
-            self._ratios = []
+            self._changes = []
             return depth_m
-        self._ratios = (self._ratios + [float(np.median(ratio[usable]))])[-settings.ratio_window:]
-        carried = warped_steady * np.float32(np.median(self._ratios))
+        carried = warped_steady * self._motion_change(depth_m, warped_raw, usable)
         agree = usable & (np.abs(carried - depth_m) < settings.agreement * depth_m)
         memory = np.where(agree, np.float32(settings.memory), np.float32(0))
         return (1 - memory) * depth_m + memory * carried
+
+    def _motion_change(self, depth_m, warped_raw, usable):
+        """The factor the camera's motion changed depth by since the previous frame: the median ratio of
+        consecutive predictions, itself a median over the last frames (one frame's scale jitter is not
+        motion). One factor for the picture: a per-pixel change read from the predictions would carry their
+        flicker forward with it (measured: it undoes half of what the filter gains on the synthetic clips)."""
+        level = float(np.median(np.log(depth_m[usable]) - np.log(warped_raw[usable])))
+        self._changes = (self._changes + [level])[-self.settings.ratio_window:]
+        return np.float32(np.exp(np.median(self._changes)))
 
 
 def _small_grey(rgb, shape):

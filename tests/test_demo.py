@@ -348,3 +348,78 @@ def test_browser_shows_depth_and_3d_view(server, browser, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "img[src*='coffee']").click()
     wait_for(lambda: "coffee.png" in browser.find_element(By.ID, "summary").text, RESULT_WAIT_S,
              "the coffee example's result")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A short clip, through the page's own functions (no server)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_clip_plays_beside_its_depth_at_the_source_rate(contract_model, tmp_path):
+    pytest.importorskip("av")
+    from test_video import picture, write_clip
+
+    from estimator import DepthEstimator
+    from video import DEFAULT_COLORMAP, colour_bar, colour_table, open_clip
+
+    height, width, frames, fps = 48, 64, 8, 12
+    source = write_clip(tmp_path / "walk.mp4", frames=frames, fps=fps, size=(height, width))
+    app = demo.DepthDemo(str(contract_model[0]))
+    video, summary = app.predict_clip(str(source))
+    assert Path(video).parent.parent == app.results and Path(video).name == "walk_depth.mp4"
+    assert summary.startswith(f"**walk.mp4**: {frames} frames at {fps:g} fps, {width}x{height}")
+
+    # the colour bar of the scale the demo chose: the first frames' 2nd-98th percentiles of steady depth
+    depths = [d for _, _, d in DepthEstimator.load(contract_model[0]).video_depths(str(source), "flow")]
+    near, far = demo.clip_colour_range(depths[:demo.COLOUR_SCALE_FRAMES], app.estimator.depth_range)
+    bar = colour_bar(colour_table(near, far, DEFAULT_COLORMAP), near, far, height).shape[1]
+    content = 2 * width + bar
+    with open_clip(video) as clip:
+        assert clip.fps == pytest.approx(fps) and clip.frame_count == frames
+        assert (clip.height, clip.width) == (height, content + content % 2)
+        played = list(clip.frames())
+    assert len(played) == frames
+    for i, rgb in enumerate(played):  # the picture on the left, in order; its depth beside it, not flat
+        assert np.abs(rgb[:, :width].astype(int) - picture(i)).mean() < 12, f"frame {i}"
+        assert rgb[:, width:2 * width].std() > 1.0
+
+
+@requires("gradio")
+def test_clip_that_is_not_a_video_gives_one_line_on_the_page(contract_model, tmp_path, capsys):
+    pytest.importorskip("av")
+    import gradio as gr
+
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video, just text")
+    app = demo.DepthDemo(str(contract_model[0]))
+    with pytest.raises(gr.Error) as caught:
+        demo.run_clip(app, str(fake))
+    message = caught.value.message
+    assert message.startswith("notes.mp4: not a video") and "\n" not in message
+    err = capsys.readouterr().err
+    assert "error: " in err and "notes.mp4" in err and "Traceback" not in err
+    assert not list(app.results.iterdir())  # nothing written for a refused file
+
+
+@requires("gradio")
+def test_clip_too_long_is_refused_from_its_header(tmp_path):
+    pytest.importorskip("av")
+    import gradio as gr
+    from test_video import write_clip
+
+    app = demo.DepthDemo(str(tmp_path / "never_loaded.keras"))  # refused before the model is needed
+    many = write_clip(tmp_path / "many.mp4", frames=demo.MAX_CLIP_FRAMES + 1, fps=60, size=(16, 16))
+    with pytest.raises(gr.Error, match=f"too long for this demo \\({demo.MAX_CLIP_FRAMES + 1} frames\\)"):
+        demo.run_clip(app, str(many))
+    slow = write_clip(tmp_path / "slow.mp4", frames=int(demo.MAX_CLIP_SECONDS) + 2, fps=1, size=(16, 16))
+    with pytest.raises(gr.Error, match=r"too long for this demo \(\d+ s\).*use test\.py"):
+        demo.run_clip(app, str(slow))
+    assert app.estimator is None and demo.run_clip(app, None) == (None, "")
+
+
+@requires("gradio")
+def test_page_has_the_clip_box(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a keras file")
+    config = json.dumps(demo.build_page(demo.DepthDemo(str(broken))).config)
+    assert '"clip"' in config and '"clip-depth"' in config and "predict_clip" in config
