@@ -537,10 +537,10 @@ class DepthStabiliser:
     steady depth is a blend of its own prediction and the previous steady depth carried to it along the
     optical flow (scikit-image's iterative Lucas-Kanade, between the pictures): S_t = (1 - m) D_t +
     m c_t warp(S_t-1), with m = `memory` where the warped picture matches and the depths agree, 0 where
-    they do not (occlusions, new content, flow failures). c_t, the change the camera's own motion made to
-    depth (walking towards a wall shrinks it), is read from consecutive predictions as a median over the
-    last few frames, so that one frame's scale jitter is not carried forward. Every frame keeps 1 - m of its own prediction, so
-    errors fade geometrically and nothing drifts: the scale stays the network's, metric, and a still scene
+    they do not (occlusions, new content, flow failures). c_t, the change the camera's own motion made
+    to depth (walking towards a wall shrinks it), is read from consecutive predictions as a median over
+    the last few frames, so that one frame's scale jitter is not carried forward. Every frame keeps 1 - m
+    of its own prediction, so errors fade geometrically and nothing drifts: the scale stays the network's, metric, and a still scene
     seen by a moving camera stays where it is. Causal: it runs on a live camera as on a file.
 
     Video Depth Anything aligns overlapping windows of a relative-depth model by least-squares scale and

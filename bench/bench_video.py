@@ -193,9 +193,9 @@ def memory(args, scratch):
         rows.append((count, seconds, peak, used))
         say(f"  {count} frames via {used}: {seconds:.1f} s, peak {peak:.0f} MiB")
     say(f"\n$ {command_line()}")
-    say(f"{'frames':>7}{'size':>10}{'via':>9}{'seconds':>9}{'frames/s':>10}{'peak MiB':>10}")
+    say(f"{'frames':>7}{'size':>10}{'via':>9}{'seconds':>9}{'peak MiB':>10}")
     for count, seconds, peak, used in rows:
-        say(f"{count:>7}{f'{width}x{height}':>10}{used:>9}{seconds:>9.1f}{count / seconds:>10.2f}{peak:>10.0f}")
+        say(f"{count:>7}{f'{width}x{height}':>10}{used:>9}{seconds:>9.1f}{peak:>10.0f}")
     ratio = rows[1][2] / rows[0][2]
     verdict = "within" if ratio <= MEMORY_TARGET else "OVER"
     say(f"peak long / short: {ratio:.3f} ({verdict} the target of {MEMORY_TARGET:.2f}); seconds include "
