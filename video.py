@@ -540,8 +540,9 @@ class DepthStabiliser:
     they do not (occlusions, new content, flow failures). c_t, the change the camera's own motion made
     to depth (walking towards a wall shrinks it), is read from consecutive predictions as a median over
     the last few frames, so that one frame's scale jitter is not carried forward. Every frame keeps 1 - m
-    of its own prediction, so errors fade geometrically and nothing drifts: the scale stays the network's, metric, and a still scene
-    seen by a moving camera stays where it is. Causal: it runs on a live camera as on a file.
+    of its own prediction, so errors fade geometrically and nothing drifts: the scale stays the network's,
+    metric, and a still scene seen by a moving camera stays where it is. Causal: it runs on a live camera
+    as on a file.
 
     Video Depth Anything aligns overlapping windows of a relative-depth model by least-squares scale and
     shift to keyframes; for a metric model the scale is already the answer, and what flickers is left:
