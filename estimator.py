@@ -290,10 +290,13 @@ def same_size_groups(frames, size):
     group = []
     for frame in frames:
         frame = np.asarray(frame)
-        if group and (len(group) == size or frame.shape != group[0].shape):
+        if group and frame.shape != group[0].shape:
             yield group
             group = []
         group.append(frame)
+        if len(group) == size:  # now, not at the next frame: a live stream's frame is not waited for
+            yield group
+            group = []
     if group:
         yield group
 

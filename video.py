@@ -616,6 +616,10 @@ def _flow_to_previous(grey, previous, shape):
     from skimage.registration import optical_flow_ilk
 
     v, u = optical_flow_ilk(grey, previous, radius=5, num_warp=5)
+    # On a textureless patch Lucas-Kanade's system is singular and its answer can be anything: motion of
+    # more than a quarter of the frame is taken as none there (the depth check then decides).
+    wild = ~(np.isfinite(v) & np.isfinite(u)) | (np.hypot(v, u) > 0.25 * max(grey.shape))
+    v, u = np.where(wild, 0, v), np.where(wild, 0, u)
     sy, sx = shape[0] / grey.shape[0], shape[1] / grey.shape[1]
     v, u = _resized(v, shape) * sy, _resized(u, shape) * sx
     rows, cols = np.meshgrid(np.arange(shape[0], dtype=np.float32), np.arange(shape[1], dtype=np.float32),

@@ -14,7 +14,7 @@ import estimator
 import export
 from estimator import DepthEstimator
 from helpers import network_depth_m, requires
-from utils import cpu_cores, runtime_threads
+from utils import InputError, cpu_cores, runtime_threads
 
 HW = (65, 97)
 
@@ -197,3 +197,27 @@ def test_network_depth_is_metres_at_half_resolution_with_flip():
     flipped = estimator.network_depth(images, flip=True)
     # The mean in metres of the prediction and of the mirrored one: (5 + 2.5) / 2 everywhere.
     np.testing.assert_allclose(flipped, 3.75, rtol=1e-6)
+
+
+def test_predict_video_is_lazy_and_per_frame_with_temporal_none(small_model):
+    """predict_video draws frames as it needs them (a camera's stream never ends) and, without the
+    stabiliser, gives what predict gives each frame."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]
+    drawn = []
+
+    def stream():
+        for frame in frames:
+            drawn.append(1)
+            yield frame
+
+    estimator = DepthEstimator.from_keras(small_model)
+    depths = estimator.predict_video(stream(), temporal="none", batch_size=2)
+    index, first = next(depths)
+    assert index == 0 and len(drawn) == 2  # one batch drawn, not the stream
+    rest = list(depths)
+    assert [i for i, _ in rest] == [1, 2, 3, 4]
+    for frame, depth in zip(frames, [first, *(d for _, d in rest)]):
+        np.testing.assert_allclose(depth, estimator.predict(frame), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="unknown temporal mode 'smooth'"):
+        next(estimator.predict_video(frames, temporal="smooth"))

@@ -513,3 +513,18 @@ def test_skip_bad_leaves_out_a_missing_benchmark_file_and_counts_it(tmp_path, co
     result = evaluate.main([*argv, "--skip-bad"])
     assert (result["images"], result["bad_samples"]) == (2, 1)
     assert "skipped 1 bad samples" in capsys.readouterr().out
+
+
+def test_clips_are_scored_frame_by_frame_with_their_tae(tmp_path, monkeypatch, constant_model_path):
+    """Synthetic clips (exact depth and poses): every frame scored, and TAE reported; a constant prediction
+    is perfectly steady once aligned, so its TAE is that of a flat wall moved by the camera: the same with
+    the stabiliser or without (nothing to steady), and every frame is counted."""
+    monkeypatch.setenv("DENSEDEPTH_CACHE", str(tmp_path / "cache"))
+    results = {}
+    for temporal in ("flow", "none"):
+        results[temporal] = evaluate.main(["--model", str(constant_model_path), "--data", "synthetic-video:2:4",
+                                           "--input-size", "32x32", "--temporal", temporal])
+    for result in results.values():
+        assert result["images"] == 8 and result["temporal"] in ("flow", "none") and result["tae"] >= 0
+    assert results["flow"]["tae"] == pytest.approx(results["none"]["tae"], rel=1e-6)
+    assert results["flow"]["per_image"]["abs_rel"] == pytest.approx(results["none"]["per_image"]["abs_rel"])

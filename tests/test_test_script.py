@@ -169,3 +169,57 @@ def test_the_readme_python_example_runs_and_matches_test_py(contract_model, tmp_
     depth = np.load(tmp_path / "coffee_depth_m.npy")
     assert f"coffee.png: 360x240, nearest {depth.min():.3f} m, farthest {depth.max():.3f} m" in printed, printed
     assert "contract: synthetic, depth 0.4-10 m" in printed and depth.max() - depth.min() > 0.1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clips
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_clip_gives_its_depth_video_metres_and_millimetres_frame_for_frame(tmp_path, small_model_path, capsys):
+    """A 10-frame clip with sound beside a corrupt one and a picture: the clip's depth video has its frame
+    count, rate and size (+ picture, + colour bar), the .npy every frame's metres (equal to the PNGs' mm),
+    the corrupt clip is named in one line and the others are still done."""
+    from test_video import write_clip
+
+    from video import open_clip
+
+    clip = write_clip(tmp_path / "walk.mp4", frames=10, fps=12, audio=True)
+    (tmp_path / "broken.mov").write_bytes(b"not a clip")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "still.png")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        test_script.main(["--input", str(clip), str(tmp_path / "broken.mov"), str(tmp_path / "still.png"),
+                          "--model", str(small_model_path), "--output", str(out), "--npy", "--png16",
+                          "--side-by-side", "--temporal", "none"])
+    assert "broken.mov: not a video" in str(exit_info.value) and "1 of 3 inputs" in str(exit_info.value)
+    printed = capsys.readouterr().out
+    assert "walk.mp4: 10 frames at 12 fps, 64x48" in printed and "its audio is not carried over" in printed
+    with open_clip(out / "walk_depth.mp4") as video:
+        assert (video.frame_count, video.fps, video.height) == (10, 12.0, 48)
+        assert video.width > 2 * 64  # the picture, its depth and the colour bar
+    metres = np.load(out / "walk_depth_m.npy", mmap_mode="r")
+    assert metres.shape == (10, 48, 64) and metres.dtype == np.float32 and np.all(metres > 0)
+    millimetres = sorted((out / "walk_depth_mm").glob("*.png"))
+    assert len(millimetres) == 10
+    np.testing.assert_allclose(np.asarray(Image.open(millimetres[3])) / 1000.0, metres[3], atol=6e-4)
+    assert (out / "still_depth_color.png").is_file() and (out / "montage.png").is_file()
+
+
+def test_a_folder_of_frames_is_one_clip_with_sequence_and_steady_depth_is_the_default(tmp_path, small_model_path):
+    from test_video import picture
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        Image.fromarray(picture(i)).save(frames / f"frame_{i}.png")
+    out = tmp_path / "out"
+    test_script.main(["--input", str(frames), "--sequence", "--fps", "5", "--model", str(small_model_path),
+                      "--output", str(out), "--npy"])
+    steady = np.load(out / "frames_depth_m.npy")
+    test_script.main(["--input", str(frames), "--sequence", "--fps", "5", "--model", str(small_model_path),
+                      "--output", str(tmp_path / "raw"), "--npy", "--temporal", "none"])
+    raw = np.load(tmp_path / "raw" / "frames_depth_m.npy")
+    assert steady.shape == raw.shape == (6, 48, 64)
+    np.testing.assert_array_equal(steady[0], raw[0])  # the first frame has nothing before it
+    assert not np.array_equal(steady[1:], raw[1:])  # later ones are blended with what came before
