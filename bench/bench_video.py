@@ -294,6 +294,7 @@ def fps(args, scratch):
     say(f"\n$ {command_line()}")
     say(f"{os.cpu_count()} CPU cores; {width}x{height} frames, network {net_hw[1]}x{net_hw[0]}, {args.frames} "
         f"timed frames, batch {args.batch}; frames/s of video_depths (decoding and encoding excluded)")
+    say("flow cost: the steadying's time per frame; x keras: temporal none against Keras")
     keras = next((t for e, t, _ in rows if e == "keras" and t), None)
     say(f"{'engine':<10}{'runtime':<13}{'flow f/s':>9}{'none f/s':>9}{'flow cost':>10}{'x keras':>8}{'load s':>7}"
         f"{'peak MiB':>9}")
