@@ -38,7 +38,7 @@ def steady(frames, raw, correspondences=None):
         if correspondences is None or t == 0:
             out.append(stabiliser(frame.rgb, depth))
         else:
-            with mock.patch.object(video, "_flow_to_previous", lambda *_: correspondences[t]):
+            with mock.patch.object(video, "_flow_to_previous", lambda *_, t=t: correspondences[t]):
                 out.append(stabiliser(frame.rgb, depth))
     return np.stack(out)
 
