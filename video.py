@@ -515,6 +515,7 @@ class Png16FramesWriter:
 
 TEMPORAL_MODES = ("flow", "none")
 FLOW_SIDE = 160  # optical flow is computed on frames shrunk to this longer side: its cost, not its use
+WORK_SIDE = 320  # the blend runs at most this size: a 480x640 frame's correction costs a quarter
 
 
 @dataclass(frozen=True)
@@ -555,15 +556,24 @@ class DepthStabiliser:
         self._changes = []
 
     def __call__(self, rgb, depth_m):
-        """The steady depth (float32, depth_m's shape) of the next frame."""
+        """The steady depth (float32, depth_m's shape) of the next frame.
+
+        The blend runs on a copy of at most WORK_SIDE pixels a side; a larger frame keeps its own detail
+        and receives the blend's correction, upsampled (flicker is broad; the detail is the frame's).
+        """
         depth_m = np.asarray(depth_m, np.float32)
-        grey = _small_grey(rgb, depth_m.shape)
-        if self._steady is None or self._steady.shape != depth_m.shape:
-            steady = depth_m
+        scale = min(1.0, WORK_SIDE / max(depth_m.shape))
+        work = (max(8, round(depth_m.shape[0] * scale)), max(8, round(depth_m.shape[1] * scale)))
+        small = _resized(depth_m, work)
+        grey = _small_grey(rgb, work)
+        if self._steady is None or self._steady.shape != small.shape:
+            steady = small
         else:
-            steady = self._blend(grey, depth_m)
-        self._grey, self._raw, self._steady = grey, depth_m, steady
-        return steady
+            steady = self._blend(grey, small)
+        self._grey, self._raw, self._steady = grey, small, steady
+        if small.shape == depth_m.shape:
+            return steady
+        return np.maximum(depth_m + _resized(steady - small, depth_m.shape), np.float32(1e-3))
 
     def _blend(self, grey, depth_m):
         settings = self.settings

@@ -405,3 +405,21 @@ def test_stabiliser_keeps_exact_depth_exact_while_the_camera_walks():
     for _ in range(20):  # a still camera: the same frame, the same depth, for ever
         kept = still(rgbs[0], depths[0] * 1.3)
     np.testing.assert_allclose(kept, depths[0] * 1.3, rtol=1e-5)
+
+
+def test_a_large_frame_keeps_its_detail_and_receives_the_blend():
+    """A 480x640 frame is blended on a smaller copy: a still camera whose depth jumps by 10 % in one frame
+    gets the blend's answer (1.02 x the steady depth, 0.2 of the jump kept) while its fine detail stays
+    its own."""
+    from video import DepthStabiliser
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    depth = (2.0 + 0.5 * (rng.random((480, 640)) > 0.5)).astype(np.float32)  # pixel-fine detail
+    steady = DepthStabiliser()
+    for _ in range(5):  # a still camera for a few frames: the motion's change is nothing
+        np.testing.assert_allclose(steady(rgb, depth), depth, rtol=1e-5)
+    out = steady(rgb, 1.1 * depth)
+    assert out.mean() / depth.mean() == pytest.approx(1.02, abs=2e-3)
+    detail = out - np.mean(out)
+    assert np.corrcoef(detail.ravel(), depth.ravel())[0, 1] > 0.99
