@@ -372,11 +372,10 @@ def parse_args(argv=None):
     add_model_flags(parser, max_side=False)
     args = parser.parse_args(argv)
     check_model_flags(parser, args)
-    args.data = args.data or [DEFAULT_EVAL_DATA]
     several = [flag for flag, given in (("--gt-depths", args.gt_depths), ("--per-image", args.per_image),
                                         ("--save-samples", args.save_samples),
                                         ("--save-predictions", args.save_predictions)) if given]
-    if (len(args.data) > 1 or args.camera_scale == "both") and several:
+    if (len(args.data or ()) > 1 or args.camera_scale == "both") and several:
         parser.error(f"{', '.join(several)} take one --data and one camera scaling; run them one dataset at a time")
     if args.bs < 1:
         parser.error(f"--bs must be at least 1, got {args.bs}")
@@ -451,7 +450,7 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
     try:
-        inputs = [checked_inputs(args, data) for data in args.data]
+        inputs = [checked_inputs(args, data) for data in args.data or [DEFAULT_EVAL_DATA]]
         check_outputs(args)
         first = inputs[0][0]
         estimator = DepthEstimator.load(args.model, args.depth_range, args.precision, args.threads,

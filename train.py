@@ -478,7 +478,7 @@ def finish(run, model, contract, state, errors, dataset):
     save_model(model, run.folder / "final.keras", contract)
     if errors.count:
         print(f"skipped {errors.count} bad samples (first: {errors.first})")
-    if getattr(dataset, "skipped", None):
+    if dataset.skipped:
         print(f"skipped {len(dataset.skipped)} listed pairs with missing files (first: {dataset.skipped[0]})")
     if run.is_chief:
         best = (f"best.keras from epoch {state.best_epoch}" if state.best_epoch
