@@ -165,7 +165,7 @@ def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
     with tqdm(total=sum(map(len, clips.values())), desc="evaluating", unit="frame") as bar:
         for name, samples in clips.items():
             steady = DepthStabiliser() if settings.temporal == "flow" else None
-            kept = {"depth": [], "gt": [], "mask": [], "pose": []}
+            stretch = []  # (prediction, ground truth, mask, pose, camera) since the last unknown pose
             for group in batches(iter(samples), settings.batch_size):
                 pairs = [dataset.read(sample) for sample in group]
                 cameras = [pair.camera for pair in pairs] if settings.camera_scale else None
@@ -181,13 +181,22 @@ def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
                         records.append({**image_record(sample.name, pair.depth, scored, mask, None, spec.depth_range,
                                                        settings.protocol, pair.camera),
                                         "camera_scale": float(scale), "clip": name})
-                    for key, value in zip(kept, (pred, pair.depth, mask, dataset.pose(sample))):
-                        kept[key].append(value)
+                    try:
+                        stretch.append((pred, pair.depth, mask, dataset.pose(sample), pair.camera))
+                    except InputError:  # tracking lost (ScanNet's -inf poses): TAE resumes after it
+                        taes += stretch_tae(stretch, cap)
+                        stretch = []
                 bar.update(len(group))
-            if len(kept["depth"]) > 1:
-                intrinsics = pairs[0].camera.pixels(*pairs[0].depth.shape)
-                taes.append(clip_tae(kept["depth"], kept["gt"], kept["mask"], kept["pose"], intrinsics, cap))
+            taes += stretch_tae(stretch, cap)
     return records, float(np.mean(taes)) if taes else None
+
+
+def stretch_tae(stretch, cap):
+    """[TAE] of frames with known poses in a row (none for fewer than two)."""
+    if len(stretch) < 2:
+        return []
+    depths, truth, masks, poses, cameras = zip(*stretch)
+    return [clip_tae(depths, truth, masks, poses, cameras[0].pixels(*truth[0].shape), cap)]
 
 
 def with_extremes(kept, item, keep):

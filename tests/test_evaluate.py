@@ -528,3 +528,35 @@ def test_clips_are_scored_frame_by_frame_with_their_tae(tmp_path, monkeypatch, c
         assert result["images"] == 8 and result["temporal"] in ("flow", "none") and result["tae"] >= 0
     assert results["flow"]["tae"] == pytest.approx(results["none"]["tae"], rel=1e-6)
     assert results["flow"]["per_image"]["abs_rel"] == pytest.approx(results["none"]["per_image"]["abs_rel"])
+
+
+def benchmark_folder(name, root):
+    """A few samples of benchmark `name` in its own layout under root (the readers' tests' writers)."""
+    import test_benchmarks as b
+    import test_sequences as s
+
+    writers = {"ibims1": lambda: b.write_ibims1_png(root, ["corridor_01", "office_02"]),
+               "diode-indoors": lambda: b.write_diode(root),
+               "eth3d": lambda: b.write_eth3d_scene(root / "courtyard", [("DSC_0286.JPG", 0), ("DSC_0287.JPG", 1)]),
+               "sunrgbd": lambda: b.write_sunrgbd(root), "scannet": lambda: s.write_scannet(root),
+               "sintel": lambda: s.write_sintel(root), "tum": lambda: s.write_tum(root)}
+    writers[name]()
+    return root
+
+
+@pytest.mark.parametrize("name", ["ibims1", "diode-indoors", "eth3d", "sunrgbd", "scannet", "sintel", "tum"])
+def test_every_benchmark_scores_a_constant_network_as_computed_by_hand(tmp_path, constant_model_path, name):
+    """Each reader's files, evaluate.py's per-image delta1 and abs rel of a network whose target is 4
+    everywhere (2.5 m on a 10 m range; with no contract it is read on the dataset's range, so 20 m on an
+    80 m one): the numbers computed here from the ground truth the reader gives (valid pixels, up to the
+    cap)."""
+    from data import open_dataset
+
+    folder = benchmark_folder(name, tmp_path / name)
+    result = evaluate.main(["--model", str(constant_model_path), "--data", f"{name}:{folder}",
+                            "--input-size", "32x32", "--temporal", "none"])
+    reader = open_dataset(f"{name}:{folder}")
+    said = CONSTANT_DEPTH_M * reader.spec.depth_range.max_m / 10.0
+    a1, rel = reader_metrics(reader, lambda g: np.full_like(g, said))
+    assert result["per_image"]["a1"] == pytest.approx(a1, abs=1e-6)
+    assert result["per_image"]["abs_rel"] == pytest.approx(rel, rel=1e-5)
