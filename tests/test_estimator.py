@@ -70,6 +70,7 @@ def small_exports(contract_model, tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow  # exports three formats first (about 30 s): the full suite runs it
 @requires("tf2onnx", "ai_edge_litert")
 @pytest.mark.parametrize("threads", [None, 1])
 def test_litert_interpreter_gets_every_core_unless_told(threads, small_exports, monkeypatch):
@@ -89,6 +90,7 @@ def test_litert_interpreter_gets_every_core_unless_told(threads, small_exports, 
     assert depth_estimator.predict(pictures(1)[0]).shape == HW
 
 
+@pytest.mark.slow  # exports three formats first (about 30 s): the full suite runs it
 @requires("tf2onnx", "onnxruntime")
 @pytest.mark.parametrize("threads", [None, 1])
 def test_onnx_runtime_session_gets_every_core_unless_told(threads, small_exports):
@@ -96,6 +98,7 @@ def test_onnx_runtime_session_gets_every_core_unless_told(threads, small_exports
     assert loaded.engine.get_session_options().intra_op_num_threads == (threads or cpu_cores())
 
 
+@pytest.mark.slow  # exports three formats first (about 30 s): the full suite runs it
 @requires("openvino")
 @pytest.mark.parametrize("threads", [None, 1])
 def test_openvino_compiles_for_every_core_unless_told(threads, small_exports):
