@@ -19,10 +19,10 @@ import numpy as np
 
 import datasets
 from camera import NYU_CAMERA, Camera
-from datafiles import Sample, decode_rgb
+from datafiles import Sample, image_values, read_file, read_rgb
 from datasets import DatasetSpec, DepthEncoding, PublishedRow
 from depth import DepthRange
-from utils import InputError, picture_errors
+from utils import InputError
 
 SPLITS = ("train", "val", "test")
 
@@ -143,30 +143,9 @@ def present_samples(candidates, skip_bad, skipped):
     return kept
 
 
-def read_bytes(path):
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from err
-
-
-def read_rgb(path):
-    return decode_rgb(read_bytes(path), str(path))
-
-
 def png_values(path):
-    """The raw values of a PNG (uint16 kept as integers, not rescaled): 2-D, the first channel of a colour one."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            values = np.asarray(im)
-    except FileNotFoundError as err:
-        raise InputError(f"{path}: missing") from err
-    except picture_errors() as err:
-        raise InputError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
-    return values[..., 0] if values.ndim == 3 else values
+    """The raw values of a PNG file (uint16 kept as integers): 2-D, a colour one's first channel."""
+    return image_values(read_file(path), str(path))
 
 
 def check_same_size(path, shape, rgb):
@@ -455,7 +434,7 @@ def eth3d_camera(sample):
 
 def raw_float32_depth(path, height, width):
     """A raw little-endian float32 depth map of height x width (its picture's size)."""
-    data = read_bytes(path)
+    data = read_file(path)
     if len(data) != height * width * 4:
         raise InputError(f"{path}: {len(data)} bytes, but its {width}x{height} picture needs {height * width * 4} "
                          f"(raw float32, {width}x{height})")

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from camera import KITTI_CAMERA, NYU_CAMERA
-from datafiles import FolderFiles, Sample, ZipFiles, decode_depth, decode_rgb, load_npy
+from datafiles import FolderFiles, Sample, ZipFiles, decode_rgb, image_values, load_npy
 from datasets import (
     EIGEN_CROP,
     FOLDER_SPEC,
@@ -110,8 +110,7 @@ class DepthDataset:
         """The pair at full resolution (datasets.Pair)."""
         rgb = decode_rgb(self.files.read(sample.rgb), self.files.label(sample.rgb))
         label = self.files.label(sample.depth)
-        depth = decode_depth(self.files.read(sample.depth), label, self.encoding.full_scale_8bit_m,
-                             self.encoding.units_per_m)
+        depth = self.encoding.metres(image_values(self.files.read(sample.depth), label, "depth image"))
         check_plausible(depth, self.spec.depth_range.max_m, self.encoding.units_per_m, label)
         return pair(rgb, depth, camera=listed_camera(self.camera, sample, rgb.shape[1]))
 

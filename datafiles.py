@@ -96,8 +96,9 @@ def decode_rgb(data, label):
         raise InputError(f"{label}: cannot decode image ({type(err).__name__}: {err})") from err
 
 
-def decode_depth(data, label, full_scale_8bit_m, units_per_m_16bit):
-    """float32 depth in metres (H, W) from a depth PNG: 8-bit (255 = full scale) or 16-bit (units per m)."""
+def image_values(data, label, what="image"):
+    """The raw values of an encoded one-channel image (a depth map, a mask: integers kept as stored, not
+    rescaled), 2-D; an RGB-saved one gives its first channel (all carry the same value)."""
     from PIL import Image
 
     try:
@@ -105,14 +106,23 @@ def decode_depth(data, label, full_scale_8bit_m, units_per_m_16bit):
             im.load()
             raw = np.asarray(im)
     except picture_errors() as err:
-        raise InputError(f"{label}: cannot decode depth image ({type(err).__name__}: {err})") from err
-    if raw.ndim == 3:  # an RGB-saved depth map: all channels carry the same value
-        raw = raw[..., 0]
-    if raw.dtype == np.uint8:
-        return raw.astype(np.float32) * np.float32(full_scale_8bit_m / 255.0)
-    if raw.dtype.kind in "ui":
-        return raw.astype(np.float32) / np.float32(units_per_m_16bit)
-    return raw.astype(np.float32)  # float images already hold metres
+        raise InputError(f"{label}: cannot decode {what} ({type(err).__name__}: {err})") from err
+    return raw[..., 0] if raw.ndim == 3 else raw
+
+
+def read_file(path):
+    """A file's bytes; InputError naming it where it is missing or unreadable."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: missing") from err
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from err
+
+
+def read_rgb(path):
+    """uint8 RGB (H, W, 3) of a picture file."""
+    return decode_rgb(read_file(path), str(path))
 
 
 def load_npy(files, name):

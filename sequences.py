@@ -24,9 +24,9 @@ import numpy as np
 
 import datasets
 from camera import NYU_CAMERA, Camera
-from datafiles import Sample, decode_rgb
+from datafiles import Sample, image_values, read_file, read_rgb
 from depth import NYU, DepthRange
-from utils import InputError, picture_errors
+from utils import InputError
 
 SPLITS = ("train", "val", "test")
 METRICS = ("a1", "a2", "a3", "abs_rel", "rmse", "log10")
@@ -127,30 +127,9 @@ def keep_present(frames, skip_bad, extra_needed=0):
     return kept, skipped
 
 
-def read_bytes(path):
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from err
-
-
-def read_rgb(path):
-    return decode_rgb(read_bytes(path), str(path))
-
-
 def read_png_values(path):
-    """The raw values of a 16-bit depth PNG (H, W)."""
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(read_bytes(path))) as im:
-            im.load()
-            raw = np.asarray(im)
-    except picture_errors() as err:
-        raise InputError(f"{path}: cannot decode depth image ({type(err).__name__}: {err})") from err
-    return raw[..., 0] if raw.ndim == 3 else raw
+    """The raw values of a 16-bit depth PNG file (H, W)."""
+    return image_values(read_file(path), str(path), "depth image")
 
 
 def check_same_size(rgb, depth, depth_path):
@@ -335,7 +314,7 @@ def sintel_tag_checked(data, path, size):
 
 def read_dpt(path):
     """float32 depth (H, W) in metres of a .dpt file: tag, int32 width, int32 height, then the depths."""
-    data = read_bytes(path)
+    data = read_file(path)
     header = sintel_tag_checked(data[:12], path, None)
     if len(header) < 8:
         raise InputError(f"{path}: too short for a Sintel .dpt header ({len(data)} bytes)")
@@ -348,7 +327,7 @@ def read_dpt(path):
 
 def read_cam(path):
     """(3x3 intrinsics, 3x4 world-to-camera extrinsics) of a .cam file: tag, then 9 and 12 float64."""
-    values = np.frombuffer(sintel_tag_checked(read_bytes(path), path, 8 * 21), dtype="<f8")
+    values = np.frombuffer(sintel_tag_checked(read_file(path), path, 8 * 21), dtype="<f8")
     return values[:9].reshape(3, 3).copy(), values[9:].reshape(3, 4).copy()
 
 
