@@ -48,7 +48,6 @@ KEEP_RESULTS = 8  # result folders kept on disk; older ones are deleted (Gradio 
 MAX_CLIP_FRAMES = 300
 MAX_CLIP_SECONDS = 20.0  # the same bound for slow frame rates (a 15 fps phone clip, a GIF)
 MAX_CLIP_FRAME_PIXELS = 1920 * 1088  # 1080p; a 4K frame twice over (picture + depth) is slow to encode here
-COLOUR_SCALE_FRAMES = 8  # the clip's colour scale comes from its first frames' depth (as test.py's clips)
 
 
 def parse_args(argv=None):
@@ -143,12 +142,12 @@ class DepthDemo:
         that is not a readable video or a clip over MAX_CLIP_FRAMES frames / MAX_CLIP_SECONDS seconds.
 
         Frames go through DepthEstimator.video_depths (temporal "flow") as they are decoded; the colour
-        scale is fixed from the first COLOUR_SCALE_FRAMES frames' depth (clip_colour_range).
+        scale is fixed from the first frames' depth (video.ClipWriters).
         focal_35mm: the clip's 35 mm-equivalent focal length; None: the model's training camera.
         """
         from camera import picture_camera
         from utils import InputError
-        from video import VIDEO_SUFFIXES, DepthVideoWriter, is_video, open_clip
+        from video import VIDEO_SUFFIXES, ClipWriters, DepthVideoWriter, is_video, open_clip
 
         start = time.perf_counter()
         path = Path(clip_path)
@@ -162,30 +161,17 @@ class DepthDemo:
             camera, line = picture_camera(None, clip.height, clip.width, self.estimator.camera, use_exif=False,
                                           focal_35mm=focal_35mm or None)
             frames = self.estimator.video_depths(clip.frames(), "flow", max_side=self.max_side, camera=camera)
-            writer, pending, near_far = None, [], None
-            try:
+            depth_range = self.estimator.depth_range
+            outputs = ClipWriters(lambda near_far: [DepthVideoWriter(target, clip.fps, clip.height, clip.width,
+                                                                     near_far, side_by_side=True)],
+                                  (depth_range.min_m, depth_range.max_m))
+            with outputs:
                 for index, frame, depth_m in frames:
                     if index >= MAX_CLIP_FRAMES:  # a container that does not list its frames (mkv, webm)
                         raise InputError(clip_too_long(path.name, f"more than {MAX_CLIP_FRAMES} frames"))
-                    pending.append((frame, depth_m))
-                    if writer is None and len(pending) < COLOUR_SCALE_FRAMES:
-                        continue
-                    if writer is None:
-                        near_far = clip_colour_range([d for _, d in pending], self.estimator.depth_range)
-                        writer = DepthVideoWriter(target, clip.fps, clip.height, clip.width, near_far,
-                                                  side_by_side=True)
-                    for rgb, depth in pending:
-                        writer.write(depth, rgb)
-                    pending = []
-                if pending:  # a clip shorter than COLOUR_SCALE_FRAMES
-                    near_far = clip_colour_range([d for _, d in pending], self.estimator.depth_range)
-                    writer = DepthVideoWriter(target, clip.fps, clip.height, clip.width, near_far, side_by_side=True)
-                    for rgb, depth in pending:
-                        writer.write(depth, rgb)
-            finally:
-                if writer is not None:
-                    writer.close()
-            count, fps, width, height = writer.frames, clip.fps, clip.width, clip.height
+                    outputs.write(depth_m, frame)
+            near_far = outputs.colour_range
+            count, fps, width, height = outputs.frames, clip.fps, clip.width, clip.height
         summary = (f"**{path.name}**: {count} frames at {fps:g} fps, {width}x{height}, colour scale "
                    f"{near_far[0]:.2f} - {near_far[1]:.2f} m, steadied along the optical flow, "
                    f"{time.perf_counter() - start:.1f} s  \n{line}: depth x {self.estimator.depth_scale(camera):.3f}")
@@ -238,16 +224,6 @@ def check_clip_size(clip):
 def clip_too_long(name, length):
     return (f"{name} is too long for this demo ({length}): it takes clips up to {MAX_CLIP_FRAMES} frames and "
             f"{MAX_CLIP_SECONDS:g} s; cut it, or use test.py")
-
-
-def clip_colour_range(depths, depth_range):
-    """(near, far) metres of a clip's colour scale: the 2nd and 98th percentiles of its first frames' depth,
-    else (no finite depth) the model's depth range."""
-    values = np.concatenate([d[np.isfinite(d) & (d > 0)].ravel() for d in depths])
-    if not values.size:
-        return float(depth_range.min_m), float(depth_range.max_m)
-    near, far = (float(v) for v in np.percentile(values, (2, 98)))
-    return near, max(far, near * 1.05, near + 1e-3)  # a flat clip (one depth) still gets a scale
 
 
 def page_error(message):

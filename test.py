@@ -55,6 +55,7 @@ from settings import add_model_flags, check_model_flags
 from utils import InputError, check_writable, load_image, quiet_tensorflow
 from video import (
     VIDEO_SUFFIXES,
+    ClipWriters,
     DepthVideoWriter,
     NpyFramesWriter,
     Png16FramesWriter,
@@ -64,7 +65,6 @@ from video import (
 )
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
-COLOUR_SCALE_FRAMES = 8  # a clip's colour scale is set from its first frames' depth (2nd-98th percentile)
 MONTAGE_MAX_ROWS = 12
 MONTAGE_SIDE = 480  # the montage's pictures are kept at most this large
 
@@ -182,13 +182,6 @@ def is_clip(path):
         return False  # load_image names the problem
 
 
-def colour_range(depths):
-    """(near, far) metres of a clip's colour scale: its first frames' 2nd and 98th percentiles."""
-    values = np.concatenate([d[np.isfinite(d) & (d > 0)] for d in depths])
-    near, far = (np.percentile(values, (2, 98)) if values.size else (0.5, 10.0))
-    return float(near), float(max(far, near * 1.05))
-
-
 def write_clip(estimator, clip, stem, folder, args):
     """Predict and write every frame of an open clip as it comes; (frames, files written, first frame's
     montage row). On an error or an interruption, what was written is closed into playable files and the
@@ -196,37 +189,24 @@ def write_clip(estimator, clip, stem, folder, args):
     camera, line = picture_camera(None, clip.height, clip.width, estimator.camera, use_exif=False, fx=args.fx,
                                   fy=args.fy, cx=args.cx, cy=args.cy, fov=args.fov, focal_35mm=args.focal_35mm)
     tqdm.write(f"{clip.path.name}: {line}: depth x {estimator.depth_scale(camera):.3f}")
-    writers, first, pending = [], None, []  # pending: the first frames, until the colour scale is set
+    first = None
     frames = estimator.video_depths(clip.frames(), args.temporal, max_side=args.max_side,
                                     camera=None if args.no_camera_scale else camera)
+    outputs = ClipWriters(lambda near_far: clip_writers(folder, stem, clip, near_far, args),
+                          (estimator.depth_range.min_m, estimator.depth_range.max_m))
     bar = tqdm(total=clip.frame_count, desc=clip.path.name, unit="frame", leave=False)
     try:
-        for index, frame, depth in frames:
-            first = first or montage_row(clip.path.name, frame, depth)
-            pending.append((frame, depth))
-            if writers or len(pending) == COLOUR_SCALE_FRAMES:
-                writers = writers or clip_writers(folder, stem, clip, colour_range([d for _, d in pending]), args)
-                pending = written_frames(writers, pending)
-            bar.update(index + 1 - bar.n)
-        if pending:  # a clip shorter than the colour scale's frames
-            writers = clip_writers(folder, stem, clip, colour_range([d for _, d in pending]), args)
-            written_frames(writers, pending)
+        with outputs:
+            for index, frame, depth in frames:
+                first = first or montage_row(clip.path.name, frame, depth)
+                outputs.write(depth, frame)
+                bar.update(index + 1 - bar.n)
     except BaseException as err:
-        err.frames_written = writers[0].frames if writers else 0
+        err.frames_written = outputs.frames
         raise
     finally:
         bar.close()
-        for writer in writers:
-            writer.close()
-    return (writers[0].frames if writers else 0), len(writers), first
-
-
-def written_frames(writers, frames):
-    """Every (frame, depth) handed to every writer; what is left of frames (nothing)."""
-    for frame, depth in frames:
-        for writer in writers:
-            writer.write(depth, frame)
-    return []
+    return outputs.frames, len(outputs.writers), first
 
 
 def clip_writers(folder, stem, clip, depth_range_m, args):

@@ -421,6 +421,61 @@ class DepthVideoWriter:
         self.close()
 
 
+COLOUR_SCALE_FRAMES = 8  # a clip's colour scale comes from its first frames' depth
+
+
+def colour_range(depths, fallback_m):
+    """(near, far) metres of a clip's colour scale: the 2nd and 98th percentiles of its first frames' depth,
+    else (no finite depth) fallback_m."""
+    values = np.concatenate([d[np.isfinite(d) & (d > 0)].ravel() for d in depths])
+    if not values.size:
+        return tuple(float(v) for v in fallback_m)
+    near, far = (float(v) for v in np.percentile(values, (2, 98)))
+    return near, max(far, near * 1.05, near + 1e-3)  # a flat clip (one depth) still gets a scale
+
+
+class ClipWriters:
+    """A clip's writers, opened once its first COLOUR_SCALE_FRAMES frames have set its colour scale.
+
+    open_writers(near_far) returns the writers (each with write(depth_m, rgb) and close()); write() holds
+    the first frames until then. Closing hands a short clip's frames over first, unless an exception is
+    on its way; the writers are closed either way, so what they hold is a valid file.
+    """
+
+    def __init__(self, open_writers, fallback_m):
+        self._open, self._fallback = open_writers, fallback_m
+        self.writers, self.colour_range, self._pending = [], None, []
+
+    @property
+    def frames(self):
+        return self.writers[0].frames if self.writers else 0
+
+    def write(self, depth_m, rgb):
+        self._pending.append((rgb, depth_m))
+        if self.writers or len(self._pending) == COLOUR_SCALE_FRAMES:
+            self._hand_over()
+
+    def _hand_over(self):
+        if not self.writers and self._pending:
+            self.colour_range = colour_range([depth for _, depth in self._pending], self._fallback)
+            self.writers = self._open(self.colour_range)
+        for rgb, depth in self._pending:
+            for writer in self.writers:
+                writer.write(depth, rgb)
+        self._pending = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        try:
+            if exc_type is None:
+                self._hand_over()
+        finally:
+            for writer in self.writers:
+                writer.close()
+
+
 def npy_header(count, height, width, length=None):
     """The .npy version 1.0 header of float32 (count, height, width), padded with spaces to length bytes."""
     buffer = io.BytesIO()

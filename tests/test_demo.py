@@ -360,7 +360,7 @@ def test_clip_plays_beside_its_depth_at_the_source_rate(contract_model, tmp_path
     from test_video import picture, write_clip
 
     from estimator import DepthEstimator
-    from video import DEFAULT_COLORMAP, colour_bar, colour_table, open_clip
+    from video import COLOUR_SCALE_FRAMES, DEFAULT_COLORMAP, colour_bar, colour_range, colour_table, open_clip
 
     height, width, frames, fps = 48, 64, 8, 12
     source = write_clip(tmp_path / "walk.mp4", frames=frames, fps=fps, size=(height, width))
@@ -371,7 +371,8 @@ def test_clip_plays_beside_its_depth_at_the_source_rate(contract_model, tmp_path
 
     # the colour bar of the scale the demo chose: the first frames' 2nd-98th percentiles of steady depth
     depths = [d for _, _, d in DepthEstimator.load(contract_model[0]).video_depths(str(source), "flow")]
-    near, far = demo.clip_colour_range(depths[:demo.COLOUR_SCALE_FRAMES], app.estimator.depth_range)
+    depth_range = app.estimator.depth_range
+    near, far = colour_range(depths[:COLOUR_SCALE_FRAMES], (depth_range.min_m, depth_range.max_m))
     bar = colour_bar(colour_table(near, far, DEFAULT_COLORMAP), near, far, height).shape[1]
     content = 2 * width + bar
     with open_clip(video) as clip:
