@@ -123,29 +123,42 @@ def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
         for batch in same_size_batches(pairs, batch_size):
-            names = [name for name, _ in batch]
-            rgbs, gts, valids, cameras = zip(*(pair for _, pair in batch))
-            scaled_by = list(cameras) if settings.camera_scale else None
-            preds = estimator.predict(np.stack(rgbs), settings.flip, max_side=0, input_hw=settings.input_hw,
-                                      output_hw=gts[0].shape, batch_size=batch_size, camera=scaled_by)
-            scales = estimator.depth_scales(scaled_by, len(batch))
-            for name, rgb, gt, valid, pred, scale, camera in zip(names, rgbs, gts, valids, preds, scales, cameras):
-                mask = evaluation_mask(gt, spec, crop, valid)
+            preds, scales = predicted_batch(estimator, [pair for _, pair in batch], settings)
+            for (name, pair), pred, scale in zip(batch, preds, scales):
+                mask = evaluation_mask(pair.depth, spec, crop, pair.valid)
                 if skipped is not None and not mask.any():
                     tqdm.write(f"skipped {name}: no valid ground truth inside the evaluation crop", file=sys.stderr)
                     skipped.append(name)
                     continue
-                pred = aligned(gt, pred, mask, settings.align, cap)
-                box = spec.crop_box(*gt.shape, crop) if settings.quality else None
-                records.append({**image_record(name, gt, pred, mask, box, spec.depth_range, settings.protocol, camera),
-                                "camera_scale": float(scale)})
+                pred, record = scored(name, pair, pred, mask, scale, settings, cap)
+                records.append(record)
                 if predictions is not None:
                     predictions.append(pred)
                 if keep:
-                    item = (records[-1]["abs_rel"], len(records) - 1, rgb, gt, pred, mask)
+                    item = (record["abs_rel"], len(records) - 1, pair.rgb, pair.depth, pred, mask)
                     kept = with_extremes(kept, item, keep)
             bar.update(len(batch))
     return records, kept
+
+
+def predicted_batch(estimator, pairs, settings):
+    """(predictions at the ground truth's size, depth scales) of datasets.Pairs of one size, each scaled by
+    its picture's camera unless settings.camera_scale is False."""
+    cameras = [pair.camera for pair in pairs] if settings.camera_scale else None
+    preds = estimator.predict(np.stack([pair.rgb for pair in pairs]), settings.flip, max_side=0,
+                              input_hw=settings.input_hw, output_hw=pairs[0].depth.shape,
+                              batch_size=settings.batch_size, camera=cameras)
+    return preds, estimator.depth_scales(cameras, len(pairs))
+
+
+def scored(name, pair, pred, mask, scale, settings, cap):
+    """(the prediction as scored: aligned as settings.align says, its record: metrics, quality if asked,
+    camera scale)."""
+    spec = settings.spec
+    pred = aligned(pair.depth, pred, mask, settings.align, cap)
+    box = spec.crop_box(*pair.depth.shape, settings.crop) if settings.quality else None
+    record = image_record(name, pair.depth, pred, mask, box, spec.depth_range, settings.protocol, pair.camera)
+    return pred, {**record, "camera_scale": float(scale)}
 
 
 def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
@@ -168,19 +181,12 @@ def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
             stretch = []  # (prediction, ground truth, mask, pose, camera) since the last unknown pose
             for group in batches(iter(samples), settings.batch_size):
                 pairs = [dataset.read(sample) for sample in group]
-                cameras = [pair.camera for pair in pairs] if settings.camera_scale else None
-                preds = estimator.predict(np.stack([pair.rgb for pair in pairs]), settings.flip, max_side=0,
-                                          input_hw=settings.input_hw, output_hw=pairs[0].depth.shape,
-                                          batch_size=settings.batch_size, camera=cameras)
-                scales = estimator.depth_scales(cameras, len(pairs))
+                preds, scales = predicted_batch(estimator, pairs, settings)
                 for sample, pair, pred, scale in zip(group, pairs, preds, scales):
                     pred = steady(pair.rgb, pred) if steady else pred
                     mask = evaluation_mask(pair.depth, spec, crop, pair.valid)
                     if mask.any():
-                        scored = aligned(pair.depth, pred, mask, settings.align, cap)
-                        records.append({**image_record(sample.name, pair.depth, scored, mask, None, spec.depth_range,
-                                                       settings.protocol, pair.camera),
-                                        "camera_scale": float(scale), "clip": name})
+                        records.append({**scored(sample.name, pair, pred, mask, scale, settings, cap)[1], "clip": name})
                     try:
                         stretch.append((pred, pair.depth, mask, dataset.pose(sample), pair.camera))
                     except InputError:  # tracking lost (ScanNet's -inf poses): TAE resumes after it
