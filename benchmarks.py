@@ -19,7 +19,7 @@ import numpy as np
 
 import datasets
 from camera import NYU_CAMERA, Camera
-from datafiles import Sample, image_values, read_file, read_rgb
+from datafiles import Sample, check_same_size, image_values, read_file, read_rgb
 from datasets import DatasetSpec, DepthEncoding, PublishedRow
 from depth import DepthRange
 from utils import InputError
@@ -146,12 +146,6 @@ def present_samples(candidates, skip_bad, skipped):
 def png_values(path):
     """The raw values of a PNG file (uint16 kept as integers): 2-D, a colour one's first channel."""
     return image_values(read_file(path), str(path))
-
-
-def check_same_size(path, shape, rgb):
-    """Refuse a depth map or mask (at path, of shape) whose size is not its picture's."""
-    if tuple(shape[:2]) != rgb.shape[:2]:
-        raise InputError(f"{path}: {shape[1]}x{shape[0]}, but its picture is {rgb.shape[1]}x{rgb.shape[0]}")
 
 
 def read_lines(path):

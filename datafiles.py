@@ -125,6 +125,12 @@ def read_rgb(path):
     return decode_rgb(read_file(path), str(path))
 
 
+def check_same_size(path, shape, rgb):
+    """Refuse a depth map or mask (at path, of shape) whose size is not its picture's."""
+    if tuple(shape[:2]) != rgb.shape[:2]:
+        raise InputError(f"{path}: {shape[1]}x{shape[0]}, but its picture is {rgb.shape[1]}x{rgb.shape[0]}")
+
+
 def load_npy(files, name):
     """A .npy array from a folder (memory-mapped) or a zip: memory-mapped in place when stored uncompressed."""
     if isinstance(files, FolderFiles):

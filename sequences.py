@@ -24,7 +24,7 @@ import numpy as np
 
 import datasets
 from camera import NYU_CAMERA, Camera
-from datafiles import Sample, image_values, read_file, read_rgb
+from datafiles import Sample, check_same_size, image_values, read_file, read_rgb
 from depth import NYU, DepthRange
 from utils import InputError
 
@@ -130,12 +130,6 @@ def keep_present(frames, skip_bad, extra_needed=0):
 def read_png_values(path):
     """The raw values of a 16-bit depth PNG file (H, W)."""
     return image_values(read_file(path), str(path), "depth image")
-
-
-def check_same_size(rgb, depth, depth_path):
-    if rgb.shape[:2] != depth.shape[:2]:
-        raise InputError(f"{depth_path}: depth map is {depth.shape[1]}x{depth.shape[0]} but its picture is "
-                         f"{rgb.shape[1]}x{rgb.shape[0]}")
 
 
 def numeric_stem(path):
@@ -284,7 +278,7 @@ class Sintel(SequenceReader):
 
     def read(self, sample):
         rgb, depth = read_rgb(sample.rgb), read_dpt(sample.depth)
-        check_same_size(rgb, depth, sample.depth)
+        check_same_size(sample.depth, depth.shape, rgb)
         intrinsics, _ = read_cam(sample.extra[0])
         height, width = depth.shape
         camera = Camera.from_pixels(intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2],
@@ -394,7 +388,7 @@ class Tum(SequenceReader):
     def read(self, sample):
         rgb = read_rgb(sample.rgb)
         depth = self.spec.encoding.metres(read_png_values(sample.depth))
-        check_same_size(rgb, depth, sample.depth)
+        check_same_size(sample.depth, depth.shape, rgb)
         sequence = Path(sample.extra[0]).parent.name
         # TUM publishes its intrinsics for 640x480, the size every sequence is recorded at.
         camera = Camera.from_pixels(*tum_intrinsics(sequence), *TUM_HW, source=f"TUM {sequence}")
@@ -544,7 +538,7 @@ class SyntheticClips(SequenceReader):
     def read(self, sample):
         rgb = read_rgb(sample.rgb)
         depth = self.spec.encoding.metres(read_png_values(sample.depth))
-        check_same_size(rgb, depth, sample.depth)
+        check_same_size(sample.depth, depth.shape, rgb)
         path = sample.extra[0]
         if path not in self._cameras:
             self._cameras[path] = read_clip_camera(path)
