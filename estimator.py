@@ -36,7 +36,7 @@ from contract import (
     tflite_metadata,
 )
 from depth import DEPTH_RANGES, NYU, NYU_IMAGE_HW, inverse_depth_norm, resize_depth
-from utils import InputError, load_image, optional_module, pil_rgb, quiet_tensorflow, runtime_threads
+from utils import InputError, batches, load_image, optional_module, pil_rgb, quiet_tensorflow, runtime_threads
 
 AUTHORS_MODEL = "nyu.h5"  # the authors' released NYU model, looked for in the current folder
 # A small model trained here on the synthetic rooms, shipped so that everything runs on a fresh clone (how
@@ -244,7 +244,7 @@ class DepthEstimator:
             raise InputError(f"unknown temporal mode '{temporal}': choose flow or none")
         steady = DepthStabiliser() if temporal == "flow" else None
         index = 0
-        for group in same_size_groups(frames_of(source), batch_size):
+        for group in batches(map(np.asarray, frames_of(source)), batch_size, key=np.shape):
             depths = self.predict(np.stack(group), max_side=max_side, batch_size=batch_size, camera=camera)
             for frame, depth in zip(group, depths):
                 yield index, frame, steady(frame, depth) if steady else depth
@@ -283,22 +283,6 @@ class DepthEstimator:
         # Depth s * max_m / y is max_m / (y / s): scaling the output keeps the clip to the range exact (and a
         # scale of 1 leaves every value as it was: division by 1 is exact).
         return inverse_depth_norm(output[..., 0] / scales[:, None, None].astype(np.float32), self.depth_range)
-
-
-def same_size_groups(frames, size):
-    """Lists of up to size consecutive frames of one size (a batch the network takes at once), lazily."""
-    group = []
-    for frame in frames:
-        frame = np.asarray(frame)
-        if group and frame.shape != group[0].shape:
-            yield group
-            group = []
-        group.append(frame)
-        if len(group) == size:  # now, not at the next frame: a live stream's frame is not waited for
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 def use_threads(threads):

@@ -54,7 +54,7 @@ from estimator import DepthEstimator
 from metrics import ALIGNMENTS, METRIC_NAMES, aligned, clip_tae, evaluation_mask, image_record, summary
 from outputs import save_sample_montages
 from settings import add_model_flags, check_model_flags
-from utils import InputError, check_writable, image_size, quiet_tensorflow, write_json
+from utils import InputError, batches, check_writable, image_size, quiet_tensorflow, write_json
 
 PROTOCOLS = ("paper", "reference")
 CROPS = ("none", *sorted({crop for spec in SPECS.values() for crop in spec.crops}))
@@ -71,17 +71,10 @@ USUAL_NAMES = {"a1": "delta1", "a2": "delta2", "a3": "delta3"}
 # ---------------------------------------------------------------------------------------------------------
 
 
-def same_size_batches(pairs, batch_size):
-    """Lists of up to batch_size consecutive (name, datasets.Pair) whose images and depths share sizes."""
-    batch = []
-    for pair in pairs:
-        sizes = (pair[1][0].shape, pair[1][1].shape)
-        if batch and (len(batch) == batch_size or sizes != (batch[0][1][0].shape, batch[0][1][1].shape)):
-            yield batch
-            batch = []
-        batch.append(pair)
-    if batch:
-        yield batch  # the last, possibly short, batch: every image is evaluated
+def pair_sizes(named_pair):
+    """The picture's and the depth's shapes of a (name, datasets.Pair): a batch holds one of each."""
+    _, pair = named_pair
+    return pair.rgb.shape, pair.depth.shape
 
 
 @dataclass(frozen=True)
@@ -122,7 +115,7 @@ def evaluate(estimator, pairs, settings=EvalSettings(), total=None, predictions=
     cap = spec.eval_cap_m or estimator.depth_range.max_m
     records, kept = [], []
     with tqdm(total=total, desc="evaluating", unit="image") as bar:
-        for batch in same_size_batches(pairs, batch_size):
+        for batch in batches(pairs, batch_size, key=pair_sizes):
             preds, scales = predicted_batch(estimator, [pair for _, pair in batch], settings)
             for (name, pair), pred, scale in zip(batch, preds, scales):
                 mask = evaluation_mask(pair.depth, spec, crop, pair.valid)
@@ -169,7 +162,7 @@ def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
     Anything's eval_tae.py computes it), the mean over clips. limit: at most this many frames of each clip.
     A clip's predictions are kept until its TAE is taken: evaluate long sequences a part at a time.
     """
-    from video import DepthStabiliser, batches
+    from video import DepthStabiliser
 
     spec, crop = settings.spec, settings.crop
     cap = spec.eval_cap_m or estimator.depth_range.max_m

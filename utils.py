@@ -177,6 +177,25 @@ def quiet_tensorflow():
         print("\n".join(shown), file=sys.stderr, flush=True)
 
 
+def batches(items, size, key=None):
+    """Lists of up to size consecutive items, drawn lazily (one list alive at a time, each handed over as
+    soon as it is full); with key, a new list also where key(item) changes (a batch the network takes at
+    once holds pictures of one size)."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    batch = []
+    for item in items:
+        if batch and key is not None and key(item) != key(batch[0]):
+            yield batch
+            batch = []
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch  # the last, possibly short: every item is used
+
+
 class HeavyModule:
     """A module imported on its first attribute read: the one way heavy libraries load lazily here.
 

@@ -1,7 +1,8 @@
 """Depth on clips: reading video files and folders of frames, writing depth as video, .npy and 16-bit PNGs,
 and steadying a stream of per-frame predictions (DepthStabiliser).
 
-    from video import open_clip, batches, DepthVideoWriter
+    from utils import batches
+    from video import open_clip, DepthVideoWriter
     with open_clip("walk.mp4") as clip, DepthVideoWriter("walk_depth.mp4", clip.fps, clip.height, clip.width,
                                                          (0.5, 10.0)) as out:
         for group in batches(clip.frames(), 8):          # upright uint8 RGB (H, W, 3), decoded one at a time
@@ -40,15 +41,6 @@ EDIT_LIST_SLACK = 2
 def is_video(path):
     """True for a path whose suffix is a video container's (VIDEO_SUFFIXES), whatever the case."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-def batches(frames, size):
-    """Lists of up to size consecutive items of frames, drawn lazily (at most one list alive at a time)."""
-    if size < 1:
-        raise ValueError(f"batch size must be at least 1, got {size}")
-    frames = iter(frames)
-    while batch := list(itertools.islice(frames, size)):
-        yield batch
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from PIL import Image
 
 import evaluate
 import metrics
+import utils
 from camera import scaled_intrinsics
 from datagen import npy_bytes
 from datasets import KITTI_SPEC, pair
@@ -190,7 +191,7 @@ def test_batches_keep_every_image_and_never_mix_sizes():
         return name, pair(np.zeros((height, 8, 3), np.uint8), np.ones((height, 8), np.float32))
 
     pairs = [named("a", 4), named("b", 4), named("c", 4), named("d", 6), named("e", 4)]
-    batches = list(evaluate.same_size_batches(iter(pairs), 2))
+    batches = list(utils.batches(iter(pairs), 2, key=evaluate.pair_sizes))
     assert [[name for name, _ in batch] for batch in batches] == [["a", "b"], ["c"], ["d"], ["e"]]
 
 

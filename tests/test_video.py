@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from outputs import colorize
-from utils import InputError
+from utils import InputError, batches
 from video import (
     VIDEO_SUFFIXES,
     DepthVideoWriter,
     NpyFramesWriter,
     Png16FramesWriter,
-    batches,
     frame_folder_clip,
     is_video,
     open_clip,
