@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+import benchmarks
+import sequences
 from camera import KITTI_CAMERA, NYU_CAMERA
 from datafiles import FolderFiles, Sample, ZipFiles, decode_rgb, image_values, load_npy
 from datasets import (
@@ -73,6 +75,8 @@ EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.np
 KITTI_SPLIT_FILES = {"train": "eigen_train_files_with_gt.txt", "test": "eigen_test_files_with_gt.txt"}
 # Your own data in NYU's layout declares how its depth maps store metres in this file beside the CSVs.
 UNITS_FILE = "data/depth_units.json"
+# --data NAME:PATH: the field's benchmarks in their distributors' layouts.
+BENCHMARK_READERS = {**benchmarks.READERS, **sequences.READERS}
 HOLDOUT_FRACTION = 0.02  # share of training scenes held out for validation with validation="holdout"
 
 
@@ -195,7 +199,7 @@ def open_dataset(spec, validation="test", skip_bad=False, seed=0, cache_dir=None
         return _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir)
     if prefix == SYNTHETIC_VIDEO_SPEC.name:
         return open_synthetic_video(spec, cache_dir)
-    readers = benchmark_readers()
+    readers = BENCHMARK_READERS
     if rest and prefix in readers:
         if not Path(rest).exists():
             raise InputError(f"{rest}: not found (--data {prefix}:PATH takes the dataset's folder)")
@@ -288,14 +292,6 @@ class Mixture(Reader):
         dataset, own = self._sources[sample.index]
         rgb, depth, valid, camera = dataset.read(own)
         return pair(rgb, depth, valid, camera or dataset.camera)
-
-
-def benchmark_readers():
-    """{name: open function} of the readers for the field's benchmarks (benchmarks.py, sequences.py)."""
-    import benchmarks
-    import sequences
-
-    return {**benchmarks.READERS, **sequences.READERS}
 
 
 def _synthetic_dataset(spec, validation, skip_bad, seed, cache_dir):
