@@ -230,7 +230,8 @@ class DepthEstimator:
 
         source: a video file or a folder or glob of frames (video.py), or any iterable of uint8 RGB frames
         (a camera's, say). temporal: "flow" steadies each frame's depth with the ones before it
-        (video.DepthStabiliser: causal, metric, no drift), "none" predicts each frame alone. Frames are
+        (video.DepthStabiliser: causal, metric, no drift; it moves depth by the camera's motion, estimated with
+        camera, else the model's training camera), "none" predicts each frame alone. Frames are
         predicted batch_size at a time; nothing grows with the clip's length. camera, max_side: as predict.
         """
         for index, _, depth in self.video_depths(source, temporal, batch_size, max_side, camera):
@@ -242,7 +243,7 @@ class DepthEstimator:
 
         if temporal not in ("flow", "none"):
             raise InputError(f"unknown temporal mode '{temporal}': choose flow or none")
-        steady = DepthStabiliser() if temporal == "flow" else None
+        steady = DepthStabiliser(camera=camera or self.camera) if temporal == "flow" else None
         index = 0
         for group in batches(map(np.asarray, frames_of(source)), batch_size, key=np.shape):
             depths = self.predict(np.stack(group), max_side=max_side, batch_size=batch_size, camera=camera)

@@ -170,13 +170,15 @@ def evaluate_clips(estimator, dataset, settings=EvalSettings(), limit=None):
     records, taes = [], []
     with tqdm(total=sum(map(len, clips.values())), desc="evaluating", unit="frame") as bar:
         for name, samples in clips.items():
-            steady = DepthStabiliser() if settings.temporal == "flow" else None
+            steady = None
             stretch = []  # (prediction, ground truth, mask, pose, camera) since the last unknown pose
             for group in batches(iter(samples), settings.batch_size):
                 pairs = [dataset.read(sample) for sample in group]
                 preds, scales = predicted_batch(estimator, pairs, settings)
                 for sample, pair, pred, scale in zip(group, pairs, preds, scales):
-                    pred = steady(pair.rgb, pred) if steady else pred
+                    if settings.temporal == "flow":
+                        steady = steady or DepthStabiliser(camera=pair.camera or spec.camera or estimator.camera)
+                        pred = steady(pair.rgb, pred)
                     mask = evaluation_mask(pair.depth, spec, crop, pair.valid)
                     if mask.any():
                         records.append({**scored(sample.name, pair, pred, mask, scale, settings, cap)[1], "clip": name})

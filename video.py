@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camera import NYU_CAMERA
 from outputs import colorize, depth_mm_image
 from utils import InputError, atomic_write, picture_errors, pil_rgb
 
@@ -556,51 +557,55 @@ class Png16FramesWriter:
     def __exit__(self, *exc):
         self.close()
 # ---------------------------------------------------------------------------------------------------------
-# Steady depth: a causal, motion-compensated filter over the per-frame predictions
+# Steady depth: a causal filter over the per-frame predictions, along the camera's own motion
 # ---------------------------------------------------------------------------------------------------------
 
 
 TEMPORAL_MODES = ("flow", "none")
-FLOW_SIDE = 160  # optical flow is computed on frames shrunk to this longer side: its cost, not its use
-WORK_SIDE = 320  # the blend runs at most this size: a 480x640 frame's correction costs a quarter
+WORK_SIDE = 320  # the motion and the blend run at most this size: a 480x640 frame's correction costs a quarter
+POSE_MIN_SIDE = 20  # the coarsest level of the motion's image pyramid
+POSE_POINTS = 6000  # the pixels each pyramid level aligns: the strongest gradients
+POSE_ITERATIONS = 10  # Gauss-Newton steps per pyramid level (they stop earlier once a step is negligible)
+CUT_CONTRAST = 0.5  # is_cut: a match misses by under half the picture's contrast
+HUBER_K = 1.345  # robust weight: residuals beyond this many (robust) standard deviations count linearly
 
 
 @dataclass(frozen=True)
 class StabiliserSettings:
     """How much of the previous steady depth each frame keeps (`memory`), where the frames agree: the
     photometric residual after motion compensation under `photometric` (grey levels in [0, 1]) and the
-    depths within `agreement` (relative). `ratio_window`: frames over which the level of the motion's depth
-    change is taken as a median, so that one frame's scale jitter is not carried forward."""
+    depths within `agreement` (relative). Below `min_overlap` of the picture agreeing, the clip is taken
+    to have cut and the filter starts again."""
 
     memory: float = 0.8
-    photometric: float = 0.08
-    agreement: float = 0.3
-    ratio_window: int = 8
+    photometric: float = 0.25
+    agreement: float = 1.0
+    min_overlap: float = 0.2
 
 
 class DepthStabiliser:
     """Steady metric depth for a stream of frames, without retraining, one frame at a time.
 
-    A metric network's flicker is a frame-to-frame jitter of its scale and of local detail. Each frame's
-    steady depth is a blend of its own prediction and the previous steady depth carried to it along the
-    optical flow (scikit-image's iterative Lucas-Kanade, between the pictures): S_t = (1 - m) D_t +
-    m c_t warp(S_t-1), with m = `memory` where the warped picture matches and the depths agree, 0 where
-    they do not (occlusions, new content, flow failures). c_t, the change the camera's own motion made
-    to depth (walking towards a wall shrinks it), is read from consecutive predictions as a median over
-    the last few frames, so that one frame's scale jitter is not carried forward. Every frame keeps 1 - m
-    of its own prediction, so errors fade geometrically and nothing drifts: the scale stays the network's,
-    metric, and a still scene seen by a moving camera stays where it is. Causal: it runs on a live camera
-    as on a file.
+    A metric network's flicker is a frame-to-frame jitter of its scale and of its detail. Each frame's
+    steady depth is a blend of its own prediction and the previous steady depth carried to it by the
+    camera's motion: S_t = (1 - m) D_t + m rigid(S_t-1), with m = `memory` where the carried picture
+    matches this one and the depths agree, 0 where they do not (occlusions, things that move, new
+    content). The motion (rotation and translation between consecutive frames) is estimated from the
+    pictures and this frame's predicted depth by direct photometric alignment (camera_motion); the previous
+    steady depth is moved by it as 3-D points, so walking towards a wall brings it nearer by the step
+    walked, pixel by pixel. One motion for the picture, fitted to thousands of pixels, carries no
+    per-pixel flicker forward, and every frame keeps 1 - m of its own prediction, so errors fade
+    geometrically and nothing drifts: the scale stays the network's, metric, and a still scene seen by a
+    moving camera stays where it is. Causal: it runs on a live camera as on a file.
 
-    Video Depth Anything aligns overlapping windows of a relative-depth model by least-squares scale and
-    shift to keyframes; for a metric model the scale is already the answer, and what flickers is left:
-    the residual jitter this filter averages along the motion, as NVDS does with flow.
+    camera: the frames' camera (camera.Camera, relative to the picture); the motion is fitted with it, so
+    a wrong one bends the carried depth a little, while the blend keeps each frame's own share.
     """
 
-    def __init__(self, settings=StabiliserSettings()):
-        self.settings = settings
-        self._grey = self._steady = self._raw = None
-        self._changes = []
+    def __init__(self, settings=StabiliserSettings(), camera=NYU_CAMERA):
+        self.settings, self.camera = settings, camera
+        self._grey = self._steady = None
+        self._motion = np.eye(4)
 
     def __call__(self, rgb, depth_m):
         """The steady depth (float32, depth_m's shape) of the next frame.
@@ -609,79 +614,166 @@ class DepthStabiliser:
         and receives the blend's correction, upsampled (flicker is broad; the detail is the frame's).
         """
         depth_m = np.asarray(depth_m, np.float32)
-        scale = min(1.0, WORK_SIDE / max(depth_m.shape))
-        work = (max(8, round(depth_m.shape[0] * scale)), max(8, round(depth_m.shape[1] * scale)))
-        small = _resized(depth_m, work)
-        grey = _small_grey(rgb, work)
+        small = _resized(depth_m, shrunk_shape(depth_m.shape, WORK_SIDE))
+        grey = _grey(rgb, small.shape)
         if self._steady is None or self._steady.shape != small.shape:
-            steady = small
+            steady, self._motion = small, np.eye(4)
         else:
             steady = self._blend(grey, small)
-        self._grey, self._raw, self._steady = grey, small, steady
+        self._grey, self._steady = grey, steady
         if small.shape == depth_m.shape:
             return steady
         return np.maximum(depth_m + _resized(steady - small, depth_m.shape), np.float32(1e-3))
 
     def _blend(self, grey, depth_m):
         settings = self.settings
-        rows, cols = _flow_to_previous(grey, self._grey, depth_m.shape)
-        warped_steady = _sample(self._steady, rows, cols)
-        warped_raw = _sample(self._raw, rows, cols)
-        warped_grey = _sample(_resized(self._grey, depth_m.shape), rows, cols)
-        inside = (rows >= 0) & (rows <= depth_m.shape[0] - 1) & (cols >= 0) & (cols <= depth_m.shape[1] - 1)
-        photometric = np.abs(_resized(grey, depth_m.shape) - warped_grey) < settings.photometric
-        usable = inside & photometric & (warped_raw > 0) & (depth_m > 0)
-        if usable.mean() < 0.2:  # a cut, or nothing recognisable: start again from this frame
-            self._changes = []
+        try:
+            motion = self._motion_to_previous(grey, depth_m)
+        except np.linalg.LinAlgError:  # nothing to align on (a blank frame): start again from this frame
+            motion = None
+        if motion is None:
+            self._motion = np.eye(4)
             return depth_m
-        carried = warped_steady * self._motion_change(depth_m, warped_raw, usable)
+        rows, cols, carried = carried_depth(self._steady, depth_m, motion, self.camera.pixels(*depth_m.shape))
+        inside = (rows >= 0) & (rows <= depth_m.shape[0] - 1) & (cols >= 0) & (cols <= depth_m.shape[1] - 1)
+        residual = np.abs(grey - _sample(self._grey, rows, cols))
+        usable = inside & (residual < settings.photometric) & (carried > 0) & (depth_m > 0)
+        if usable.mean() < settings.min_overlap or is_cut(residual[inside], grey):  # start again from this frame
+            self._motion = np.eye(4)
+            return depth_m
+        self._motion = motion
         agree = usable & (np.abs(carried - depth_m) < settings.agreement * depth_m)
         memory = np.where(agree, np.float32(settings.memory), np.float32(0))
-        return (1 - memory) * depth_m + memory * carried
+        return ((1 - memory) * depth_m + memory * carried).astype(np.float32)
 
-    def _motion_change(self, depth_m, warped_raw, usable):
-        """The factor the camera's motion changed depth by since the previous frame: the median ratio of
-        consecutive predictions, itself a median over the last frames (one frame's scale jitter is not
-        motion). One factor for the picture: a per-pixel change read from the predictions would carry their
-        flicker forward with it (measured: it undoes half of what the filter gains on the synthetic clips)."""
-        level = float(np.median(np.log(depth_m[usable]) - np.log(warped_raw[usable])))
-        self._changes = (self._changes + [level])[-self.settings.ratio_window:]
-        return np.float32(np.exp(np.median(self._changes)))
+    def _motion_to_previous(self, grey, depth_m):
+        """The 4x4 motion from this frame's camera to the previous one's, started from the previous frame's
+        motion (a camera moves smoothly); None where it does not converge."""
+        motion = camera_motion(grey, self._grey, depth_m, self.camera.pixels(*depth_m.shape), self._motion)
+        return motion if np.all(np.isfinite(motion)) else None
 
 
-def _small_grey(rgb, shape):
-    """The picture as grey levels in [0, 1] at the flow's working size."""
+def is_cut(residual, grey):
+    """Whether the previous picture, carried by the motion found, is another shot: its grey levels miss this
+    picture's by as much as the picture's own contrast (both medians of absolute differences; two unrelated
+    pictures give about 1.4 times the contrast, a match the noise)."""
+    contrast = np.median(np.abs(grey - np.median(grey)))
+    return residual.size == 0 or np.median(residual) > CUT_CONTRAST * contrast
+
+
+def shrunk_shape(shape, side):
+    """shape scaled down (never up) to at most `side` pixels on its longer side."""
+    scale = min(1.0, side / max(shape))
+    return max(8, round(shape[0] * scale)), max(8, round(shape[1] * scale))
+
+
+def camera_motion(grey, grey_previous, depth_m, k, start=None):
+    """The rigid motion (4x4) taking points of this frame's camera into the previous frame's camera.
+
+    Direct alignment (as dense visual odometry does): this frame's pixels, back-projected with their
+    depth (metres) and intrinsics k ({fx, fy, cx, cy} in pixels of grey's shape), moved and projected into
+    the previous picture, should find their own grey level there. Gauss-Newton on the six parameters,
+    robust (Huber) weights, coarse to fine over an image pyramid, on the better textured half of the
+    pixels. start: the first guess (the previous frame's motion; identity if None).
+    """
+    levels = [tuple(np.asarray(image, np.float64) for image in (grey, grey_previous, depth_m)) + (1.0,)]
+    while min(levels[-1][0].shape) // 2 >= POSE_MIN_SIDE:
+        levels.append(tuple(_halved(image) for image in levels[-1][:3]) + (levels[-1][3] / 2,))
+    motion = np.eye(4) if start is None else np.array(start, np.float64)
+    for this, previous, depth, scale in reversed(levels):
+        intrinsics = [k[key] * scale for key in ("fx", "fy", "cx", "cy")]
+        motion = _aligned_motion(this, previous, depth, intrinsics, motion)
+    return motion
+
+
+def _aligned_motion(grey, previous, depth, intrinsics, motion):
+    """camera_motion on one pyramid level, from motion."""
+    from scipy.ndimage import map_coordinates
+
+    fx, fy, cx, cy = intrinsics
+    grad_rows, grad_cols = np.gradient(previous)
+    strength = np.where(depth > 0, np.hypot(*np.gradient(grey)), -1.0).ravel()
+    # Flat pixels say nothing of the motion: the better textured half, at most POSE_POINTS of them.
+    count = min(POSE_POINTS, int(np.sum(strength >= 0)) // 2)
+    keep = np.argpartition(-strength, count)[:count] if count < strength.size else np.arange(strength.size)
+    rows, cols = np.divmod(keep, grey.shape[1])
+    z = depth.ravel()[keep]
+    points = np.stack([(cols + 0.5 - cx) / fx * z, (rows + 0.5 - cy) / fy * z, z])
+    target = grey.ravel()[keep]
+    for _ in range(POSE_ITERATIONS):
+        moved = motion[:3, :3] @ points + motion[:3, 3:4]
+        ahead = moved[2] > 1e-3
+        depth_there = np.where(ahead, moved[2], 1.0)
+        at = [fy * moved[1] / depth_there + cy - 0.5, fx * moved[0] / depth_there + cx - 0.5]
+        inside = ahead & (at[0] >= 0) & (at[0] <= grey.shape[0] - 1) & (at[1] >= 0) & (at[1] <= grey.shape[1] - 1)
+        if inside.sum() < 6:
+            raise np.linalg.LinAlgError("too few pixels in view to align")
+        residual = map_coordinates(previous, at, order=1, mode="nearest") - target
+        g_rows, g_cols = (map_coordinates(g, at, order=1, mode="nearest") for g in (grad_rows, grad_cols))
+        sigma = 1.4826 * np.median(np.abs(residual[inside])) + 1e-4
+        weight = np.where(inside, np.minimum(1.0, HUBER_K * sigma / np.maximum(np.abs(residual), 1e-12)), 0.0)
+        # d residual / d point, then / d (rotation, translation) of a small motion applied after `motion`
+        d_point = np.stack([g_cols * fx / depth_there, g_rows * fy / depth_there,
+                            -(g_cols * fx * moved[0] + g_rows * fy * moved[1]) / depth_there ** 2])
+        jacobian = np.concatenate([np.cross(moved.T, d_point.T).T, d_point])
+        hessian = (jacobian * weight) @ jacobian.T + 1e-9 * np.eye(6)
+        step = -np.linalg.solve(hessian, (jacobian * weight) @ residual)
+        motion = _twist(step) @ motion
+        if np.linalg.norm(step) < 1e-6:
+            break
+    return motion
+
+
+def _twist(step):
+    """The 4x4 rigid motion of a small (rotation vector, translation) step."""
+    from scipy.spatial.transform import Rotation
+
+    motion = np.eye(4)
+    motion[:3, :3] = Rotation.from_rotvec(step[:3]).as_matrix()
+    motion[:3, 3] = step[3:]
+    return motion
+
+
+def carried_depth(steady_previous, depth_m, motion, k):
+    """(rows, cols, carried): for each pixel of this frame, where it was in the previous frame (found with
+    its own depth and the motion into the previous camera) and the previous steady depth there, moved
+    into this frame's camera (the z of the 3-D point, not the depth it had)."""
+    fx, fy, cx, cy = k["fx"], k["fy"], k["cx"], k["cy"]
+    rows, cols = np.mgrid[0:depth_m.shape[0], 0:depth_m.shape[1]].astype(np.float64)
+    points = np.stack([(cols + 0.5 - cx) / fx, (rows + 0.5 - cy) / fy, np.ones_like(rows)]) * depth_m
+    there = np.einsum("ij,jhw->ihw", motion[:3, :3], points) + motion[:3, 3, None, None]
+    z_there = np.where(there[2] > 1e-3, there[2], np.nan)
+    rows_there = fy * there[1] / z_there + cy - 0.5
+    cols_there = fx * there[0] / z_there + cx - 0.5
+    rows_there, cols_there = np.nan_to_num(rows_there, nan=-1.0), np.nan_to_num(cols_there, nan=-1.0)
+    previous = _sample(steady_previous, rows_there, cols_there)
+    ray = np.stack([(cols_there + 0.5 - cx) / fx, (rows_there + 0.5 - cy) / fy, np.ones_like(rows)])
+    back = np.linalg.inv(motion)
+    carried = np.einsum("j,jhw->hw", back[2, :3], ray * previous) + back[2, 3]
+    return rows_there.astype(np.float32), cols_there.astype(np.float32), carried.astype(np.float32)
+
+
+def _halved(image):
+    """image at half the size, each pixel the mean of a 2x2 block (an odd last row or column dropped)."""
+    height, width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    image = image[:height, :width]
+    return 0.25 * (image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2])
+
+
+def _grey(rgb, shape):
+    """The picture as grey levels in [0, 1] at shape."""
     from PIL import Image
 
-    height, width = shape
-    scale = min(1.0, FLOW_SIDE / max(height, width))
-    size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    image = Image.fromarray(np.asarray(rgb, np.uint8)).convert("L").resize(size, Image.BILINEAR)
+    image = Image.fromarray(np.asarray(rgb, np.uint8)).convert("L").resize(shape[::-1], Image.BILINEAR)
     return np.asarray(image, np.float32) / 255.0
 
 
-def _resized(grey, shape):
-    """A grey image at shape (bilinear)."""
+def _resized(image, shape):
+    """image at shape (bilinear)."""
     from skimage.transform import resize
 
-    return grey if grey.shape == tuple(shape) else resize(grey, shape, order=1, preserve_range=True,
-                                                          anti_aliasing=False).astype(np.float32)
-
-
-def _flow_to_previous(grey, previous, shape):
-    """(rows, cols) at shape: where each pixel of this frame was in the previous one."""
-    from skimage.registration import optical_flow_ilk
-
-    v, u = optical_flow_ilk(grey, previous, radius=5, num_warp=5)
-    # On a textureless patch Lucas-Kanade's system is singular and its answer can be anything: motion of
-    # more than a quarter of the frame is taken as none there (the depth check then decides).
-    wild = ~(np.isfinite(v) & np.isfinite(u)) | (np.hypot(v, u) > 0.25 * max(grey.shape))
-    v, u = np.where(wild, 0, v), np.where(wild, 0, u)
-    sy, sx = shape[0] / grey.shape[0], shape[1] / grey.shape[1]
-    v, u = _resized(v, shape) * sy, _resized(u, shape) * sx
-    rows, cols = np.meshgrid(np.arange(shape[0], dtype=np.float32), np.arange(shape[1], dtype=np.float32),
-                             indexing="ij")
-    return rows + v, cols + u
+    return image if image.shape == tuple(shape) else resize(image, shape, order=1, preserve_range=True,
+                                                            anti_aliasing=False).astype(np.float32)
 
 
 def _sample(image, rows, cols):
