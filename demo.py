@@ -17,7 +17,7 @@ camera (a 35 mm-equivalent focal length typed on the page, else the upload's EXI
 training camera) scales its depth and shapes the 3D view, as in test.py.
 
 A short clip (up to MAX_CLIP_FRAMES frames and MAX_CLIP_SECONDS seconds) dropped in the clip box goes
-through the same model frame by frame, steadied along the optical flow (DepthEstimator.video_depths,
+through the same model frame by frame, steadied along the camera's motion (DepthEstimator.video_depths,
 temporal "flow", as test.py's clips), and plays back as an mp4 of each frame beside its depth, on one
 colour scale for the whole clip (its first frames' 2nd to 98th percentile) with a bar in metres. A longer
 clip, or a file that is not a video, shows a one-line message; test.py takes clips of any length.
@@ -173,7 +173,7 @@ class DepthDemo:
             near_far = outputs.colour_range
             count, fps, width, height = outputs.frames, clip.fps, clip.width, clip.height
         summary = (f"**{path.name}**: {count} frames at {fps:g} fps, {width}x{height}, colour scale "
-                   f"{near_far[0]:.2f} - {near_far[1]:.2f} m, steadied along the optical flow, "
+                   f"{near_far[0]:.2f} - {near_far[1]:.2f} m, steadied along the camera's motion, "
                    f"{time.perf_counter() - start:.1f} s  \n{line}: depth x {self.estimator.depth_scale(camera):.3f}")
         return str(target), summary
 
@@ -320,7 +320,7 @@ def build_page(demo):
         picture.change(run, [picture, focal], [depth, scene, files, summary], api_name="predict")
         focal.submit(run, [picture, focal], [depth, scene, files, summary], api_name=False)
         gr.Markdown(f"### A short clip\nDrop a video (up to {MAX_CLIP_FRAMES} frames and {MAX_CLIP_SECONDS:g} s): "
-                    "each frame plays beside its depth, steadied along the optical flow, on one colour scale.")
+                    "each frame plays beside its depth, steadied along the camera's motion, on one colour scale.")
         with gr.Row():
             # format=None, include_audio=True: the upload reaches open_clip as it is (no FFmpeg conversion)
             clip = gr.Video(label="clip", sources=["upload"], format=None, include_audio=True, elem_id="clip",

@@ -343,7 +343,7 @@ def parse_args(argv=None):
                              "reported) instead of stopping at the first")
     parser.add_argument("--temporal", default="flow", choices=("flow", "none"),
                         help="on clips (synthetic-video, scannet, sintel, tum): flow (default) steadies each frame's "
-                             "depth with the previous ones along the optical flow, as test.py does for videos; "
+                             "depth with the previous ones moved by the camera's motion, as test.py does for videos; "
                              "none: per-frame prediction. Either way the temporal alignment error (TAE) is reported")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="which split of --data to evaluate (default test)")

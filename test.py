@@ -24,7 +24,7 @@ length over the training camera's, both relative to the picture's width, and sha
 
 Clips (.mp4, .mov, .mkv, .webm, .avi, animated .gif; or, with --sequence, the pictures given taken as the
 frames of one clip) are decoded, predicted a few frames at a time, steadied (--temporal flow: each frame's
-depth blended with the ones before it along the optical flow, metric and without drift) and written as they
+depth blended with the ones before it, moved by the camera's motion; metric, without drift) and written as they
 come, so memory does not grow with the clip's length. For an input NAME.mp4:
 
     NAME_depth.mp4        the colour-mapped depth at the clip's frame rate and size (its rotation applied),
@@ -119,8 +119,8 @@ def parse_args(argv=None):
                        help="take the pictures given (a folder or glob of frames, in name order) as one clip")
     clips.add_argument("--fps", type=float, default=30.0, help="the frame rate of a --sequence clip (default 30)")
     clips.add_argument("--temporal", default="flow", choices=("flow", "none"),
-                       help="flow (default): steady depth, each frame blended with the ones before it along the "
-                            "optical flow; none: each frame predicted alone")
+                       help="flow (default): steady depth, each frame blended with the ones before it, moved by "
+                            "the camera's motion (estimated from the frames); none: each frame predicted alone")
     clips.add_argument("--side-by-side", action="store_true", help="the picture beside its depth in NAME_depth.mp4")
     clips.add_argument("--png16", action="store_true",
                        help="also write each frame's depth as a 16-bit millimetre PNG in NAME_depth_mm/")

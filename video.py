@@ -556,6 +556,8 @@ class Png16FramesWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Steady depth: a causal filter over the per-frame predictions, along the camera's own motion
 # ---------------------------------------------------------------------------------------------------------

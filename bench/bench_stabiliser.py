@@ -1,15 +1,18 @@
-"""Where a clip's flicker goes: TAE per synthetic clip with per-frame prediction, the stabiliser, and the
-stabiliser given the exact correspondences instead of optical flow (what better flow could reach).
+"""Where a clip's flicker goes: TAE per synthetic clip with per-frame prediction, with the stabiliser, with
+the stabiliser given the true camera motion instead of the one it estimates, and of the ground truth itself.
 
-    python bench/bench_stabiliser.py [--clips 4] [--frames 24] [--model PATH]
+    python bench/bench_stabiliser.py [--clips 8] [--frames 24] [--model PATH]
 
-Each clip's predictions (the model's contract input size, no flip) are scored as evaluate.py scores clips
-(metrics.clip_tae). docs/video.md quotes its table.
+Each clip's predictions are made and scored as `evaluate.py --data synthetic-video:N:F` makes and scores
+them (the model's contract input size, the paper's flip; metrics.clip_tae). The last two columns are
+bounds: what a perfect motion estimate could reach, and what the metric gives exact depth (the pixel grid's
+rounding). r: how well the per-frame predictions' disparity follows the truth's over the clip (Pearson);
+where it is low, eval_tae.py's alignment flattens the clip towards one depth, which no motion of the
+camera can carry consistently: a floor no filter lowers. docs/video.md quotes its table.
 """
 import argparse
 import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -18,58 +21,65 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils import quiet_tensorflow
 
 
-def exact_correspondences(depth, pose, previous_pose, k):
-    """(rows, cols): where each pixel of a frame was in the previous one, from the true depth and poses."""
-    v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]].astype(np.float64)
-    x, y = (u + 0.5 - k["cx"]) / k["fx"] * depth, (v + 0.5 - k["cy"]) / k["fy"] * depth
-    points = np.stack([x, y, depth, np.ones_like(depth)], -1) @ (np.linalg.inv(previous_pose) @ pose).T
-    cols = points[..., 0] / points[..., 2] * k["fx"] + k["cx"] - 0.5
-    rows = points[..., 1] / points[..., 2] * k["fy"] + k["cy"] - 0.5
-    return rows.astype(np.float32), cols.astype(np.float32)
+class TrueMotionStabiliser:
+    """video.DepthStabiliser fed the true motion between frames (from the poses) instead of its estimate."""
+
+    def __init__(self, camera, poses):
+        import video
+
+        class Fed(video.DepthStabiliser):
+            def _motion_to_previous(inner, grey, depth_m):
+                inner.frame += 1
+                return np.linalg.inv(poses[inner.frame - 1]) @ poses[inner.frame]
+
+        self.inner = Fed(camera=camera)
+        self.inner.frame = 0
+
+    def __call__(self, rgb, depth_m):
+        return self.inner(rgb, depth_m)
 
 
-def steady(frames, raw, correspondences=None):
-    """The stabiliser's depths, on optical flow or on the given correspondences per frame."""
-    import video
-
-    stabiliser = video.DepthStabiliser()
-    out = []
-    for t, (frame, depth) in enumerate(zip(frames, raw)):
-        if correspondences is None or t == 0:
-            out.append(stabiliser(frame.rgb, depth))
-        else:
-            with mock.patch.object(video, "_flow_to_previous", lambda *_, t=t: correspondences[t]):
-                out.append(stabiliser(frame.rgb, depth))
-    return np.stack(out)
+def steady(frames, raw, stabiliser):
+    return np.stack([stabiliser(frame.rgb, depth) for frame, depth in zip(frames, raw)])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=4, help="synthetic clips (default 4)")
+    parser.add_argument("--clips", type=int, default=8, help="synthetic clips (default 8)")
     parser.add_argument("--frames", type=int, default=24, help="frames per clip (default 24)")
     parser.add_argument("--model", help="the model (default: the built-in one)")
     args = parser.parse_args(argv)
     quiet_tensorflow()
+    import evaluate
     from estimator import DepthEstimator
     from metrics import clip_tae
     from sequences import open_synthetic_video
     from synthetic import CLIP_PATHS
+    from video import DepthStabiliser
 
     reader = open_synthetic_video(f"synthetic-video:{args.clips}:{args.frames}")
     estimator = DepthEstimator.load(args.model)
+    settings = evaluate.EvalSettings(reader.spec, input_hw=estimator.contract.input_hw, camera_scale=False)
     print(f"python bench/bench_stabiliser.py --clips {args.clips} --frames {args.frames}\n")
-    print("| clip | path | TAE none | TAE flow | TAE exact correspondences |\n| --- | --- | --- | --- | --- |")
+    print("| clip | path | r | TAE none | TAE stabiliser | TAE stabiliser, true motion | TAE of the truth |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
+    totals = []
     for number, (name, samples) in enumerate(reader.sequences().items()):
         frames = [reader.read(sample) for sample in samples]
         poses = [reader.pose(sample) for sample in samples]
-        k = frames[0].camera.pixels(*frames[0].depth.shape)
-        raw = estimator.predict(np.stack([f.rgb for f in frames]), input_hw=estimator.contract.input_hw)
-        exact = [None] + [exact_correspondences(frames[t].depth, poses[t], poses[t - 1], k)
-                          for t in range(1, len(frames))]
-        scores = [clip_tae(depths, [f.depth for f in frames], [f.valid for f in frames], poses, k, 10.0)
-                  for depths in (raw, steady(frames, raw), steady(frames, raw, exact))]
+        camera = frames[0].camera or reader.spec.camera
+        k = camera.pixels(*frames[0].depth.shape)
+        raw, _ = evaluate.predicted_batch(estimator, frames, settings)
+        truth = np.stack([f.depth for f in frames])
+        outputs = (raw, steady(frames, raw, DepthStabiliser(camera=camera)),
+                   steady(frames, raw, TrueMotionStabiliser(camera, poses)), truth)
+        scores = [clip_tae(depths, truth, [f.valid for f in frames], poses, k, 10.0) for depths in outputs]
+        totals.append(scores)
         path = CLIP_PATHS[number % len(CLIP_PATHS)]
-        print(f"| {name} | {path} | " + " | ".join(f"{s:.3f}" for s in scores) + " |", flush=True)
+        valid = np.stack([f.valid for f in frames]) & (truth > 0)
+        r = np.corrcoef(1.0 / raw[valid], 1.0 / truth[valid])[0, 1]
+        print(f"| {name} | {path} | {r:.2f} | " + " | ".join(f"{s:.3f}" for s in scores) + " |", flush=True)
+    print("| mean | | | " + " | ".join(f"**{s:.3f}**" for s in np.mean(totals, axis=0)) + " |")
 
 
 if __name__ == "__main__":

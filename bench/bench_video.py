@@ -15,8 +15,8 @@ of /proc/self/status: model, runtime, decoder, encoder; not the parent's) and it
 predicted, steadied and written a few at a time, so the long clip's peak should be within 20 % of the short
 one's.
 
---fps times DepthEstimator.video_depths (network, resize to the frame, and for temporal flow the optical-flow
-steadying; decoding and encoding excluded: they are the same for every engine) over --frames decoded frames
+--fps times DepthEstimator.video_depths (network, resize to the frame, and for temporal flow the
+stabiliser; decoding and encoding excluded: they are the same for every engine) over --frames decoded frames
 of a --size clip, after --warmup frames, with temporal flow and none, for the model (default: the built-in
 models/synthetic_tiny.keras) in Keras and exported by export.py (float32) to ONNX, OpenVINO and TFLite at the
 size Keras takes a frame through the network (the model's training size, or --max-side), each engine in a

@@ -474,7 +474,7 @@ def test_camera_motion_recovers_a_known_motion(rotation_deg, translation_m):
 
 
 def test_a_cut_starts_the_stabiliser_again():
-    """Two unrelated pictures in a row (a cut): the second frame's depth is its own prediction, untouched."""
+    """Two unrelated pictures in a row (a cut), or a blank one: the frame's depth is its own prediction, untouched."""
     from video import DepthStabiliser
 
     rng = np.random.default_rng(8)
@@ -482,4 +482,7 @@ def test_a_cut_starts_the_stabiliser_again():
     steady = DepthStabiliser()
     steady(first, np.full((60, 80), 2.0, np.float32))
     depth = np.linspace(1.0, 4.0, 60 * 80, dtype=np.float32).reshape(60, 80)
+    np.testing.assert_array_equal(steady(second, depth), depth)
+    blank = np.full((60, 80, 3), 128, np.uint8)  # nothing to align on: a fade to grey, then back
+    np.testing.assert_array_equal(steady(blank, 1.5 * depth), 1.5 * depth)
     np.testing.assert_array_equal(steady(second, depth), depth)
