@@ -239,9 +239,9 @@ class DepthEstimator:
 
     def video_depths(self, source, temporal="flow", batch_size=BATCH_SIZE, max_side=None, camera=None):
         """(frame index, frame, steady depth) of each frame: predict_video with the frames (test.py writes both)."""
-        from video import DepthStabiliser, frames_of
+        from video import TEMPORAL_MODES, DepthStabiliser, frames_of
 
-        if temporal not in ("flow", "none"):
+        if temporal not in TEMPORAL_MODES:
             raise InputError(f"unknown temporal mode '{temporal}': choose flow or none")
         steady = DepthStabiliser(camera=camera or self.camera) if temporal == "flow" else None
         index = 0

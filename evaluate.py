@@ -55,6 +55,7 @@ from metrics import ALIGNMENTS, METRIC_NAMES, aligned, clip_tae, evaluation_mask
 from outputs import save_sample_montages
 from settings import add_model_flags, check_model_flags
 from utils import InputError, batches, check_writable, image_size, quiet_tensorflow, write_json
+from video import TEMPORAL_MODES
 
 PROTOCOLS = ("paper", "reference")
 CROPS = ("none", *sorted({crop for spec in SPECS.values() for crop in spec.crops}))
@@ -341,7 +342,7 @@ def parse_args(argv=None):
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out samples whose files are missing or unreadable (each named, their count "
                              "reported) instead of stopping at the first")
-    parser.add_argument("--temporal", default="flow", choices=("flow", "none"),
+    parser.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES,
                         help="on clips (synthetic-video, scannet, sintel, tum): flow (default) steadies each frame's "
                              "depth with the previous ones moved by the camera's motion, as test.py does for videos; "
                              "none: per-frame prediction. Either way the temporal alignment error (TAE) is reported")

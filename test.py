@@ -54,6 +54,7 @@ from outputs import save_depth_montage, write_outputs
 from settings import add_model_flags, check_model_flags
 from utils import InputError, check_writable, load_image, quiet_tensorflow
 from video import (
+    TEMPORAL_MODES,
     VIDEO_SUFFIXES,
     ClipWriters,
     DepthVideoWriter,
@@ -118,7 +119,7 @@ def parse_args(argv=None):
     clips.add_argument("--sequence", action="store_true",
                        help="take the pictures given (a folder or glob of frames, in name order) as one clip")
     clips.add_argument("--fps", type=float, default=30.0, help="the frame rate of a --sequence clip (default 30)")
-    clips.add_argument("--temporal", default="flow", choices=("flow", "none"),
+    clips.add_argument("--temporal", default="flow", choices=TEMPORAL_MODES,
                        help="flow (default): steady depth, each frame blended with the ones before it, moved by "
                             "the camera's motion (estimated from the frames); none: each frame predicted alone")
     clips.add_argument("--side-by-side", action="store_true", help="the picture beside its depth in NAME_depth.mp4")
