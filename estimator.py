@@ -242,7 +242,7 @@ class DepthEstimator:
         from video import TEMPORAL_MODES, DepthStabiliser, frames_of
 
         if temporal not in TEMPORAL_MODES:
-            raise InputError(f"unknown temporal mode '{temporal}': choose flow or none")
+            raise InputError(f"unknown temporal mode '{temporal}': choose {' or '.join(TEMPORAL_MODES)}")
         steady = DepthStabiliser(camera=camera or self.camera) if temporal == "flow" else None
         index = 0
         for group in batches(map(np.asarray, frames_of(source)), batch_size, key=np.shape):

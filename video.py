@@ -79,7 +79,17 @@ def upright(rgb, rotation):
     return np.ascontiguousarray(np.rot90(rgb, k=-(rotation // 90))) if rotation else rgb
 
 
-class Clip:
+class ClosedOnExit:
+    """`with` support for the readers and writers here: leaving the block calls close(), also on an error."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Clip(ClosedOnExit):
     """A video file opened for reading; use open_clip(). Attributes: path, fps, frame_count (None when the
     container does not say), height and width as displayed (after rotation), rotation (degrees clockwise the
     stored frames are turned to be upright), has_audio. frames() yields upright uint8 RGB (H, W, 3)."""
@@ -177,12 +187,6 @@ class Clip:
         self._container = None
         self._first = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         return (f"Clip({str(self.path)!r}, {self.width}x{self.height} at {self.fps:g} fps, "
                 f"frames={self.frame_count}, rotation={self.rotation}, audio={self.has_audio})")
@@ -211,7 +215,7 @@ def frame_paths(source):
     return sorted(found, key=natural_key)
 
 
-class FrameFolderClip:
+class FrameFolderClip(ClosedOnExit):
     """Pictures as a clip, with Clip's attributes and frames(); use frame_folder_clip()."""
 
     rotation = 0
@@ -252,12 +256,6 @@ class FrameFolderClip:
     def close(self):
         """Nothing to release (frames are opened one at a time); here for Clip's interface."""
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def frame_folder_clip(paths, fps=30.0):
     """A FrameFolderClip over picture files (a list, a folder or a glob), sorted naturally, at fps."""
@@ -269,12 +267,12 @@ def frame_folder_clip(paths, fps=30.0):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def finite_depth(depth_m, height, width):
-    """depth_m as float32 (H, W), checked against the size the writer was made for."""
+def finite_depth(depth_m, height=None, width=None):
+    """depth_m as float32 (H, W), checked against the size the writer was made for, if it has one."""
     depth_m = np.asarray(depth_m, dtype=np.float32)
     if depth_m.ndim == 3 and depth_m.shape[-1] == 1:
         depth_m = depth_m[..., 0]
-    if depth_m.shape != (height, width):
+    if height is not None and depth_m.shape != (height, width):
         raise ValueError(f"depth of shape {depth_m.shape}, expected ({height}, {width})")
     return depth_m
 
@@ -323,7 +321,7 @@ def colour_bar(table, near, far, height):
     return np.asarray(bar)
 
 
-class DepthVideoWriter:
+class DepthVideoWriter(ClosedOnExit):
     """An H.264 mp4 of depth maps coloured on one fixed scale, with a colour bar in metres on the right
     (and the picture on the left with side_by_side). write(depth_m, rgb=None) per frame; close() finishes
     the file. Frames are padded to even sides (yuv420p halves the chroma). Attributes: height, width (the
@@ -407,12 +405,6 @@ class DepthVideoWriter:
         else:  # FFmpeg writes no header without a packet: there is no file to keep
             self._partial.unlink(missing_ok=True)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 COLOUR_SCALE_FRAMES = 8  # a clip's colour scale comes from its first frames' depth
 
@@ -486,7 +478,7 @@ def npy_header(count, height, width, length=None):
     return header[:8] + struct.pack("<H", len(text)) + text
 
 
-class NpyFramesWriter:
+class NpyFramesWriter(ClosedOnExit):
     """Depth in metres as one float32 .npy of shape (frames, H, W), written frame by frame; close()
     writes the real frame count into the header (np.load(path, mmap_mode="r") reads it without loading)."""
 
@@ -520,14 +512,8 @@ class NpyFramesWriter:
             f.close()
         os.replace(self._partial, self.path)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class Png16FramesWriter:
+class Png16FramesWriter(ClosedOnExit):
     """Depth as 16-bit PNGs in millimetres (0 where there is no depth), frame i as folder/000000.png on."""
 
     def __init__(self, folder):
@@ -540,9 +526,7 @@ class Png16FramesWriter:
         unused, as every writer takes it)."""
         from PIL import Image
 
-        depth_m = np.asarray(depth_m, dtype=np.float32)
-        if depth_m.ndim == 3 and depth_m.shape[-1] == 1:
-            depth_m = depth_m[..., 0]
+        depth_m = finite_depth(depth_m)
         depth_m = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, 0.0)  # NaN would cast to garbage
         with atomic_write(self.folder / f"{self.frames:06d}.png") as partial:
             Image.fromarray(depth_mm_image(depth_m)).save(partial)
@@ -550,12 +534,6 @@ class Png16FramesWriter:
 
     def close(self):
         """Nothing buffered: every frame's file is complete once written. Here for the writers' interface."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -629,11 +607,8 @@ class DepthStabiliser:
 
     def _blend(self, grey, depth_m):
         settings = self.settings
-        try:
-            motion = self._motion_to_previous(grey, depth_m)
-        except np.linalg.LinAlgError:  # nothing to align on (a blank frame): start again from this frame
-            motion = None
-        if motion is None:
+        motion = self._motion_to_previous(grey, depth_m)
+        if motion is None:  # nothing to align on (a blank frame), or no convergence: start again from this frame
             self._motion = np.eye(4)
             return depth_m
         rows, cols, carried = carried_depth(self._steady, depth_m, motion, self.camera.pixels(*depth_m.shape))
@@ -650,8 +625,11 @@ class DepthStabiliser:
 
     def _motion_to_previous(self, grey, depth_m):
         """The 4x4 motion from this frame's camera to the previous one's, started from the previous frame's
-        motion (a camera moves smoothly); None where it does not converge."""
-        motion = camera_motion(grey, self._grey, depth_m, self.camera.pixels(*depth_m.shape), self._motion)
+        motion (a camera moves smoothly); None where there is nothing to align on or it does not converge."""
+        try:
+            motion = camera_motion(grey, self._grey, depth_m, self.camera.pixels(*depth_m.shape), self._motion)
+        except np.linalg.LinAlgError:
+            return None
         return motion if np.all(np.isfinite(motion)) else None
 
 

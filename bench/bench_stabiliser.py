@@ -19,24 +19,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils import quiet_tensorflow
+from video import DepthStabiliser
 
 
-class TrueMotionStabiliser:
-    """video.DepthStabiliser fed the true motion between frames (from the poses) instead of its estimate."""
+class TrueMotionStabiliser(DepthStabiliser):
+    """The stabiliser fed the true motion between frames (from the poses) instead of its estimate."""
 
     def __init__(self, camera, poses):
-        import video
+        super().__init__(camera=camera)
+        self.poses, self.frame = poses, 0
 
-        class Fed(video.DepthStabiliser):
-            def _motion_to_previous(inner, grey, depth_m):
-                inner.frame += 1
-                return np.linalg.inv(poses[inner.frame - 1]) @ poses[inner.frame]
-
-        self.inner = Fed(camera=camera)
-        self.inner.frame = 0
-
-    def __call__(self, rgb, depth_m):
-        return self.inner(rgb, depth_m)
+    def _motion_to_previous(self, grey, depth_m):
+        self.frame += 1
+        return np.linalg.inv(self.poses[self.frame - 1]) @ self.poses[self.frame]
 
 
 def steady(frames, raw, stabiliser):
@@ -55,7 +50,6 @@ def main(argv=None):
     from metrics import clip_tae
     from sequences import open_synthetic_video
     from synthetic import CLIP_PATHS
-    from video import DepthStabiliser
 
     reader = open_synthetic_video(f"synthetic-video:{args.clips}:{args.frames}")
     estimator = DepthEstimator.load(args.model)
